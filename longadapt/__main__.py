@@ -1,0 +1,3 @@
+from longadapt.cli import main
+
+raise SystemExit(main())

