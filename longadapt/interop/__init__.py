@@ -1,1 +1,20 @@
-"""longadapt.interop."""
+"""Import and export of BERT-family, ModernBERT (and core) checkpoints."""
+
+from longadapt.interop.checkpoints import (
+    ImportResult,
+    export_modernbert,
+    import_checkpoint,
+    make_long,
+    resolve_source,
+)
+from longadapt.interop.save import save_core, save_exported
+
+__all__ = [
+    "ImportResult",
+    "import_checkpoint",
+    "make_long",
+    "export_modernbert",
+    "resolve_source",
+    "save_core",
+    "save_exported",
+]

@@ -1,0 +1,45 @@
+"""run.json: the exact configuration, package versions and data fingerprints behind an output."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("longadapt", "torch", "transformers", "tokenizers", "accelerate", "datasets", "spacy", "flash-attn")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def fingerprint_files(paths: list[str | Path], chunk: int = 1 << 20) -> str:
+    """sha256 over the bytes of the files (sorted by path), for data provenance."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(str(p.name).encode())
+        with open(p, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def run_record(command: str, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "command": command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "config": config,
+        "versions": package_versions(),
+        **extra,
+    }
