@@ -212,7 +212,19 @@ def sdpa_global_attention(q, k, v, valid, scale: float, dropout: float):
     return out.transpose(1, 2)
 
 
-def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dropout: float):
+def _local_block_mask(valid, n, L, Lp, half, block, W, device) -> torch.Tensor:
+    """(n*nb, 1, block, W) bool: query i of a block sits at window position i + half and sees the
+    keys within half of it that are real tokens; filler queries see themselves (no empty rows)."""
+    kvalid = torch.ones(n, L, dtype=torch.bool, device=device) if valid is None else valid
+    kvalid = F.pad(kvalid, (half, Lp - L + half), value=False).unfold(1, W, block)  # (n, nb, W)
+    band = _band(block, W, half, half, device)  # (block, W)
+    mask = band[None, None] & kvalid[:, :, None, :]  # (n, nb, block, W)
+    diag = torch.zeros(block, W, dtype=torch.bool, device=device)
+    diag[torch.arange(block), torch.arange(block) + half] = True
+    return (mask | diag).reshape(-1, 1, block, W)
+
+
+def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dropout: float, cache: dict | None = None):
     """Sliding-window attention by query blocks: each block of ``block`` queries attends to the
     ``block + 2*half`` keys around it. Cost O(L * (block + 2*half)); no L x L tensor."""
     n, L, H, d = q.shape
@@ -235,17 +247,12 @@ def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dr
         return t.permute(0, 1, 2, 4, 3).reshape(n * nb, H, W, d)
 
     kb, vb = windows(k), windows(v)
-    if valid is None:
-        kvalid = torch.ones(n, L, dtype=torch.bool, device=q.device)
-    else:
-        kvalid = valid
-    kvalid = F.pad(kvalid, (half, Lp - L + half), value=False).unfold(1, W, block)  # (n, nb, W)
-    # query i of a block sits at window position i + half; keys within half of it are allowed
-    band = _band(block, W, half, half, q.device)  # (block, W)
-    mask = band[None, None] & kvalid[:, :, None, :]  # (n, nb, block, W)
-    diag = torch.zeros(block, W, dtype=torch.bool, device=q.device)
-    diag[torch.arange(block), torch.arange(block) + half] = True  # filler queries see themselves
-    mask = (mask | diag).reshape(n * nb, 1, block, W)
+    key = ("local_mask", n, L, half, block, None if valid is None else valid.data_ptr())
+    mask = cache.get(key) if cache is not None else None
+    if mask is None:
+        mask = _local_block_mask(valid, n, L, Lp, half, block, W, q.device)
+        if cache is not None:
+            cache[key] = mask
     out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout, scale=scale)
     out = out.view(n, nb, H, block, d).transpose(2, 3).reshape(n, Lp, H, d)
     return out[:, :L]
@@ -304,7 +311,7 @@ def attend(
         elif half is None:
             o = sdpa_global_attention(qg, kg, vg, g.valid, scale, dropout)
         else:
-            o = sdpa_local_attention(qg, kg, vg, g.valid, half, block or max(half, 16), scale, dropout)
+            o = sdpa_local_attention(qg, kg, vg, g.valid, half, block or max(half, 16), scale, dropout, layout._cache)
         if out is None:
             return o.reshape(q.shape)
         _from_group(o, g, out)

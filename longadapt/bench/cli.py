@@ -1,0 +1,56 @@
+"""``longadapt bench encoder``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from longadapt.errors import LongAdaptError
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["encoder"], help="what to benchmark")
+    p.add_argument("--lengths", default="512,2048,4096,8192", help="comma-separated sequence lengths")
+    p.add_argument("--models", default="core,hf-modernbert,hf-longformer,hf-bert,core-bert",
+                   help="comma-separated: core, hf-modernbert, hf-longformer, hf-bert, core-bert")
+    p.add_argument("--modes", default="forward,train", help="forward and/or train (forward+backward)")
+    p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--intermediate-size", type=int, default=384)
+    p.add_argument("--window", type=int, default=128, help="local attention window (total)")
+    p.add_argument("--global-every", type=int, default=3, help="0 = all layers local")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--min-time", type=float, default=3.0, help="seconds of timed runs per measurement")
+    p.add_argument("--tokens-per-batch", type=int, default=0, help="batch = this // length (0: batch 1)")
+    p.add_argument("--peak-tflops", type=float, help="device peak TFLOP/s, to report model FLOP utilisation")
+    p.add_argument("--json", dest="json_path", help="write the records to this JSON file")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from longadapt.bench.encoder import MODELS, Shape, machine_info, run_benchmark, summarize
+    from longadapt.io import atomic_write_json
+
+    try:
+        lengths = [int(x) for x in args.lengths.split(",") if x]
+    except ValueError as exc:
+        raise LongAdaptError(f"--lengths must be comma-separated integers, got {args.lengths!r}") from exc
+    models = [m for m in args.models.split(",") if m]
+    for m in models:
+        if m not in MODELS:
+            raise LongAdaptError(f"--models: unknown model {m!r}; choose from {', '.join(MODELS)}")
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= {"forward", "train"}:
+        raise LongAdaptError(f"--modes must be forward and/or train, got {args.modes!r}")
+    shape = Shape(args.hidden_size, args.layers, args.heads, args.intermediate_size, args.window, args.global_every)
+    records = run_benchmark(lengths, models, modes, shape, args.device, args.dtype, args.min_time,
+                            args.tokens_per_batch, args.peak_tflops)
+    print(summarize(records))
+    if args.json_path:
+        atomic_write_json(args.json_path, records)
+        atomic_write_json(args.json_path + ".machine.json", machine_info())
+    return 0

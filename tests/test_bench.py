@@ -1,0 +1,43 @@
+"""The encoder benchmark runs end to end and writes the documented JSON records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from longadapt.bench.encoder import Shape, model_flops_per_token
+
+
+def test_bench_encoder_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "longadapt", "bench", "encoder", "--lengths", "64,256", "--models",
+         "core,hf-modernbert,hf-bert", "--modes", "forward,train", "--hidden-size", "32", "--layers", "2",
+         "--heads", "2", "--intermediate-size", "48", "--window", "16", "--min-time", "0.05", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    records = json.loads(out.read_text())
+    # hf-bert only at <= 512; every record has the documented keys
+    assert {(r["model"], r["length"], r["mode"]) for r in records} == {
+        (m, n, mode) for m in ("core", "hf-modernbert", "hf-bert") for n in (64, 256) for mode in ("forward", "train")
+    }
+    for r in records:
+        assert "error" not in r, r
+        assert set(r) >= {"model", "length", "mode", "tokens_per_s", "peak_mem_mb"}
+        assert r["tokens_per_s"] > 0
+
+
+def test_bench_rejects_unknown_model():
+    res = subprocess.run([sys.executable, "-m", "longadapt", "bench", "encoder", "--models", "gpt"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown model 'gpt'" in res.stderr
+
+
+def test_flop_count_local_layers_are_linear_in_length():
+    s = Shape(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, window=128, global_every=0)
+    # all-local: per-token cost is the same at 1k and 8k
+    assert model_flops_per_token("core", s, 8192) == model_flops_per_token("core", s, 1024)
+    g = Shape(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, window=128, global_every=3)
+    assert model_flops_per_token("hf-modernbert", g, 8192) > model_flops_per_token("hf-modernbert", g, 1024)
