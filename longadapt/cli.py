@@ -37,21 +37,26 @@ def _load(command: str):
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command is listed; only the module of ``command`` is imported (for its options), so a
+    command never depends on the other subpackages importing cleanly."""
     parser = argparse.ArgumentParser(prog="longadapt", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        module = _load(name)
-        if module is None or not hasattr(module, f"add_arguments_{name}"):
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        getattr(module, f"add_arguments_{name}")(p)
+        if name == command:
+            module = _load(name)
+            if module is None or not hasattr(module, f"add_arguments_{name}"):
+                raise SystemExit(f"longadapt {name}: this command is not available in this version")
+            getattr(module, f"add_arguments_{name}")(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
