@@ -1,0 +1,640 @@
+"""Readers for the task data formats, all returning the data model of :mod:`.data`.
+
+=============  ============================================  =======================
+reader         input                                         returns
+=============  ============================================  =======================
+``iob``        CoNLL columns: token ... tag, blank lines     :class:`TaggedSentence`
+``brat``       folder (or one file) of ``.txt`` + ``.ann``   :class:`Document`
+``xmi``        folder (or one file) of UIMA CAS XMI          :class:`Document`
+``tsv``        tab-separated text + labels/score columns      :class:`ClassificationExample`
+``mcqa_json``  JSON array of questions (FrenchMedMCQA)       :class:`MCQAItem`
+``codiesp``    ``text_files/*.txt`` + headerless doc/code    :class:`ClassificationExample`
+=============  ============================================  =======================
+
+Every reader validates what it reads (offsets inside the text, span text equal to the ``.ann``
+text, labels in the task's label set, well-formed lines) and raises
+:class:`~longadapt.errors.LongAdaptError` naming the file and the line of the first problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import logging
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from longadapt.errors import LongAdaptError
+from longadapt.evaluation.data import ClassificationExample, Document, Entity, MCQAItem, TaggedSentence
+
+logger = logging.getLogger(__name__)
+
+CAS_NS = "http:///uima/cas.ecore"
+XMI_NS = "http://www.omg.org/XMI"
+
+
+def _error(path: Path | str, line: int | None, message: str, fix: str = "") -> LongAdaptError:
+    where = f"{path}:{line}" if line else f"{path}"
+    return LongAdaptError(f"{where}: {message}" + (f". {fix}" if fix else ""))
+
+
+def _check_label(label: str, labels: Sequence[str] | None, path: Path, line: int | None, what: str = "label") -> None:
+    if labels is not None and label not in labels:
+        raise _error(
+            path,
+            line,
+            f"unknown {what} {label!r}; the task's labels are: {', '.join(labels)}",
+            "Fix the data or add the label to 'labels' in the task YAML",
+        )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _error(path, None, "file does not exist", "Check the task's data paths and --data-root") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise _error(path, line, f"not valid UTF-8 ({exc.reason})", "Convert the file to UTF-8") from None
+
+
+def _files(path: Path, suffix: str) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob(f"*{suffix}"))
+        if not files:
+            raise _error(path, None, f"no *{suffix} file in this folder", "Check the task's data paths")
+        return files
+    if path.is_file():
+        return [path]
+    raise _error(path, None, "does not exist", "Check the task's data paths and --data-root")
+
+
+# --------------------------------------------------------------------------------------------
+# IOB / CoNLL columns
+# --------------------------------------------------------------------------------------------
+
+
+def read_iob(
+    path: str | Path,
+    labels: Sequence[str] | None = None,
+    token_column: int = 0,
+    tag_column: int = -1,
+    separator: str | None = None,
+) -> list[TaggedSentence]:
+    """Read CoNLL-style columns: one token per line, blank line between sentences.
+
+    ``separator`` splits the columns (default: any whitespace). Tags are ``O`` or ``B-X``/``I-X``
+    with ``X`` in ``labels`` (when given). ``-DOCSTART-`` lines are skipped.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    sentences: list[TaggedSentence] = []
+    words: list[str] = []
+    tags: list[str] = []
+    first_line = 0
+
+    def flush() -> None:
+        if words:
+            sentences.append(
+                TaggedSentence(id=f"{path.stem}:{len(sentences)}", words=list(words), tags=list(tags),
+                               source=str(path), line=first_line)
+            )
+            words.clear()
+            tags.clear()
+
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            flush()
+            continue
+        cols = line.split(separator) if separator else line.split()
+        if cols[0] == "-DOCSTART-":
+            flush()
+            continue
+        if len(cols) < 2:
+            raise _error(path, lineno, f"expected 'token tag' columns, got {line!r}",
+                         "Each non-blank line must hold a token and its tag")
+        try:
+            token, tag = cols[token_column], cols[tag_column]
+        except IndexError:
+            raise _error(path, lineno, f"no column {tag_column} in {line!r}") from None
+        if tag != "O":
+            prefix, dash, typ = tag.partition("-")
+            if not dash or prefix not in ("B", "I") or not typ:
+                raise _error(path, lineno, f"tag {tag!r} is not O, B-<label> or I-<label>",
+                             "Use IOB2 tags")
+            _check_label(typ, labels, path, lineno)
+        if not words:
+            first_line = lineno
+        words.append(token)
+        tags.append(tag)
+    flush()
+    if not sentences:
+        raise _error(path, None, "no sentence found", "Check that the file is in CoNLL/IOB format")
+    return sentences
+
+
+# --------------------------------------------------------------------------------------------
+# BRAT standoff
+# --------------------------------------------------------------------------------------------
+
+_BRAT_T = re.compile(r"^(T\S*)\t(\S+) ([0-9; ]+)\t(.*)$")
+
+
+def read_brat(
+    path: str | Path,
+    labels: Sequence[str] | None = None,
+    check_text: bool = True,
+) -> list[Document]:
+    """Read BRAT standoff: ``<doc>.txt`` with its ``<doc>.ann`` (a folder of pairs, or one file).
+
+    Only text-bound annotations (``T`` lines) are read; relations, events, attributes and notes
+    are ignored. A discontinuous entity (``start end;start end``) keeps its longest fragment; the
+    fragments are kept in ``Entity.fragments``. With ``check_text`` the span text in the ``.ann``
+    must equal the text at the offsets (fragments joined by a space, newlines read as spaces).
+    """
+    path = Path(path)
+    if path.is_file():
+        anns = [path.with_suffix(".ann")]
+    else:
+        anns = _files(path, ".ann")
+        txts = sorted(path.glob("*.txt"))
+        missing = [t.name for t in txts if not t.with_suffix(".ann").is_file()]
+        if missing:
+            raise _error(path / missing[0], None, f"has no .ann file ({len(missing)} such .txt files)",
+                         "Give every .txt its .ann (an empty .ann for a document without entities)")
+    docs = []
+    for ann in anns:
+        txt_path = ann.with_suffix(".txt")
+        if not txt_path.is_file():
+            raise _error(ann, None, f"has no text file {txt_path.name}", "Put the .txt next to its .ann")
+        text = _read_text_exact(txt_path)
+        docs.append(Document(id=ann.stem, text=text, entities=_read_ann(ann, text, labels, check_text),
+                             source=str(txt_path)))
+    return docs
+
+
+def _read_text_exact(path: Path) -> str:
+    """Read a text without newline translation, so that offsets count every character."""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise _error(path, None, "file does not exist", "Check the task's data paths") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise _error(path, line, f"not valid UTF-8 ({exc.reason})", "Convert the file to UTF-8") from None
+
+
+def _read_ann(ann: Path, text: str, labels: Sequence[str] | None, check_text: bool) -> list[Entity]:
+    entities = []
+    for lineno, raw in enumerate(_read_text_exact(ann).split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.startswith("T"):
+            continue  # relations (R), events (E), attributes (A/M), notes (#), equivalences (*)
+        m = _BRAT_T.match(line)
+        if not m:
+            raise _error(ann, lineno, f"malformed text-bound annotation {line!r}",
+                         "Expected 'T<n><TAB><label> <start> <end>[;<start> <end>]<TAB><text>'")
+        tid, label, offsets, surface = m.groups()
+        _check_label(label, labels, ann, lineno)
+        fragments = []
+        for frag in offsets.split(";"):
+            parts = frag.split()
+            if len(parts) != 2:
+                raise _error(ann, lineno, f"bad offsets {offsets!r}", "Offsets are '<start> <end>' pairs")
+            start, end = int(parts[0]), int(parts[1])
+            if not 0 <= start < end <= len(text):
+                raise _error(ann, lineno,
+                             f"{tid}: offsets {start}-{end} outside the text (length {len(text)}) or empty",
+                             "The .ann does not belong to this .txt, or the text was changed")
+            fragments.append((start, end))
+        if check_text:
+            found = " ".join(text[s:e] for s, e in fragments)
+            if _norm_ws(found) != _norm_ws(surface):
+                raise _error(ann, lineno,
+                             f"{tid}: span text {surface!r} does not match the text at {offsets} ({found!r})",
+                             "The .ann does not belong to this .txt, or the text was changed")
+        start, end = max(fragments, key=lambda f: (f[1] - f[0], -f[0]))
+        entities.append(Entity(start=start, end=end, label=label, text=text[start:end], id=tid,
+                               fragments=tuple(fragments) if len(fragments) > 1 else None))
+    return entities
+
+
+def _norm_ws(s: str) -> str:
+    return re.sub(r"\s", " ", s)
+
+
+# --------------------------------------------------------------------------------------------
+# UIMA CAS XMI (E3C)
+# --------------------------------------------------------------------------------------------
+
+
+def read_xmi(
+    path: str | Path,
+    annotation: str = "custom:CLINENTITY",
+    label: str | None = None,
+    label_attribute: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> list[Document]:
+    """Read UIMA CAS XMI documents (a folder of ``.xml``/``.xmi`` files, or one file).
+
+    ``annotation`` is the ``prefix:Type`` of the span annotations to read (E3C clinical entities:
+    ``custom:CLINENTITY``); the label is ``label_attribute``'s value when given, else ``label``,
+    else the type name. Offsets (``begin``/``end``) index the ``sofaString`` of the ``cas:Sofa``
+    the annotation points to.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".xml", ".xmi"))
+        if not files:
+            raise _error(path, None, "no .xml/.xmi file in this folder", "Check the task's data paths")
+    else:
+        files = _files(path, path.suffix or ".xml")
+    prefix, _, local = annotation.rpartition(":")
+    docs = []
+    for f in files:
+        docs.append(_read_one_xmi(f, prefix, local, label or local, label_attribute, labels))
+    return docs
+
+
+def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribute: str | None,
+                  labels: Sequence[str] | None) -> Document:
+    raw = _read_text(path)
+    namespaces: dict[str, str] = {}
+    try:
+        for _event, (ns_prefix, uri) in ET.iterparse(path, events=["start-ns"]):
+            namespaces[ns_prefix] = uri
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise _error(path, exc.position[0], f"not well-formed XML ({exc})", "Re-export the XMI") from None
+    if prefix and prefix not in namespaces:
+        raise _error(path, None, f"namespace prefix {prefix!r} is not declared",
+                     f"Declared prefixes: {', '.join(sorted(namespaces))}")
+    tag = f"{{{namespaces[prefix]}}}{local}" if prefix else local
+    sofas = {s.get(f"{{{XMI_NS}}}id"): s.get("sofaString") for s in root.iter(f"{{{CAS_NS}}}Sofa")}
+    sofas = {k: v for k, v in sofas.items() if v is not None}
+    if not sofas:
+        raise _error(path, None, "no cas:Sofa with a sofaString", "This is not a UIMA CAS XMI document")
+    default_sofa = next(iter(sofas))
+    text = sofas[default_sofa]
+    entities = []
+    for el in root.iter(tag):
+        xid = el.get(f"{{{XMI_NS}}}id", "?")
+        line = _xmi_line(raw, xid)
+        sofa = el.get("sofa", default_sofa)
+        if sofa not in sofas:
+            raise _error(path, line, f"{local} xmi:id={xid} points to an unknown sofa {sofa!r}")
+        if sofa != default_sofa:
+            continue
+        try:
+            begin, end = int(el.get("begin", "")), int(el.get("end", ""))
+        except ValueError:
+            raise _error(path, line, f"{local} xmi:id={xid} has no integer begin/end") from None
+        if not 0 <= begin < end <= len(text):
+            raise _error(path, line,
+                         f"{local} xmi:id={xid}: offsets {begin}-{end} outside the text (length {len(text)}) or empty",
+                         "The annotation does not belong to this document's sofaString")
+        lab = el.get(label_attribute) if label_attribute else label
+        if lab is None:
+            raise _error(path, line, f"{local} xmi:id={xid} has no attribute {label_attribute!r}")
+        _check_label(lab, labels, path, line)
+        attributes = {k: v for k, v in el.attrib.items() if "}" not in k and k not in ("begin", "end", "sofa")}
+        entities.append(Entity(start=begin, end=end, label=lab, text=text[begin:end], id=xid, attributes=attributes))
+    entities.sort(key=lambda e: (e.start, e.end))
+    return Document(id=path.stem, text=text, entities=entities, source=str(path))
+
+
+def _xmi_line(raw: str, xid: str) -> int | None:
+    idx = raw.find(f'xmi:id="{xid}"')
+    return raw.count("\n", 0, idx) + 1 if idx >= 0 else None
+
+
+def read_id_list(path: str | Path, section: str | None = None) -> list[str]:
+    """Document ids listed in a file: quoted ids (``'FR100003', ...``) or one id per line.
+
+    With ``section``, only the ids in the block after the line equal to ``section``
+    (case-insensitive) are read, up to the next blank line (E3C's ``train_test_split.txt``).
+    """
+    path = Path(path)
+    lines = _read_text(path).splitlines()
+    start, stop = 0, len(lines)
+    if section is not None:
+        heads = [i for i, l in enumerate(lines) if l.strip().lower() == section.lower()]
+        if not heads:
+            raise _error(path, None, f"no section {section!r}", "Check 'ids_section' in the task YAML")
+        start = heads[0] + 1
+        while start < len(lines) and not lines[start].strip():
+            start += 1
+        stop = start
+        while stop < len(lines) and lines[stop].strip():
+            stop += 1
+    block = "\n".join(lines[start:stop])
+    ids = re.findall(r"'([^']+)'|\"([^\"]+)\"", block)
+    found = [a or b for a, b in ids]
+    if not found:
+        found = [l.strip() for l in lines[start:stop] if l.strip()]
+    if not found:
+        raise _error(path, start + 1, "no document id found", "List the ids one per line or quoted")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# TSV (MORFITT and user data)
+# --------------------------------------------------------------------------------------------
+
+
+def read_tsv(
+    path: str | Path,
+    text_column: str | int = "text",
+    label_column: str | int | None = "label",
+    id_column: str | int | None = None,
+    text_pair_column: str | int | None = None,
+    score_column: str | int | None = None,
+    label_separator: str | None = "|",
+    header: bool = True,
+    quoting: bool = True,
+    labels: Sequence[str] | None = None,
+) -> list[ClassificationExample]:
+    """Read a tab-separated file of texts with labels (``label_separator`` joins several) or a score.
+
+    Columns are named (with ``header``) or 0-based indices. With ``quoting`` (default), a field
+    may be quoted as spreadsheets and pandas write it (``"a ""quoted"" word"``); with
+    ``quoting: false`` quotes are ordinary characters and fields are split on tabs only.
+    """
+    path = Path(path)
+    text = _read_text_exact(path)
+    if quoting:
+        reader = csv.reader(io.StringIO(text, newline=""), dialect="excel-tab")
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        start_line = 1
+        for fields in reader:
+            rows.append((start_line, fields))
+            start_line = reader.line_num + 1
+    except csv.Error as exc:
+        raise _error(path, reader.line_num, f"malformed TSV ({exc})",
+                     "Check the quotes, or set quoting: false if quotes are ordinary characters") from None
+    if not rows:
+        raise _error(path, None, "empty file")
+    names: list[str] = []
+    if header:
+        names = rows[0][1]
+        rows = rows[1:]
+
+    def col(spec: str | int | None, what: str) -> int | None:
+        if spec is None:
+            return None
+        if isinstance(spec, int):
+            return spec
+        if not header:
+            raise _error(path, None, f"{what} {spec!r} is a name but the file has no header",
+                         "Give a 0-based column index or set header: true")
+        if spec not in names:
+            raise _error(path, 1, f"no column {spec!r} for {what}; the columns are: {', '.join(names)}",
+                         f"Set '{what}' in the task YAML")
+        return names.index(spec)
+
+    ti, li, ii = col(text_column, "text_column"), col(label_column, "label_column"), col(id_column, "id_column")
+    pi, si = col(text_pair_column, "text_pair_column"), col(score_column, "score_column")
+    width = len(names) if header else None
+    out = []
+    for lineno, fields in rows:
+        if not any(f.strip() for f in fields):
+            continue
+        if width is not None and len(fields) != width:
+            raise _error(path, lineno, f"{len(fields)} tab-separated fields, the header has {width}",
+                         "Quote a field that contains a tab or a newline, or remove them")
+        need = max(i for i in (ti, li, ii, pi, si) if i is not None)
+        if len(fields) <= need:
+            raise _error(path, lineno, f"{len(fields)} fields, column {need} is needed")
+        ex_labels: list[str] = []
+        if li is not None:
+            value = fields[li].strip()
+            parts = value.split(label_separator) if label_separator else [value]
+            ex_labels = [p.strip() for p in parts if p.strip()]
+            for lab in ex_labels:
+                _check_label(lab, labels, path, lineno)
+        score = None
+        if si is not None:
+            try:
+                score = float(fields[si])
+            except ValueError:
+                raise _error(path, lineno, f"score {fields[si]!r} is not a number") from None
+        out.append(
+            ClassificationExample(
+                id=fields[ii] if ii is not None else f"{path.stem}:{lineno}",
+                text=fields[ti],
+                labels=ex_labels,
+                score=score,
+                text_pair=fields[pi] if pi is not None else None,
+                source=str(path),
+                line=lineno,
+            )
+        )
+    if not out:
+        raise _error(path, None, "no example found")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# MCQA JSON (FrenchMedMCQA)
+# --------------------------------------------------------------------------------------------
+
+
+def read_mcqa_json(path: str | Path, labels: Sequence[str] | None = None) -> list[MCQAItem]:
+    """Read a JSON array of ``{id, question, answers{a..e}, correct_answers[, nbr_correct_answers]}``.
+
+    ``labels`` (when given) is the list of option keys every question must have.
+    """
+    path = Path(path)
+    raw = _read_text(path)
+    decoder = json.JSONDecoder()
+    items: list[tuple[int, Any]] = []
+    try:
+        idx = _skip_ws(raw, 0)
+        if raw[idx : idx + 1] != "[":
+            raise _error(path, 1, "expected a JSON array of questions")
+        idx = _skip_ws(raw, idx + 1)
+        while raw[idx : idx + 1] != "]":
+            obj, end = decoder.raw_decode(raw, idx)
+            items.append((raw.count("\n", 0, idx) + 1, obj))
+            idx = _skip_ws(raw, end)
+            if raw[idx : idx + 1] == ",":
+                idx = _skip_ws(raw, idx + 1)
+            elif raw[idx : idx + 1] != "]":
+                raise _error(path, raw.count("\n", 0, idx) + 1, "expected ',' or ']' between questions")
+    except json.JSONDecodeError as exc:
+        raise _error(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
+    out = []
+    for line, obj in items:
+        if not isinstance(obj, dict):
+            raise _error(path, line, "a question must be a JSON object")
+        for key in ("id", "question", "answers", "correct_answers"):
+            if key not in obj:
+                raise _error(path, line, f"question without {key!r}",
+                             "Each question needs id, question, answers and correct_answers")
+        options = obj["answers"]
+        if not isinstance(options, dict) or not options:
+            raise _error(path, line, f"question {obj['id']}: 'answers' must map option keys to texts")
+        if labels is not None and sorted(options) != sorted(labels):
+            raise _error(path, line, f"question {obj['id']}: options {sorted(options)} differ from the task's "
+                         f"{list(labels)}")
+        answers = obj["correct_answers"]
+        if not isinstance(answers, list) or not answers:
+            raise _error(path, line, f"question {obj['id']}: 'correct_answers' must be a non-empty list")
+        for a in answers:
+            if a not in options:
+                raise _error(path, line, f"question {obj['id']}: correct answer {a!r} is not an option")
+        n = obj.get("nbr_correct_answers")
+        if n is not None and n != len(answers):
+            raise _error(path, line, f"question {obj['id']}: nbr_correct_answers={n} but {len(answers)} "
+                         "correct answers are listed")
+        meta = {k: v for k, v in obj.items() if k not in ("id", "question", "answers", "correct_answers")}
+        meta["line"] = line
+        out.append(MCQAItem(id=str(obj["id"]), question=obj["question"],
+                            options={k: options[k] for k in sorted(options)},
+                            answers=sorted(answers), source=str(path), meta=meta))
+    if not out:
+        raise _error(path, None, "no question found")
+    return out
+
+
+def _skip_ws(s: str, i: int) -> int:
+    while i < len(s) and s[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+# --------------------------------------------------------------------------------------------
+# CodiEsp (ICD-10 coding of whole documents)
+# --------------------------------------------------------------------------------------------
+
+# ICD-10-CM chapters (the 2020 edition CodiEsp was coded with), by first code of each block;
+# a code belongs to the last chapter whose first code is <= the code.
+ICD10_CHAPTERS: list[tuple[str, str]] = [
+    ("A00", "A00-B99"), ("C00", "C00-D49"), ("D50", "D50-D89"), ("E00", "E00-E89"),
+    ("F00", "F01-F99"), ("G00", "G00-G99"), ("H00", "H00-H59"), ("H60", "H60-H95"),
+    ("I00", "I00-I99"), ("J00", "J00-J99"), ("K00", "K00-K95"), ("L00", "L00-L99"),
+    ("M00", "M00-M99"), ("N00", "N00-N99"), ("O00", "O00-O9A"), ("P00", "P00-P96"),
+    ("Q00", "Q00-Q99"), ("R00", "R00-R99"), ("S00", "S00-T88"), ("U00", "U00-U85"),
+    ("V00", "V00-Y99"), ("Z00", "Z00-Z99"),
+]
+ICD10_CHAPTER_NAMES = [name for _, name in ICD10_CHAPTERS]
+_ICD10 = re.compile(r"^[A-Za-z][0-9][0-9A-Za-z](\.[0-9A-Za-z]{1,4})?$")
+
+
+def icd10_chapter(code: str) -> str:
+    """The ICD-10(-CM) chapter (e.g. ``"C00-D49"``) of a diagnosis code such as ``d3a.8``.
+
+    A letter in the third position (``D3A``, ``O9A``, ``Z3A``) sorts after the digits of its
+    block, as in the tabular list. Raises ValueError on a code that is not ICD-10 shaped.
+    """
+    if not _ICD10.match(code):
+        raise ValueError(f"{code!r} is not an ICD-10 diagnosis code")
+    letter = code[0].upper()
+    tens = int(code[1])
+    units = int(code[2]) if code[2].isdigit() else 9
+    key = (letter, tens * 10 + units)
+    chapter = None
+    for first, name in ICD10_CHAPTERS:
+        if (first[0], int(first[1:])) <= key:
+            chapter = name
+    if chapter is None:  # pragma: no cover - every letter >= A
+        raise ValueError(code)
+    return chapter
+
+
+def read_codiesp(
+    path: str | Path,
+    codes_file: str | Path | None = None,
+    label_mode: str = "chapter",
+    labels: Sequence[str] | None = None,
+) -> list[ClassificationExample]:
+    """Read CodiEsp: ``<path>/text_files/<doc>.txt`` and a headerless TSV of ``doc<TAB>code``.
+
+    ``codes_file`` defaults to ``<path>/<split>D.tsv`` (``<split>`` = the folder name).
+    ``label_mode`` ``chapter`` maps each diagnosis code to its ICD-10 chapter
+    (:func:`icd10_chapter`); ``code`` keeps the codes. Every document of ``text_files`` is
+    returned, also one without codes (no labels).
+    """
+    path = Path(path)
+    text_dir = path / "text_files"
+    if not text_dir.is_dir():
+        raise _error(path, None, "has no text_files/ folder", "Point the task at a CodiEsp split folder")
+    codes_path = Path(codes_file) if codes_file else path / f"{path.name}D.tsv"
+    if label_mode not in ("chapter", "code"):
+        raise LongAdaptError(f"codiesp reader: label_mode must be 'chapter' or 'code', not {label_mode!r}")
+    texts = {p.stem: p for p in sorted(text_dir.glob("*.txt"))}
+    doc_labels: dict[str, list[str]] = {doc: [] for doc in texts}
+    for lineno, raw in enumerate(_read_text(codes_path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        fields = raw.split("\t")
+        if len(fields) < 2:
+            raise _error(codes_path, lineno, f"expected 'doc<TAB>code', got {raw!r}")
+        doc, code = fields[0].strip(), fields[1].strip()
+        if doc not in texts:
+            raise _error(codes_path, lineno, f"document {doc!r} has no text file in {text_dir}")
+        if label_mode == "chapter":
+            try:
+                lab = icd10_chapter(code)
+            except ValueError:
+                raise _error(codes_path, lineno, f"{code!r} is not an ICD-10 diagnosis code",
+                             "Chapters exist only for diagnosis (D) codes") from None
+        else:
+            lab = code
+        _check_label(lab, labels, codes_path, lineno)
+        if lab not in doc_labels[doc]:
+            doc_labels[doc].append(lab)
+    return [
+        ClassificationExample(id=doc, text=_read_text(p), labels=sorted(doc_labels[doc]), source=str(p),
+                              meta={"codes_file": str(codes_path)})
+        for doc, p in texts.items()
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+
+READERS: dict[str, Callable[..., list[Any]]] = {
+    "iob": read_iob,
+    "brat": read_brat,
+    "xmi": read_xmi,
+    "tsv": read_tsv,
+    "mcqa_json": read_mcqa_json,
+    "codiesp": read_codiesp,
+}
+
+READER_KINDS: dict[str, str] = {
+    "iob": "tagged",
+    "brat": "document",
+    "xmi": "document",
+    "tsv": "classification",
+    "mcqa_json": "mcqa",
+    "codiesp": "classification",
+}
+
+
+def read(reader: str, path: str | Path, options: dict[str, Any] | None = None,
+         labels: Sequence[str] | None = None, where: str = "task") -> list[Any]:
+    """Run the reader named ``reader`` on ``path`` with YAML ``options``; options are checked."""
+    if reader not in READERS:
+        raise LongAdaptError(f"{where}: unknown reader {reader!r}; known readers: {', '.join(READERS)}")
+    fn = READERS[reader]
+    options = dict(options or {})
+    params = inspect.signature(fn).parameters
+    bad = [k for k in options if k not in params or k in ("path", "labels")]
+    if bad:
+        valid = [p for p in params if p not in ("path", "labels")]
+        raise LongAdaptError(f"{where}: unknown option(s) {', '.join(bad)} for reader {reader!r}; "
+                             f"valid options: {', '.join(valid) or 'none'}")
+    return fn(path, labels=labels, **options)

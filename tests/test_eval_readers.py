@@ -1,0 +1,250 @@
+"""Readers on the real task data (counts from ../shared/data/README.md) and on broken inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from longadapt.errors import LongAdaptError
+from longadapt.evaluation import readers as R
+from longadapt.evaluation.data import Document, Entity, document_to_tagged, resolve_overlaps, tags_to_spans
+
+E3C = [("fr", "French"), ("es", "Spanish"), ("en", "English")]
+
+# README: layer1 train docs/words/CLINENTITY, layer1 test docs/words/CLINENTITY, layer2 docs/words/CLINENTITY
+XMI_COUNTS = {
+    "fr": ((36, 11097, 596), (45, 13382, 731), (168, 50759, 2033)),
+    "es": ((36, 10287, 525), (45, 14696, 820), (162, 49949, 2625)),
+    "en": ((36, 10785, 463), (48, 14428, 561), (171, 50566, 2140)),
+}
+# README: sentences / tokens / entities of train.txt, test.txt, layer2 text.txt
+IOB_COUNTS = {
+    "fr": ((504, 13238, 569), (605, 16018, 695), (2389, 58523, 2033)),
+    "es": ((455, 11750, 509), (679, 17065, 800), (2347, 57875, 2625)),
+    "en": ((669, 12657, 437), (851, 16702, 516), (2873, 59006, 2140)),
+}
+
+
+def _counts(docs):
+    return len(docs), sum(d.n_words for d in docs), sum(len(d.entities) for d in docs)
+
+
+@pytest.mark.parametrize("lang,name", E3C)
+def test_e3c_xmi_counts(shared_data: Path, lang: str, name: str) -> None:
+    root = shared_data / "tasks" / lang / "e3c"
+    train_ids = set(R.read_id_list(root / "documentation" / "train_test_split.txt", name.upper()))
+    assert len(train_ids) == 36
+    layer1 = R.read_xmi(root / "data_annotation" / name / "layer1", labels=["CLINENTITY"])
+    layer2 = R.read_xmi(root / "data_annotation" / name / "layer2", labels=["CLINENTITY"])
+    train = [d for d in layer1 if d.id in train_ids]
+    test = [d for d in layer1 if d.id not in train_ids]
+    assert (_counts(train), _counts(test), _counts(layer2)) == XMI_COUNTS[lang]
+    for doc in layer1 + layer2:
+        for ent in doc.entities:
+            assert doc.text[ent.start : ent.end] == ent.text and ent.text.strip()
+
+
+def test_e3c_xmi_details(shared_data: Path) -> None:
+    doc = R.read_xmi(shared_data / "tasks/fr/e3c/data_annotation/French/layer1/FR100003.xml")[0]
+    assert doc.id == "FR100003" and len(doc.text) == 2459
+    assert doc.text.startswith("Nous rapportons l'observation")
+    first = doc.entities[0]
+    assert (first.start, first.end, first.label) == (115, 144, "CLINENTITY")
+    assert first.text == "diabète non-insulinodépendant"
+    assert first.attributes["entityID"] == "C0011860"
+    tagged = document_to_tagged(doc)
+    i = tagged.words.index("diabète")
+    assert tagged.tags[i : i + 4] == ["B-CLINENTITY", "I-CLINENTITY", "I-CLINENTITY", "I-CLINENTITY"]  # non - insulino...
+    assert tagged.words[i : i + 4] == ["diabète", "non", "-", "insulinodépendant"]
+
+
+@pytest.mark.parametrize("lang,name", E3C)
+def test_e3c_iob_counts(shared_data: Path, lang: str, name: str) -> None:
+    base = shared_data / "tasks" / lang / "e3c" / "preprocessed_data" / "clinical_entities"
+    files = [base / "layer1" / name / "train.txt", base / "layer1" / name / "test.txt", base / "layer2" / name / "text.txt"]
+    got = []
+    for f in files:
+        sents = R.read_iob(f, labels=["ety"])
+        got.append((len(sents), sum(s.n_words for s in sents), sum(len(tags_to_spans(s.tags)) for s in sents)))
+    assert tuple(got) == IOB_COUNTS[lang]
+
+
+CANTEMIST = {"train-set": (501, 382229, 6396), "dev-set1": (250, 189357, 3341),
+             "dev-set2": (250, 151680, 2660), "test-set": (300, 206271, 3633)}
+
+
+@pytest.mark.parametrize("split", sorted(CANTEMIST))
+def test_cantemist_brat_counts(shared_data: Path, split: str) -> None:
+    docs = R.read_brat(shared_data / "tasks/es/cantemist" / split / "cantemist-ner", labels=["MORFOLOGIA_NEOPLASIA"])
+    assert _counts(docs) == CANTEMIST[split]
+    # overlapping mentions exist; the longest-span policy removes every overlap
+    for doc in docs[:50]:
+        kept, dropped = resolve_overlaps(doc.entities)
+        assert len(kept) + len(dropped) == len(doc.entities)
+        assert all(a.end <= b.start for a, b in zip(kept, kept[1:]))
+
+
+CODIESP = {"train": (500, 174509), "dev": (250, 88074), "test": (250, 88178)}
+
+
+@pytest.mark.parametrize("split", sorted(CODIESP))
+def test_codiesp_counts(shared_data: Path, split: str) -> None:
+    docs = R.read_codiesp(shared_data / "tasks/es/codiesp" / split, labels=R.ICD10_CHAPTER_NAMES)
+    assert (len(docs), sum(d.n_words for d in docs)) == CODIESP[split]
+    assert all(d.labels for d in docs)
+    codes = R.read_codiesp(shared_data / "tasks/es/codiesp" / split, label_mode="code")
+    distinct = {c for d in codes for c in d.labels}
+    assert len(distinct) == {"train": 1767, "dev": 1158, "test": 1143}[split]
+
+
+def test_icd10_chapters() -> None:
+    assert R.icd10_chapter("n44.8") == "N00-N99"
+    assert R.icd10_chapter("d3a.8") == "C00-D49"  # neuroendocrine tumours sort before D50
+    assert R.icd10_chapter("d50.9") == "D50-D89"
+    assert R.icd10_chapter("h60.1") == "H60-H95"
+    assert R.icd10_chapter("t88.7") == "S00-T88"
+    assert R.icd10_chapter("z3a.40") == "Z00-Z99"
+    assert R.icd10_chapter("O9A.2") == "O00-O9A"
+    with pytest.raises(ValueError):
+        R.icd10_chapter("bw03zzz")
+
+
+MORFITT = {"train": (1514, 343897, 2110), "dev": (1022, 230242, 1446), "test": (1088, 246069, 1560)}
+SPECIALTIES = ["chemistry", "etiology", "genetics", "immunology", "microbiology", "parasitology",
+               "pharmacology", "physiology", "psychology", "surgery", "veterinary", "virology"]
+
+
+@pytest.mark.parametrize("split", sorted(MORFITT))
+def test_morfitt_counts(shared_data: Path, split: str) -> None:
+    ex = R.read_tsv(shared_data / "tasks/fr/morfitt" / f"{split}.tsv", text_column="abstract",
+                    label_column="specialities", id_column="identifier", labels=SPECIALTIES)
+    assert (len(ex), sum(e.n_words for e in ex), sum(len(e.labels) for e in ex)) == MORFITT[split]
+
+
+MCQA = {"train": (2171, 98257, 595), "dev": (312, 13086, 164), "test": (622, 27757, 321)}
+
+
+@pytest.mark.parametrize("split", sorted(MCQA))
+def test_frenchmedmcqa_counts(shared_data: Path, split: str) -> None:
+    items = R.read_mcqa_json(shared_data / "tasks/fr/frenchmedmcqa/corpus" / f"{split}.json", labels=list("abcde"))
+    assert (len(items), sum(i.n_words for i in items), sum(len(i.answers) == 1 for i in items)) == MCQA[split]
+    if split == "train":
+        assert len({i.id for i in items}) == 2170
+
+
+# ---------------------------------------------------------------------------------------------
+# broken inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _brat(tmp_path: Path, text: str, ann: str) -> Path:
+    (tmp_path / "doc1.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "doc1.ann").write_text(ann, encoding="utf-8")
+    return tmp_path
+
+
+def test_brat_offset_outside_text(tmp_path: Path) -> None:
+    _brat(tmp_path, "Fièvre et toux.", "T1\tSYMPTOM 0 6\tFièvre\nT2\tSYMPTOM 10 40\ttoux\n")
+    with pytest.raises(LongAdaptError, match=r"doc1\.ann:2: T2: offsets 10-40 outside the text \(length 15\)"):
+        R.read_brat(tmp_path, labels=["SYMPTOM"])
+
+
+def test_brat_span_text_mismatch(tmp_path: Path) -> None:
+    _brat(tmp_path, "Fièvre et toux.", "T1\tSYMPTOM 0 6\tFièvre\nT2\tSYMPTOM 10 14\ttoxu\n")
+    with pytest.raises(LongAdaptError, match=r"doc1\.ann:2: T2: span text 'toxu' does not match .*'toux'"):
+        R.read_brat(tmp_path, labels=["SYMPTOM"])
+
+
+def test_brat_unknown_label(tmp_path: Path) -> None:
+    _brat(tmp_path, "Fièvre et toux.", "T1\tSYMPTOM 0 6\tFièvre\n#1\tAnnotatorNotes T1\tnote\nT2\tSYMPTON 10 14\ttoux\n")
+    with pytest.raises(LongAdaptError, match=r"doc1\.ann:3: unknown label 'SYMPTON'; the task's labels are: SYMPTOM"):
+        R.read_brat(tmp_path, labels=["SYMPTOM"])
+
+
+def test_brat_discontinuous_and_overlap_policy(tmp_path: Path) -> None:
+    text = "douleur thoracique et abdominale"
+    ann = ("T1\tSYMPTOM 0 18\tdouleur thoracique\n"
+           "T2\tSYMPTOM 0 7;22 32\tdouleur abdominale\n"
+           "T3\tORGAN 8 18\tthoracique\n"
+           "R1\tRel Arg1:T1 Arg2:T3\n")
+    doc = R.read_brat(_brat(tmp_path, text, ann))[0]
+    t2 = doc.entities[1]
+    assert (t2.start, t2.end, t2.fragments) == (22, 32, ((0, 7), (22, 32)))  # longest fragment kept
+    tagged = document_to_tagged(doc)
+    assert tagged.words == ["douleur", "thoracique", "et", "abdominale"]
+    # T1 (18 chars) wins over the nested T3; T2's kept fragment does not overlap T1
+    assert tagged.tags == ["B-SYMPTOM", "I-SYMPTOM", "O", "B-SYMPTOM"]
+    assert tagged.meta["dropped_overlapping"] == 1
+
+
+def test_brat_missing_ann(tmp_path: Path) -> None:
+    _brat(tmp_path, "a", "")
+    (tmp_path / "doc2.txt").write_text("b", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"doc2\.txt: has no \.ann file"):
+        R.read_brat(tmp_path)
+
+
+def test_xmi_offset_outside_text(tmp_path: Path) -> None:
+    xmi = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           '<xmi:XMI xmlns:xmi="http://www.omg.org/XMI" xmlns:cas="http:///uima/cas.ecore" '
+           'xmlns:custom="http:///webanno/custom.ecore" xmi:version="2.0">\n'
+           '<cas:Sofa xmi:id="1" sofaNum="1" sofaID="_InitialView" mimeType="text" sofaString="Une toux sèche."/>\n'
+           '<custom:CLINENTITY xmi:id="2" sofa="1" begin="4" end="8"/>\n'
+           '<custom:CLINENTITY xmi:id="3" sofa="1" begin="9" end="99"/>\n'
+           '</xmi:XMI>\n')
+    f = tmp_path / "X1.xml"
+    f.write_text(xmi, encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"X1\.xml:5: CLINENTITY xmi:id=3: offsets 9-99 outside the text \(length 15\)"):
+        R.read_xmi(f)
+    f.write_text(xmi.replace('end="99"', 'end="14"'), encoding="utf-8")
+    doc = R.read_xmi(f)[0]
+    assert [e.text for e in doc.entities] == ["toux", "sèche"]
+    with pytest.raises(LongAdaptError, match=r"X1\.xml:4: unknown label 'CLINENTITY'"):
+        R.read_xmi(f, labels=["DISEASE"])
+
+
+def test_iob_errors(tmp_path: Path) -> None:
+    f = tmp_path / "train.txt"
+    f.write_text("Une O\ntoux B-ety\n\nfièvre B-ety\nhaute I-sym\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"train\.txt:5: unknown label 'sym'"):
+        R.read_iob(f, labels=["ety"])
+    f.write_text("Une O\ntoux\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"train\.txt:2: expected 'token tag' columns"):
+        R.read_iob(f)
+    f.write_text("Une O\ntoux X-ety\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"train\.txt:2: tag 'X-ety' is not O"):
+        R.read_iob(f)
+
+
+def test_tsv_and_mcqa_errors(tmp_path: Path) -> None:
+    f = tmp_path / "d.tsv"
+    f.write_text('id\ttext\tlabel\n1\t"a ""quoted""\ttext"\tA|B\n2\tplain\tC\n', encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"d\.tsv:3: unknown label 'C'"):
+        R.read_tsv(f, id_column="id", labels=["A", "B"])
+    f.write_text('id\ttext\tlabel\n1\t"a ""quoted""\ttext"\tA|B\n', encoding="utf-8")
+    ex = R.read_tsv(f, id_column="id", labels=["A", "B"])
+    assert ex[0].text == 'a "quoted"\ttext' and ex[0].labels == ["A", "B"]
+    with pytest.raises(LongAdaptError, match=r"no column 'labels' for label_column; the columns are: id, text, label"):
+        R.read_tsv(f, label_column="labels")
+    j = tmp_path / "q.json"
+    j.write_text('[\n {"id": "1", "question": "q", "answers": {"a": "x", "b": "y"}, "correct_answers": ["a"]},\n'
+                 ' {"id": "2", "question": "q", "answers": {"a": "x", "b": "y"}, "correct_answers": ["c"]}\n]\n',
+                 encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"q\.json:3: question 2: correct answer 'c' is not an option"):
+        R.read_mcqa_json(j)
+
+
+def test_reader_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(LongAdaptError, match=r"unknown option\(s\) text_col for reader 'tsv'"):
+        R.read("tsv", tmp_path / "x.tsv", {"text_col": "abstract"})
+    with pytest.raises(LongAdaptError, match=r"unknown reader 'csv'"):
+        R.read("csv", tmp_path)
+
+
+def test_overlap_resolution_is_longest_first() -> None:
+    ents = [Entity(0, 5, "A"), Entity(3, 12, "B"), Entity(10, 14, "C"), Entity(20, 25, "D")]
+    kept, dropped = resolve_overlaps(ents)
+    assert [e.label for e in kept] == ["B", "D"] and {e.label for e in dropped} == {"A", "C"}
+    doc = Document("d", "x" * 30, ents)
+    assert document_to_tagged(doc, splitter="whitespace").tags == ["B-B"]  # one 30-char word
