@@ -1,0 +1,690 @@
+"""The masked-LM training engine on accelerate: ``train(config) -> TrainResult``.
+
+One loop serves every recipe (convert / continue / scratch) and every scale, from a CPU smoke test
+to ``accelerate launch`` on several nodes. What it guarantees:
+
+* an optimizer step holds ``tokens_per_step`` row tokens over all processes (micro-batches x
+  gradient accumulation x processes), and its loss is the mean over all masked tokens of the step
+  whatever the split (each micro-batch's loss is weighted by its share of the step's masked tokens);
+* validation uses fixed masks (seeded per validation batch), so values are comparable across steps
+  and runs; it reports nats per masked token, bits per byte, and bits per byte per position bucket;
+* a killed run resumed with ``resume=True`` ends with the same weights as an uninterrupted run
+  (data order and masks are functions of the seed and the step; optimizer, scheduler and RNG states
+  come back from the newest complete checkpoint);
+* a NaN/Inf loss or gradient norm stops the run with the step and what to try;
+* outputs: ``metrics.jsonl``, ``tensorboard/``, ``checkpoints/step-*``, ``run.json`` and ``model/``
+  (loadable with ``AutoModelForMaskedLM.from_pretrained`` after ``import longadapt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from longadapt.errors import LongAdaptError
+from longadapt.io import atomic_dir, atomic_write_json
+from longadapt.training.checkpoint import (
+    TrainerState,
+    latest_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from longadapt.training.config import (
+    ConfigSource,
+    TrainConfig,
+    config_differences,
+    config_to_dict,
+)
+from longadapt.training.metrics import LossTally, MetricsWriter, masked_token_losses
+from longadapt.training.optim import build_optimizer, build_scheduler
+from longadapt.training.resolve import load_tokenizer, resolve_corpus
+from longadapt.training.schedule_data import BatchPlan, derive_accumulation, masking_seed
+
+logger = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "document_ids", "labels")
+VALIDATION_SEED_TAG = 0x5EED_7A1  # separates validation masking seeds from training ones
+
+
+class TrainingDiverged(LongAdaptError):
+    """The loss or the gradient norm became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    output_dir: Path
+    model_dir: Path
+    steps: int
+    metrics: dict[str, float]  # final validation metrics
+    initial_metrics: dict[str, float] | None  # validation metrics at step 0 (None when resumed past it)
+    train_tokens_per_s: float | None
+    run_json: Path
+    model: Any = field(default=None, repr=False)  # the trained model (unwrapped), in memory
+    tokenizer: Any = field(default=None, repr=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+
+def build_model(cfg: TrainConfig, tokenizer: Any, source: ConfigSource) -> Any:
+    """A new model from ``cfg.model.config`` or the checkpoint at ``cfg.model.path``."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    import longadapt  # noqa: F401  (registers model_type "longadapt" with the Auto classes)
+
+    if cfg.model.path:
+        path = _resolve_path(cfg.model.path, source)
+        if not (path / "config.json").is_file():
+            raise LongAdaptError(
+                f"{source.where('model.path')}: {path} is not a model directory (no config.json); "
+                "point model.path to a folder written by save_pretrained, or use model.config"
+            )
+        return AutoModelForMaskedLM.from_pretrained(path)
+    if not cfg.model.config:
+        raise LongAdaptError(
+            f"{source.where('model')}: no model given: set model.config (keyword arguments of the core "
+            "config, e.g. hidden_size, num_hidden_layers) or model.path (a checkpoint to continue)"
+        )
+    kwargs = dict(cfg.model.config)
+    model_type = kwargs.pop("model_type", "longadapt")
+    try:
+        config_cls = type(AutoConfig.for_model(model_type))
+    except ValueError as exc:
+        raise LongAdaptError(f"{source.where('model.config.model_type')}: unknown model_type {model_type!r}") from exc
+    valid = {f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls) else None
+    if valid is not None:
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], sorted(valid), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise LongAdaptError(
+                f"{source.where('model.config.' + unknown[0])}: unknown key(s) {', '.join(unknown)} for a "
+                f"{model_type} config.{hint}"
+            )
+    if "vocab_size" not in kwargs:
+        kwargs["vocab_size"] = 64 * math.ceil(len(tokenizer) / 64)
+    for name in ("pad_token_id", "cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "mask_token_id"):
+        if name not in kwargs and (valid is None or name in valid):
+            token_id = getattr(tokenizer, name, None)
+            if token_id is not None:
+                kwargs[name] = token_id
+    kwargs.setdefault("max_position_embeddings", cfg.max_length)
+    if len(tokenizer) > kwargs["vocab_size"]:
+        raise LongAdaptError(
+            f"{source.where('model.config.vocab_size')}: the tokenizer has {len(tokenizer)} tokens but the model "
+            f"vocab_size is {kwargs['vocab_size']}; raise vocab_size to at least {len(tokenizer)} "
+            f"(a multiple of 64: {64 * math.ceil(len(tokenizer) / 64)}) or leave it out to derive it"
+        )
+    try:
+        config = config_cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise LongAdaptError(f"{source.where('model.config')}: invalid model config: {exc}") from exc
+    return AutoModelForMaskedLM.from_config(config)
+
+
+def check_model_fits(model: Any, tokenizer: Any, cfg: TrainConfig, source: ConfigSource) -> None:
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise LongAdaptError(
+            f"{source.where('tokenizer')}: the tokenizer has {len(tokenizer)} tokens but the model's embedding "
+            f"matrix has {vocab} rows (vocab_size): token ids >= {vocab} would crash. Use the model's own "
+            "tokenizer, or resize the embeddings first (model.resize_token_embeddings, or the vocabulary "
+            "arms of the adapt recipes)"
+        )
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and max_pos < cfg.max_length:
+        raise LongAdaptError(
+            f"{source.where('max_length')}: max_length {cfg.max_length} exceeds the model's "
+            f"max_position_embeddings {max_pos}; lower max_length or extend the model's positions"
+        )
+
+
+def _resolve_path(value: str, source: ConfigSource) -> Path:
+    path = Path(os.path.expanduser(value))
+    if path.is_absolute():
+        return path
+    candidate = source.base_dir / path
+    return candidate if candidate.exists() else path.resolve()
+
+
+def _dataset_fingerprint(datasets_: list[Any]) -> str:
+    """sha256 of the packed token ids and document ids (values and row lengths) of the datasets."""
+    h = hashlib.sha256()
+    for ds in datasets_:
+        h.update(str(len(ds)).encode())
+        if not len(ds):
+            continue
+        table = ds.with_format("arrow")[:]
+        for column in ("input_ids", "document_ids"):
+            if column not in table.column_names:
+                continue
+            for chunk in table.column(column).chunks:
+                h.update(np.ascontiguousarray(chunk.value_lengths().to_numpy(zero_copy_only=False)).tobytes())
+                h.update(np.ascontiguousarray(chunk.flatten().to_numpy(zero_copy_only=False)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _packing_info(dataset: Any) -> dict[str, Any]:
+    """Fingerprint and statistics that build_packed_dataset attached to a dataset (if it made it)."""
+    try:
+        from longadapt.data.pipeline import packing_metadata
+
+        meta = packing_metadata(dataset)
+    except (ImportError, LongAdaptError):
+        return {"fingerprint": None}
+    return {"fingerprint": meta.get("fingerprint"), "corpus": meta.get("corpus"), "stats": meta.get("stats")}
+
+
+def _rows(dataset: Any, indices: list[int]) -> list[dict[str, Any]]:
+    batch = dataset[indices]
+    columns = list(batch)
+    return [dict(zip(columns, values)) for values in zip(*(batch[c] for c in columns))]
+
+
+class _Masker:
+    """Builds seeded MLM collators; one seed per micro-batch (see schedule_data)."""
+
+    def __init__(self, tokenizer: Any, cfg: TrainConfig):
+        from longadapt.data import MLMCollator
+
+        self._make = lambda seed: MLMCollator(
+            tokenizer,
+            mlm_probability=cfg.masking.mlm_probability,
+            mask_replace_prob=cfg.masking.mask_replace_prob,
+            random_replace_prob=cfg.masking.random_replace_prob,
+            whole_word_masking=cfg.masking.whole_word_masking,
+            pad_to_multiple_of=cfg.masking.pad_to_multiple_of,
+            seed=seed,
+        )
+
+    def __call__(self, rows: list[dict[str, Any]], seed: int) -> dict[str, torch.Tensor]:
+        return self._make(seed)(rows)
+
+
+def _model_kwargs(batch: dict[str, torch.Tensor], takes_document_ids: bool, device: torch.device) -> dict:
+    keys = MODEL_INPUTS if takes_document_ids else tuple(k for k in MODEL_INPUTS if k != "document_ids")
+    return {k: batch[k].to(device, non_blocking=True) for k in keys if k in batch}
+
+
+# ----------------------------------------------------------------------------------------------
+# output directory
+
+
+def _check_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig, source: ConfigSource) -> str:
+    """'new', 'resume' or 'done'; raises when the folder holds something else."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
+    run_json = run_dir / "run.json"
+    if not run_json.is_file():
+        raise LongAdaptError(
+            f"{source.where('output_dir')}: {run_dir} is not empty and holds no run.json, so it is not a "
+            "longadapt training run; choose an empty or new output_dir"
+        )
+    import json
+
+    try:
+        previous = json.loads(run_json.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise LongAdaptError(f"{run_json} is not valid JSON ({exc}); delete it or choose another output_dir") from exc
+    diffs = config_differences(previous.get("config", {}), cfg_dict)
+    if diffs:
+        shown = "; ".join(
+            f"{key}: {_lookup(previous.get('config', {}), key)!r} there, {_lookup(cfg_dict, key)!r} now"
+            for key in diffs[:5]
+        )
+        raise LongAdaptError(
+            f"{source.where('output_dir')}: {run_dir} holds a different run ({run_json} differs: {shown}"
+            f"{' ...' if len(diffs) > 5 else ''}). Choose another output_dir, or delete that folder"
+        )
+    if not cfg.resume:
+        raise LongAdaptError(
+            f"{source.where('output_dir')}: {run_dir} already holds this run (status: "
+            f"{previous.get('status', 'unknown')}); pass --resume (resume=true) to continue it, or choose "
+            "another output_dir"
+        )
+    if previous.get("status") == "completed" and (run_dir / "model" / "config.json").is_file():
+        return "done"
+    return "resume"
+
+
+def _lookup(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)  # type: ignore[assignment]
+    return d
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _validation_batches(dataset: Any, masker: _Masker, cfg: TrainConfig) -> list[dict[str, torch.Tensor]]:
+    """Masked validation batches, built once: the same masks at every evaluation."""
+    n = len(dataset)
+    if cfg.data.max_validation_rows is not None:
+        n = min(n, cfg.data.max_validation_rows)
+    out = []
+    for b, start in enumerate(range(0, n, cfg.micro_batch_size)):
+        rows = _rows(dataset, list(range(start, min(n, start + cfg.micro_batch_size))))
+        seed = int(np.random.SeedSequence([cfg.seed, VALIDATION_SEED_TAG, b]).generate_state(1)[0])
+        out.append(masker(rows, seed))
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: Any, cfg: TrainConfig,
+             takes_document_ids: bool) -> dict[str, float]:
+    """Validation loss (nats per masked token), bits per byte and per-position-bucket bits per byte.
+
+    Batches are dealt round-robin to processes; every process runs the same number of forward passes
+    (padding with an uncounted repeat) so that sharded models stay in step.
+    """
+    was_training = model.training
+    model.eval()
+    tally = LossTally(cfg.position_bucket_size, cfg.max_length, accelerator.device)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    n_rounds = math.ceil(len(batches) / world)
+    for r in range(n_rounds):
+        i = r * world + rank
+        counted = i < len(batches)
+        batch = batches[i if counted else 0]
+        inputs = _model_kwargs(batch, takes_document_ids, accelerator.device)
+        out = model(**inputs)
+        if counted:
+            labels = inputs["labels"]
+            tally.add(
+                masked_token_losses(out.logits, labels),
+                labels,
+                batch["token_bytes"].to(accelerator.device),
+                batch["document_ids"].to(accelerator.device),
+            )
+    sums = accelerator.reduce(tally.sums, "sum") if world > 1 else tally.sums
+    tally.sums = sums
+    model.train(was_training)
+    return tally.metrics()
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+
+def _make_accelerator(cfg: TrainConfig) -> Any:
+    """An Accelerator for this run.
+
+    Several processes on a machine without CUDA (``accelerate launch --multi_gpu --num_processes N``
+    or ``torchrun`` on CPU) run on CPU with the gloo backend. A notebook may call :func:`train`
+    again with another precision: the single-process accelerate state is then rebuilt.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, DistributedType
+
+    mixed_precision = "bf16" if cfg.precision == "bf16" else "no"
+    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    force_cpu = env_world > 1 and not torch.cuda.is_available()
+    if env_world == 1 and os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
+        "1", "true", "yes"
+    ):
+        logger.warning(
+            "accelerate launch --cpu starts ONE process (accelerate %s runs several CPU processes only "
+            "through mpirun); for N CPU processes with gloo use: accelerate launch --multi_gpu "
+            "--num_processes N -m longadapt pretrain ... on a machine without CUDA",
+            __import__("accelerate").__version__,
+        )
+    state = AcceleratorState._shared_state
+    if (
+        state
+        and state.get("_mixed_precision") not in (None, mixed_precision)
+        and state.get("distributed_type") == DistributedType.NO
+    ):
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, cpu=force_cpu, step_scheduler_with_optimizer=False)
+
+
+def train(
+    config: TrainConfig,
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    train_dataset: Any = None,
+    validation_dataset: Any = None,
+    source: ConfigSource | None = None,
+) -> TrainResult:
+    """Train a masked-LM encoder as ``config`` says and write the run directory.
+
+    ``model`` / ``tokenizer``: an already-built model and its tokenizer (the adapt recipes pass
+    them); otherwise they come from ``config.model`` and ``config.tokenizer``.
+    ``train_dataset`` / ``validation_dataset``: already-built datasets with the columns of
+    :func:`longadapt.data.build_packed_dataset` (benchmarks pass padded ones); otherwise they are
+    built from ``config.corpus``. ``source`` lets error messages name the YAML file and line.
+    """
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from longadapt.runinfo import run_record
+
+    source = source or ConfigSource()
+    cfg = config
+    cfg.validate(source)
+    accelerator = _make_accelerator(cfg)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    set_seed(cfg.seed)
+    run_dir = Path(cfg.output_dir).expanduser().resolve()
+
+    # -- tokenizer, model -------------------------------------------------------------------------
+    if tokenizer is None:
+        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model.path, source)
+    if model is None:
+        model = build_model(cfg, tokenizer, source)
+    check_model_fits(model, tokenizer, cfg, source)
+    takes_document_ids = "document_ids" in inspect.signature(model.forward).parameters
+    if not takes_document_ids:
+        logger.warning(
+            "%s.forward has no document_ids argument: attention will cross document boundaries in packed rows",
+            type(model).__name__,
+        )
+
+    # -- data ----------------------------------------------------------------------------------------
+    if train_dataset is None or validation_dataset is None:
+        from longadapt.data import build_packed_dataset
+
+        spec = resolve_corpus(cfg.corpus, source)
+        options = {
+            k: getattr(cfg.data, k)
+            for k in ("validation_fraction", "num_proc", "cache_dir", "max_documents", "packing")
+            if getattr(cfg.data, k) is not None
+        }
+        with accelerator.main_process_first():
+            if train_dataset is None:
+                train_dataset = build_packed_dataset(
+                    spec, tokenizer, cfg.language, cfg.max_length, split="train", seed=cfg.seed, **options
+                )
+            if validation_dataset is None:
+                validation_dataset = build_packed_dataset(
+                    spec, tokenizer, cfg.language, cfg.max_length, split="validation", seed=cfg.seed, **options
+                )
+    corpus_name = source.where("corpus")
+    if len(train_dataset) == 0:
+        raise LongAdaptError(
+            f"{corpus_name}: the corpus gave no training rows (empty file, or every document filtered out); "
+            "check the corpus path and its text field"
+        )
+    accumulation = derive_accumulation(cfg.tokens_per_step, cfg.max_length, cfg.micro_batch_size, world)
+    plan = BatchPlan(len(train_dataset), cfg.micro_batch_size, accumulation, world, cfg.seed)
+    if len(train_dataset) < plan.rows_per_step:
+        raise LongAdaptError(
+            f"{corpus_name}: the corpus holds {len(train_dataset)} packed training rows of {cfg.max_length} tokens, "
+            f"fewer than one optimizer step needs ({plan.rows_per_step} rows = tokens_per_step "
+            f"{cfg.tokens_per_step} / max_length {cfg.max_length}, rounded to micro_batch_size "
+            f"{cfg.micro_batch_size} x {world} process(es)). Lower tokens_per_step "
+            f"({source.where('tokens_per_step')}) or max_length, or add documents"
+        )
+    if len(validation_dataset) == 0:
+        raise LongAdaptError(
+            f"{corpus_name}: the validation split is empty; raise data.validation_fraction or add documents"
+        )
+    real_tokens_per_step = plan.rows_per_step * cfg.max_length
+    if real_tokens_per_step != cfg.tokens_per_step:
+        logger.info(
+            "tokens_per_step %d rounded to %d (%d rows of %d = %d micro-batches of %d rows x %d process(es))",
+            cfg.tokens_per_step, real_tokens_per_step, plan.rows_per_step, cfg.max_length, accumulation,
+            cfg.micro_batch_size, world,
+        )
+    data_info = {
+        "packed_fingerprint": _dataset_fingerprint([train_dataset, validation_dataset]),
+        "train": _packing_info(train_dataset),
+        "validation": _packing_info(validation_dataset),
+        "train_rows": len(train_dataset),
+        "validation_rows": len(validation_dataset),
+        "epochs": plan.epoch_at(cfg.steps),
+    }
+
+    # -- output directory ------------------------------------------------------------------------
+    cfg_dict = config_to_dict(cfg)
+    cfg_dict["model"]["built"] = {"class": type(model).__name__, "config": model.config.to_diff_dict()}
+    state_of_dir = _check_output_dir(run_dir, cfg_dict, cfg, source)
+    accelerator.wait_for_everyone()  # every process has looked before the main one writes
+    if state_of_dir == "done":
+        import json
+
+        previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        logger.info("%s already holds this run, completed; nothing to do", run_dir)
+        return TrainResult(
+            run_dir, run_dir / "model", previous.get("steps_done", cfg.steps), previous.get("final_metrics", {}),
+            previous.get("initial_metrics"), previous.get("train_tokens_per_s"), run_dir / "run.json",
+            tokenizer=tokenizer,
+        )
+    if state_of_dir == "resume":
+        import json
+
+        previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        if previous.get("data", {}).get("packed_fingerprint") not in (None, data_info["packed_fingerprint"]):
+            raise LongAdaptError(
+                f"{source.where('corpus')}: the packed data differs from the run in {run_dir} (fingerprint "
+                f"{previous['data']['packed_fingerprint']} there, {data_info['packed_fingerprint']} now): the corpus, "
+                "tokenizer or packing changed, so the run cannot be resumed; use a new output_dir"
+            )
+
+    # -- optimisation ------------------------------------------------------------------------------
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    optimizer = build_optimizer(model, cfg.lr, cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    state = TrainerState()
+    accelerator.register_for_checkpointing(state)
+    masker = _Masker(tokenizer, cfg)
+    val_batches = _validation_batches(validation_dataset, masker, cfg)  # before any RNG restore
+
+    resume_step: int | None = None
+    if state_of_dir == "resume":
+        if accelerator.is_main_process:
+            remove_stale_temporaries(run_dir)
+        accelerator.wait_for_everyone()
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            logger.info("no complete checkpoint in %s: starting the run from step 0", run_dir)
+        else:
+            resume_step, ckpt = found
+            accelerator.load_state(str(ckpt))
+            if state.step != resume_step:
+                raise LongAdaptError(f"{ckpt} is inconsistent (its state says step {state.step}); delete it")
+            logger.info("resumed from %s (step %d of %d)", ckpt, state.step, cfg.steps)
+
+    record = run_record(
+        "pretrain",
+        cfg_dict,
+        status="running",
+        world_size=world,
+        derived={
+            "accumulation": accumulation,
+            "rows_per_step": plan.rows_per_step,
+            "tokens_per_step": real_tokens_per_step,
+            "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+        },
+        data=data_info,
+    )
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None or state_of_dir == "resume":
+            prev = json_load(run_dir / "run.json")
+            record["initial_metrics"] = prev.get("initial_metrics")
+            record["resumed_at"] = prev.get("resumed_at", []) + [state.step]
+        atomic_write_json(run_dir / "run.json", record)
+    writer = MetricsWriter(run_dir, cfg.tensorboard, resume_step if state_of_dir == "resume" else None) \
+        if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+
+    # -- loop --------------------------------------------------------------------------------------
+    initial_metrics = record.get("initial_metrics")
+    last_eval: dict[str, float] | None = None
+    if state.step == 0:
+        initial_metrics = evaluate(model, val_batches, accelerator, cfg, takes_document_ids)
+        last_eval = initial_metrics
+        _log_eval(writer, 0, initial_metrics, state)
+    train_time = 0.0
+    window = torch.zeros(4, dtype=torch.float64)  # loss_sum, masked, bytes, real tokens
+    window_time, window_steps = 0.0, 0
+    progress = tqdm(total=cfg.steps, initial=state.step, desc="pretrain", unit="step",
+                    disable=not accelerator.is_main_process, dynamic_ncols=True)
+    device = accelerator.device
+    try:
+        while state.step < cfg.steps:
+            step = state.step
+            t0 = time.perf_counter()
+            batches = [
+                masker(_rows(train_dataset, plan.rows(step, rank, m)), masking_seed(cfg.seed, step, rank, m))
+                for m in range(accumulation)
+            ]
+            counts = torch.tensor(
+                [float((b["labels"] != -100).sum()) for b in batches], dtype=torch.float64, device=device
+            )
+            n_masked_global = accelerator.reduce(counts.sum(), "sum") if world > 1 else counts.sum()
+            n_masked_global = float(n_masked_global)
+            stats = torch.zeros(4, dtype=torch.float64, device=device)
+            for m, batch in enumerate(batches):
+                inputs = _model_kwargs(batch, takes_document_ids, device)
+                n_m = float(counts[m])
+                sync = contextlib.nullcontext() if m == accumulation - 1 else accelerator.no_sync(model)
+                with sync:
+                    out = model(**inputs)
+                    if n_m > 0:
+                        loss = out.loss * (n_m * world / max(n_masked_global, 1.0))
+                        stats[0] += out.loss.detach().double() * n_m
+                    else:
+                        loss = out.logits.sum() * 0.0
+                    accelerator.backward(loss)
+                stats[1] += n_m
+                stats[2] += batch["token_bytes"][batch["labels"] != -100].sum().double().item()
+                stats[3] += batch["attention_mask"].sum().double().item()
+            max_norm = cfg.optimizer.max_grad_norm or float("inf")
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+            if world > 1:
+                stats = accelerator.reduce(stats, "sum")
+            loss_value = float(stats[0] / max(float(stats[1]), 1.0))
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+                last = latest_checkpoint(run_dir)
+                raise TrainingDiverged(
+                    f"training diverged at optimizer step {step + 1}: loss {loss_value}, gradient norm "
+                    f"{grad_norm}. Try a lower lr (now {cfg.lr}), more warmup (schedule.warmup_steps="
+                    f"{cfg.schedule.warmup_steps}), gradient clipping (optimizer.max_grad_norm), precision=fp32 "
+                    f"instead of bf16, and check the data for broken rows. "
+                    + (f"The last good checkpoint is {last[1]} (step {last[0]})." if last else "No checkpoint was saved.")
+                )
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.tokens += int(stats[3])
+            state.masked_tokens += int(stats[1])
+            dt = time.perf_counter() - t0
+            train_time += dt
+            window += stats.cpu()
+            window_time += dt
+            window_steps += 1
+            progress.update(1)
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                rec = {
+                    "loss": float(window[0] / max(float(window[1]), 1.0)),
+                    "bpb": float(window[0] / math.log(2) / max(float(window[2]), 1.0)),
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": float(window[3]) / max(window_time, 1e-9),
+                    "tokens": state.tokens,
+                    "epoch": plan.epoch_at(state.step),
+                }
+                if writer is not None:
+                    writer.write({"step": state.step, "kind": "train", **rec})
+                progress.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}")
+                window.zero_()
+                window_time, window_steps = 0.0, 0
+            if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
+                last_eval = evaluate(model, val_batches, accelerator, cfg, takes_document_ids)
+                _log_eval(writer, state.step, last_eval, state)
+            if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.steps:
+                state.elapsed_s += train_time
+                train_time = 0.0
+                save_checkpoint(
+                    accelerator, run_dir, state.step,
+                    {"step": state.step, "tokens": state.tokens, "epoch": plan.epoch_at(state.step)},
+                    cfg.keep_last,
+                )
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+
+    # -- final model -----------------------------------------------------------------------------
+    state.elapsed_s += train_time
+    final_metrics = last_eval if last_eval is not None else evaluate(model, val_batches, accelerator, cfg, takes_document_ids)
+    tokens_per_s = state.tokens / state.elapsed_s if state.elapsed_s > 0 else None
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)
+    model_dir = run_dir / "model"
+    record.update(
+        status="completed",
+        steps_done=state.step,
+        tokens_seen=state.tokens,
+        train_time_s=state.elapsed_s,
+        train_tokens_per_s=tokens_per_s,
+        initial_metrics=initial_metrics,
+        final_metrics=final_metrics,
+    )
+    if accelerator.is_main_process:
+        with atomic_dir(model_dir) as tmp:
+            unwrapped.save_pretrained(tmp, state_dict=state_dict)
+            tokenizer.save_pretrained(tmp)
+            atomic_write_json(tmp / "run.json", record)
+        atomic_write_json(run_dir / "run.json", record)
+        logger.info(
+            "done: %d steps, validation loss %.4f nats/masked token, %.4f bits/byte; model in %s",
+            state.step, final_metrics["loss"], final_metrics["bpb"], model_dir,
+        )
+    accelerator.wait_for_everyone()
+    return TrainResult(
+        output_dir=run_dir,
+        model_dir=model_dir,
+        steps=state.step,
+        metrics=final_metrics,
+        initial_metrics=initial_metrics,
+        train_tokens_per_s=tokens_per_s,
+        run_json=run_dir / "run.json",
+        model=unwrapped,
+        tokenizer=tokenizer,
+    )
+
+
+def _log_eval(writer: MetricsWriter | None, step: int, metrics: dict[str, float], state: TrainerState) -> None:
+    logger.info(
+        "step %d: validation loss %.4f nats/masked token, %.4f bits/byte", step, metrics["loss"], metrics["bpb"]
+    )
+    if writer is not None:
+        writer.write({"step": step, "kind": "eval", "tokens": state.tokens, **metrics})
+
+
+def json_load(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
