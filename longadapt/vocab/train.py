@@ -1,0 +1,112 @@
+"""Train a small subword tokenizer with the ``tokenizers`` library, for comparison in the analysis.
+
+Two kinds, both without any unknown token:
+
+* ``byte_fallback``: SentencePiece-style BPE ("▁" word starts, no normalisation of the text) whose
+  vocabulary holds the 256 byte pieces ``<0x00>``..``<0xFF>``; a character never seen in training is
+  written as its UTF-8 bytes.
+* ``byte_level``: GPT-2/RoBERTa-style byte-level BPE ("Ġ" word starts).
+
+The vocabulary size is rounded up to a multiple of 64. Train on sentences, not whole documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from longadapt.errors import LongAdaptError
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+
+
+def round_up(n: int, multiple: int = 64) -> int:
+    return -(-n // multiple) * multiple
+
+
+def train_bpe(
+    sentences: Iterable[str],
+    vocab_size: int,
+    kind: str = "byte_fallback",
+    min_frequency: int = 2,
+    out_dir: str | Path | None = None,
+    show_progress: bool = False,
+):
+    """Train a BPE tokenizer; return it as a transformers fast tokenizer (saved to ``out_dir`` if given).
+
+    The final vocabulary (special tokens and, for ``byte_fallback``, the 256 byte pieces included)
+    has ``vocab_size`` rounded up to a multiple of 64 entries, or fewer when the text is too small to
+    learn that many merges (a warning says so).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    target = round_up(int(vocab_size))
+    if kind == "byte_fallback":
+        byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+        if target <= len(SPECIAL_TOKENS) + len(byte_tokens) + 64:
+            raise LongAdaptError(f"vocab_size {vocab_size} is too small for a byte-fallback BPE (need > {len(SPECIAL_TOKENS) + 320})")
+        tok = Tokenizer(models.BPE(byte_fallback=True, unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+        trainer = trainers.BpeTrainer(
+            vocab_size=target - len(byte_tokens),
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=show_progress,
+        )
+        tok.train_from_iterator(sentences, trainer)
+        # Add the byte pieces to the model's vocabulary (not as added tokens, so that they are never
+        # matched in raw text and count as ordinary pieces).
+        vocab = tok.get_vocab()
+        merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in _merges(tok)]
+        next_id = len(vocab)
+        for b in byte_tokens:
+            if b not in vocab:
+                vocab[b] = next_id
+                next_id += 1
+        model = models.BPE(vocab=vocab, merges=merges, byte_fallback=True, unk_token=None)
+        new = Tokenizer(model)
+        new.pre_tokenizer = tok.pre_tokenizer
+        new.add_special_tokens(SPECIAL_TOKENS)
+        new.decoder = decoders.Sequence(
+            [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+        )
+        tok = new
+    elif kind == "byte_level":
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=target,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=show_progress,
+        )
+        tok.train_from_iterator(sentences, trainer)
+    else:
+        raise LongAdaptError(f"tokenizer kind {kind!r} unknown; use byte_fallback or byte_level")
+
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    size = tok.get_vocab_size(with_added_tokens=True)
+    if size != target:
+        logger.warning("trained vocabulary has %d entries, not %d: the text is too small for more merges", size, target)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        mask_token="<mask>", cls_token="<s>", sep_token="</s>",
+    )
+    if out_dir is not None:
+        fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def _merges(tok) -> list:
+    import json
+
+    return json.loads(tok.to_str())["model"]["merges"]
