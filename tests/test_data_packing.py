@@ -278,3 +278,19 @@ def test_build_errors(tmp_path, tokenizer):
         build_packed_dataset(CorpusSpec(str(path)), tokenizer, "xx", 128, cache_dir=tmp_path / "cache")
     with pytest.raises(LongAdaptError, match="does not exist"):
         build_packed_dataset(CorpusSpec(str(tmp_path / "nope.jsonl")), tokenizer, "fr", 128, cache_dir=tmp_path / "cache")
+
+
+def test_collator_on_real_packed_rows(packed, tokenizer):
+    from longadapt.data import MLMCollator
+
+    rows = [packed[i] for i in range(8)]
+    batch = MLMCollator(tokenizer, mlm_probability=0.3, whole_word_masking=True, seed=0)(rows)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        masked = (batch["labels"][i, :n] != -100).numpy()
+        words, docs = np.array(row["word_ids"]), np.array(row["document_ids"])
+        assert not masked[words == -1].any()
+        key = docs.astype(np.int64) * 1_000_000 + words
+        for k in np.unique(key[words >= 0]):
+            assert len(set(masked[key == k])) == 1  # a real word is masked whole or not at all
+        assert batch["document_ids"][i, :n].tolist() == row["document_ids"]
