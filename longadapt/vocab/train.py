@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from longadapt.errors import LongAdaptError
 
@@ -28,7 +28,7 @@ def round_up(n: int, multiple: int = 64) -> int:
 
 
 def train_bpe(
-    sentences: Iterable[str],
+    sentences: Iterable[str] | Sequence[str],
     vocab_size: int,
     kind: str = "byte_fallback",
     min_frequency: int = 2,
@@ -38,17 +38,45 @@ def train_bpe(
     """Train a BPE tokenizer; return it as a transformers fast tokenizer (saved to ``out_dir`` if given).
 
     The final vocabulary (special tokens and, for ``byte_fallback``, the 256 byte pieces included)
-    has ``vocab_size`` rounded up to a multiple of 64 entries, or fewer when the text is too small to
-    learn that many merges (a warning says so).
+    has ``vocab_size`` rounded up to a multiple of 64 entries. When the text is too small to learn
+    that many merges, the tokenizer is trained again with the largest multiple of 64 it supports
+    (a warning says so); pass a list, not a one-shot iterator, for that case.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    sentences = sentences if isinstance(sentences, (list, tuple)) else list(sentences)
+    target = round_up(int(vocab_size))
+    tok = _train(sentences, target, kind, min_frequency, show_progress)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    smaller = size // 64 * 64
+    if size < target and smaller > _minimum(kind):
+        logger.warning("the text supports only %d vocabulary entries, not %d: training again with %d", size, target, smaller)
+        tok = _train(sentences, smaller, kind, min_frequency, show_progress)
+        size = tok.get_vocab_size(with_added_tokens=True)
+    if size % 64:
+        logger.warning("trained vocabulary has %d entries, not a multiple of 64", size)
+
     from transformers import PreTrainedTokenizerFast
 
-    target = round_up(int(vocab_size))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        mask_token="<mask>", cls_token="<s>", sep_token="</s>",
+    )
+    if out_dir is not None:
+        fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def _minimum(kind: str) -> int:
+    """Entries present before any merge: special tokens plus the 256 bytes."""
+    return len(SPECIAL_TOKENS) + 256
+
+
+def _train(sentences: Sequence[str], target: int, kind: str, min_frequency: int, show_progress: bool):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
     if kind == "byte_fallback":
         byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
-        if target <= len(SPECIAL_TOKENS) + len(byte_tokens) + 64:
-            raise LongAdaptError(f"vocab_size {vocab_size} is too small for a byte-fallback BPE (need > {len(SPECIAL_TOKENS) + 320})")
+        if target <= _minimum(kind):
+            raise LongAdaptError(f"vocab_size {target} is too small for a byte-fallback BPE (need more than {_minimum(kind)})")
         tok = Tokenizer(models.BPE(byte_fallback=True, unk_token=None))
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
         trainer = trainers.BpeTrainer(
@@ -94,16 +122,7 @@ def train_bpe(
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
     )
-    size = tok.get_vocab_size(with_added_tokens=True)
-    if size != target:
-        logger.warning("trained vocabulary has %d entries, not %d: the text is too small for more merges", size, target)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        mask_token="<mask>", cls_token="<s>", sep_token="</s>",
-    )
-    if out_dir is not None:
-        fast.save_pretrained(str(out_dir))
-    return fast
+    return tok
 
 
 def _merges(tok) -> list:
