@@ -90,3 +90,14 @@ def test_length_buckets() -> None:
     edges = [256, 512, 1024]
     assert [M.length_bucket(n, edges) for n in (0, 256, 257, 1024, 5000)] == ["0-256", "0-256", "257-512", "513-1024", ">1024"]
     assert M.bucket_order(edges) == ["0-256", "257-512", "513-1024", ">1024"]
+
+
+def test_fast_threshold_metric_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        gold = rng.random((30, 6)) < 0.3
+        gold[:, 5] = False  # a label without support
+        pred = rng.random((30, 6)) < 0.4
+        ref = M.multilabel_scores(gold, pred)
+        for metric, value in ref.items():
+            assert M.fast_multilabel_metric(gold, pred, metric) == pytest.approx(value), metric
