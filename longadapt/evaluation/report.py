@@ -1,0 +1,230 @@
+"""Aggregation of runs (mean ± std over seeds) and comparison reports (Markdown + PNG plots).
+
+``longadapt compare DIR [DIR ...] --out report.md`` reads every ``run.json`` under the result
+directories written by ``longadapt evaluate`` and writes:
+
+- a table models x tasks of the task's main metric (x 100), mean ± sample standard deviation over
+  seeds, the best mean of each column in bold;
+- a paired t-test (scipy) of every model against the column's best model, pairing runs by seed,
+  when both have at least :data:`MIN_PAIRED_RUNS` runs with the same seeds; cells significantly
+  below the best (p < 0.05) are marked with ``*``;
+- per task, the main metric per document-length bucket (words) per model, as a table and a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longadapt.errors import LongAdaptError
+from longadapt.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+MIN_PAIRED_RUNS = 3
+ALPHA = 0.05
+
+
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()) if len(arr) else float("nan"),
+            "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "n": int(len(arr)), "values": [float(v) for v in arr]}
+
+
+def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of the runs (seeds) of one model on one task."""
+    if not runs:
+        raise ValueError("no run to aggregate")
+    first = runs[0]
+    runs = sorted(runs, key=lambda r: r["seed"])
+    test = {k: mean_std([r["test"][k] for r in runs]) for k in first["test"]}
+    dev_keys = [k for k in first["dev"] if all(k in r["dev"] for r in runs)]
+    buckets: dict[str, Any] = {}
+    for name in first.get("buckets", {}):
+        rows = [r["buckets"][name] for r in runs if name in r.get("buckets", {})]
+        buckets[name] = {"n": rows[0]["n"], "words": rows[0].get("words"),
+                         **{k: mean_std([row[k] for row in rows]) for k in rows[0] if k not in ("n", "words")}}
+    return {
+        "kind": "longadapt.evaluate.summary",
+        "task": first["task"], "task_type": first["task_type"], "model": first["model"],
+        "main_metric": first["main_metric"], "seeds": [r["seed"] for r in runs],
+        "score": mean_std([r["score"] for r in runs]),
+        "test": test,
+        "dev": {k: mean_std([r["dev"][k] for r in runs]) for k in dev_keys},
+        "buckets": buckets,
+        "best_epochs": [r["best_epoch"] for r in runs],
+    }
+
+
+def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every run.json under ``dirs``; model names that collide across directories are prefixed
+    with the directory's name."""
+    runs: list[dict[str, Any]] = []
+    owners: dict[str, set[str]] = defaultdict(set)
+    per_dir: list[tuple[Path, list[dict[str, Any]]]] = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise LongAdaptError(f"{d}: not a result directory (expected the --out of longadapt evaluate)")
+        found = []
+        for f in sorted(d.rglob("run.json")):
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise LongAdaptError(f"{f}:{exc.lineno}: invalid JSON ({exc.msg}); remove or re-run it") from None
+            if data.get("kind") != "longadapt.evaluate.run":
+                continue
+            data["_file"] = str(f)
+            found.append(data)
+            owners[data["model"]["name"]].add(str(d.resolve()))
+        if not found:
+            raise LongAdaptError(f"{d}: no run.json from longadapt evaluate under this directory")
+        per_dir.append((d, found))
+    for d, found in per_dir:
+        for r in found:
+            if len(owners[r["model"]["name"]]) > 1:
+                r["model"] = {**r["model"], "name": f"{d.name}/{r['model']['name']}"}
+            runs.append(r)
+    return runs
+
+
+def _fmt(ms: dict[str, Any]) -> str:
+    return f"{100 * ms['mean']:.2f} ± {100 * ms['std']:.2f}"
+
+
+def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
+    """Two-sided paired t-test on the seeds both runs share; ``(p, n_pairs)``, p None when too few
+    pairs or when every difference is the same."""
+    from scipy.stats import ttest_rel
+
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < MIN_PAIRED_RUNS:
+        return None, len(seeds)
+    x = np.array([a[s] for s in seeds])
+    y = np.array([b[s] for s in seeds])
+    diff = x - y
+    if np.allclose(diff, diff[0]):
+        return (1.0 if np.allclose(diff, 0) else 0.0), len(seeds)
+    p = float(ttest_rel(x, y).pvalue)
+    return (None if math.isnan(p) else p), len(seeds)
+
+
+def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True) -> Path:
+    """Write the Markdown report ``out`` (and its PNG plots next to it)."""
+    runs = load_runs(dirs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[(r["model"]["name"], r["task"])].append(r)
+    summaries = {k: aggregate(v) for k, v in groups.items()}
+    models = sorted({m for m, _ in groups})
+    tasks = sorted({t for _, t in groups})
+    metric_of = {t: next(s["main_metric"] for (m, tt), s in summaries.items() if tt == t) for t in tasks}
+
+    lines = ["# longadapt comparison", "",
+             f"Runs read from: {', '.join(str(d) for d in dirs)}. Scores x 100 on the test split, "
+             "mean ± sample std over seeds; **bold** = best mean of the column; `*` = significantly below "
+             f"the best (paired t-test over seeds, p < {ALPHA}; needs {MIN_PAIRED_RUNS}+ shared seeds).", ""]
+    header = "| model | " + " | ".join(f"{t} ({metric_of[t]})" for t in tasks) + " |"
+    lines += [header, "|" + "---|" * (len(tasks) + 1)]
+    best: dict[str, str] = {}
+    for t in tasks:
+        cands = [(summaries[(m, t)]["score"]["mean"], m) for m in models if (m, t) in summaries]
+        best[t] = max(cands)[1]
+    pvalues: dict[tuple[str, str], tuple[float | None, int]] = {}
+    for t in tasks:
+        ref = {r["seed"]: r["score"] for r in groups[(best[t], t)]}
+        for m in models:
+            if (m, t) in groups and m != best[t]:
+                pvalues[(m, t)] = paired_test(ref, {r["seed"]: r["score"] for r in groups[(m, t)]})
+    for m in models:
+        cells = []
+        for t in tasks:
+            if (m, t) not in summaries:
+                cells.append("–")
+                continue
+            s = summaries[(m, t)]["score"]
+            cell = _fmt(s) + f" (n={s['n']})"
+            if m == best[t]:
+                cell = f"**{cell}**"
+            p, _ = pvalues.get((m, t), (None, 0))
+            if p is not None and p < ALPHA:
+                cell += " *"
+            cells.append(cell)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "## Paired t-tests against the best model of each task", "",
+              "| task | best | model | shared seeds | p-value |", "|---|---|---|---|---|"]
+    for (m, t), (p, n) in sorted(pvalues.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ptxt = f"{p:.4f}" if p is not None else f"n/a (needs {MIN_PAIRED_RUNS} shared seeds)"
+        lines.append(f"| {t} | {best[t]} | {m} | {n} | {ptxt} |")
+    if not pvalues:
+        lines.append("| – | – | – | – | only one model per task |")
+
+    lines += ["", "## Scores per document length (words)", ""]
+    for t in tasks:
+        bucket_names: list[str] = []
+        for m in models:
+            for b in summaries.get((m, t), {}).get("buckets", {}):
+                if b not in bucket_names:
+                    bucket_names.append(b)
+        metric = metric_of[t]
+        lines += [f"### {t} ({metric})", "", "| model | " + " | ".join(bucket_names) + " |",
+                  "|" + "---|" * (len(bucket_names) + 1)]
+        counts = []
+        for m in models:
+            bks = summaries.get((m, t), {}).get("buckets", {})
+            if (m, t) not in summaries:
+                continue
+            lines.append(f"| {m} | " + " | ".join(_fmt(bks[b][metric]) if b in bks else "–" for b in bucket_names) + " |")
+            counts = [str(bks[b]["n"]) if b in bks else "–" for b in bucket_names]
+        lines.append("| *test examples* | " + " | ".join(counts) + " |")
+        if plots and bucket_names:
+            png = out.with_name(f"{out.stem}_{t}.png")
+            _plot(png, t, metric, models, bucket_names, summaries)
+            lines += ["", f"![{t} per length bucket]({png.name})"]
+        lines.append("")
+    lines += ["## Runs", "", "| model | task | seeds | best epochs | model dir |", "|---|---|---|---|---|"]
+    for (m, t), s in sorted(summaries.items()):
+        lines.append(f"| {m} | {t} | {s['seeds']} | {s['best_epochs']} | {s['model'].get('dir', '')} |")
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
+
+
+def _plot(path: Path, task: str, metric: str, models: Sequence[str], buckets: Sequence[str],
+          summaries: dict[tuple[str, str], dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(buckets))
+    for m in models:
+        s = summaries.get((m, task))
+        if s is None:
+            continue
+        bks = s["buckets"]
+        ys = [100 * bks[b][metric]["mean"] if b in bks else np.nan for b in buckets]
+        es = [100 * bks[b][metric]["std"] if b in bks else 0.0 for b in buckets]
+        ax.errorbar(x, ys, yerr=es, marker="o", capsize=3, label=m)
+    ax.set_xticks(x, buckets)
+    ax.set_xlabel("document length (words)")
+    ax.set_ylabel(f"{metric} x 100")
+    ax.set_title(task)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

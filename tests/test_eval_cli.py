@@ -1,0 +1,135 @@
+"""`longadapt evaluate --task-file` on a user-defined BRAT task, then `longadapt compare`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from longadapt.cli import main
+from longadapt.evaluation.report import paired_test
+from longadapt.evaluation.testing import tiny_bert
+
+FILLER = "le patient est venu en consultation pour un bilan complet après une chute à domicile".split()
+SYMPTOMS = ["fièvre", "toux sèche", "douleur thoracique", "dyspnée"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _brat_split(folder: Path, n_docs: int, seed: int) -> None:
+    """Documents of 60-600 words with SYMPTOM mentions, one nested and one discontinuous mention each."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True)
+    for d in range(n_docs):
+        parts, anns = [], []
+        pos = 0
+        n_words = rng.choice([60, 200, 600])
+        for i in range(n_words // 6):
+            chunk = " ".join(rng.choice(FILLER) for _ in range(5)) + " "
+            parts.append(chunk)
+            pos += len(chunk)
+            if i % 3 == 0:
+                sym = rng.choice(SYMPTOMS)
+                anns.append((pos, pos + len(sym), sym))
+                parts.append(sym + " ")
+                pos += len(sym) + 1
+        text = "".join(parts).rstrip() + "\n"
+        lines = [f"T{k + 1}\tSYMPTOM {s} {e}\t{t}" for k, (s, e, t) in enumerate(anns)]
+        s, e, t = anns[0]
+        first = t.split()[0]
+        lines.append(f"T{len(anns) + 1}\tSYMPTOM {s} {s + len(first)}\t{first}")  # nested: dropped (longest kept)
+        s2, e2, t2 = anns[1]
+        lines.append(f"T{len(anns) + 2}\tSYMPTOM {s} {e};{s2} {e2}\t{t} {t2}")  # discontinuous
+        (folder / f"doc{d}.txt").write_text(text, encoding="utf-8")
+        (folder / f"doc{d}.ann").write_text("\n".join(lines) + "\n#1\tAnnotatorNotes T1\tvu\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def user_task(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hospital")
+    for split, n, seed in (("train", 6, 1), ("dev", 3, 2), ("test", 4, 3)):
+        _brat_split(root / "brat" / split, n, seed)
+    yaml_path = root / "symptoms.yaml"
+    yaml_path.write_text(
+        "# a hospital's own BRAT data, no code\n"
+        "name: hospital-symptoms\nlanguage: fr\ntype: ner\nreader: brat\nlabels: [SYMPTOM]\n"
+        "data_root: brat\nsplits:\n  train: train\n  dev: dev\n  test: test\n"
+        "length_buckets: [100, 300]\ntraining:\n  batch_size: 4\n  learning_rate: 0.005\n",
+        encoding="utf-8")
+    return yaml_path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, minilm_dir: Path) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("models")
+    return (tiny_bert(base / "tiny-a", minilm_dir, seed=0),
+            tiny_bert(base / "tiny-b", minilm_dir, seed=1, hidden_size=16, max_position_embeddings=64))
+
+
+def test_evaluate_user_brat_task_then_compare(user_task: Path, models: tuple[Path, Path], tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "results"
+    args = ["evaluate", "--model", str(models[0]), "--model", f"small={models[1]}", "--task-file", str(user_task),
+            "--seeds", "3", "--epochs", "2", "--out", str(out)]
+    assert main(args) == 0
+    for model in ("tiny-a", "small"):
+        for seed in range(3):
+            run = json.loads((out / model / "hospital-symptoms" / f"seed-{seed}" / "run.json").read_text())
+            assert run["seed"] == seed and run["task"] == "hospital-symptoms" and run["main_metric"] == "f1"
+            assert run["config"]["training"]["epochs"] == 2 and run["config"]["training"]["batch_size"] == 4
+            assert run["data"]["train"]["examples"] == 6 and run["data"]["test"]["files"] == 8
+        summary = json.loads((out / model / "hospital-symptoms" / "summary.json").read_text())
+        assert summary["seeds"] == [0, 1, 2] and summary["score"]["n"] == 3
+        assert set(summary["buckets"]) <= {"0-100", "101-300", ">300"}
+    small = json.loads((out / "small" / "hospital-symptoms" / "seed-0" / "run.json").read_text())
+    assert small["model"]["max_length"] == 64 and max(r["n_windows"] for r in small["per_example"]) > 5
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["summaries"]) == 2
+
+    # re-running resumes: every run.json exists, nothing is trained again
+    caplog.set_level(logging.INFO, logger="longadapt")
+    caplog.clear()
+    assert main(args) == 0
+    assert "fine-tuning" not in caplog.text and caplog.text.count("skipped") == 6
+
+    report = tmp_path / "report" / "report.md"
+    assert main(["compare", str(out), "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "| model | hospital-symptoms (f1) |" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| small |", "| tiny-a |"))][:2]
+    assert len(rows) == 2 and sum("**" in r for r in rows) == 1  # one best cell, in bold
+    assert "| hospital-symptoms |" in text and "| 3 |" in text  # paired test over 3 shared seeds
+    png = report.with_name("report_hospital-symptoms.png")
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert "![hospital-symptoms per length bucket](report_hospital-symptoms.png)" in text
+
+
+def test_evaluate_errors_are_reported(tmp_path: Path, models: tuple[Path, Path], capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("type: ner\nreader: brat\nlabels: [X]\ndata_root: .\nsplits: {train: a, dev: a, test: a}\n",
+                   encoding="utf-8")
+    code = main(["evaluate", "--model", str(models[0]), "--task-file", str(bad), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "a: does not exist" in capsys.readouterr().err
+    code = main(["evaluate", "--model", str(tmp_path), "--tasks", "fr-e3c-ner", "--out", str(tmp_path / "o")])
+    assert code == 2 and "no config.json" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
+    assert "no run.json" in capsys.readouterr().err
+
+
+def test_paired_test() -> None:
+    p, n = paired_test({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.70, 1: 0.73, 2: 0.70})
+    # differences 0.10, 0.09, 0.11: mean 0.10, sd 0.01 -> t = 0.10 / (0.01 / sqrt 3) = 17.32, df 2
+    assert n == 3 and p == pytest.approx(0.003317, abs=1e-5)
+    assert paired_test({0: 0.8, 1: 0.8}, {0: 0.7, 1: 0.7}) == (None, 2)
+    assert paired_test({0: 0.8, 1: 0.8, 5: 0.9}, {0: 0.7, 1: 0.7, 2: 0.9}) == (None, 2)  # seeds are paired

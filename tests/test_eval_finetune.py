@@ -1,0 +1,112 @@
+"""Fine-tuning runs with a tiny random BERT on the real tasks (few examples, few steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from longadapt.evaluation import metrics as M
+from longadapt.evaluation.finetune import RunLimits, run
+from longadapt.evaluation.tasks import TrainingConfig, load_task
+from longadapt.evaluation.testing import tiny_bert
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, minilm_dir: Path) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("tiny") / "model", minilm_dir, max_position_embeddings=128)
+
+
+def _best_epoch(history, metric):
+    evals = [(h["dev"][metric], -h["epoch"]) for h in history if "dev" in h]
+    return -max(evals)[1]
+
+
+def test_document_ner_run(tiny_dir: Path, shared_data: Path) -> None:
+    task = load_task("fr-e3c-ner-doc", data_root=shared_data)
+    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=3, learning_rate=5e-3),
+              limits=RunLimits(max_train_docs=4, max_eval_docs=3))
+    assert res.main_metric == "f1" and 0.0 <= res.score <= 1.0
+    assert res.score == res.test["f1"]
+    assert len([h for h in res.history if "dev" in h]) == 3
+    assert res.best_epoch == _best_epoch(res.history, "f1")  # selected on dev entity F1, not token accuracy
+    assert res.dev["restored"] == pytest.approx(res.dev["f1"])  # best weights restored before the test
+    assert sum(b["n"] for b in res.buckets.values()) == 3
+    assert len(res.per_example) == 3 and {"id", "n_words", "n_windows", "f1", "bucket"} <= set(res.per_example[0])
+    assert all(r["n_windows"] > 1 for r in res.per_example)  # 300-word documents, 128-token model
+    assert res.model["max_length"] == 128 and res.config["training"]["epochs"] == 3
+    assert res.config["training"]["batch_size"] == 16 and res.config["training"]["weight_decay"] == 0.01
+    assert res.data["test"]["examples"] == 3 and res.data["test"]["examples_total"] == 45
+    assert len(res.data["test"]["sha256"]) == 64 and res.versions["transformers"]
+    assert res.timing["optimizer_steps"] > 0
+
+
+def test_seeds_are_reproducible(tiny_dir: Path, shared_data: Path) -> None:
+    task = load_task("fr-e3c-ner", data_root=shared_data)
+    kw = dict(training=TrainingConfig(epochs=1, batch_size=8), limits=RunLimits(max_train_docs=24, max_eval_docs=12))
+    a = run(str(tiny_dir), task, seed=1, **kw)
+    b = run(str(tiny_dir), task, seed=1, **kw)
+    c = run(str(tiny_dir), task, seed=2, **kw)
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"] and a.test == b.test
+    assert a.history[0]["train_loss"] != c.history[0]["train_loss"]
+
+
+def test_multilabel_threshold_from_dev_is_used_on_test(tiny_dir: Path, shared_data: Path) -> None:
+    task = load_task("fr-morfitt", data_root=shared_data)
+    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=1, learning_rate=1e-3),
+              limits=RunLimits(max_train_docs=24, max_eval_docs=16))
+    assert res.threshold in M.DEFAULT_THRESHOLDS
+    labels = task.config.labels
+    gold = np.array([[lab in r["gold"] for lab in labels] for r in res.per_example])
+    pred = np.array([[lab in r["pred"] for lab in labels] for r in res.per_example])
+    assert M.multilabel_scores(gold, pred) == pytest.approx(res.test)
+    assert all(r["pred"] for r in res.per_example)  # at_least_one
+    assert res.config["training"]["epochs"] == 1 and res.config["training"]["batch_size"] == 12
+
+
+def test_mcqa_run(tiny_dir: Path, shared_data: Path) -> None:
+    task = load_task("fr-frenchmedmcqa", data_root=shared_data)
+    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=2, learning_rate=1e-3, batch_size=8),
+              limits=RunLimits(max_train_docs=16, max_eval_docs=12))
+    assert set(res.test) == {"hamming_score", "exact_match"}
+    assert res.dev["restored"] == pytest.approx(res.dev["hamming_score"])
+    sets = [(set(r["gold"]), set(r["pred"])) for r in res.per_example]
+    assert M.hamming_score([g for g, _ in sets], [p for _, p in sets]) == pytest.approx(res.score)
+
+
+def _tsv(path: Path, rows: list[tuple[str, str]], header: str) -> None:
+    path.write_text(header + "\n" + "".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
+
+
+def test_user_regression_and_single_label_tasks(tiny_dir: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    words = "fièvre toux douleur patient examen normal sévère".split()
+    texts = [" ".join(rng.choice(words, size=rng.integers(5, 400))) for _ in range(30)]
+    _tsv(tmp_path / "sts.tsv", [(t, f"{rng.uniform(0, 5):.2f}") for t in texts], "text\tscore")
+    _tsv(tmp_path / "cls.tsv", [(t, "long" if len(t.split()) > 150 else "short") for t in texts], "text\tlabel")
+    (tmp_path / "sts.yaml").write_text(
+        "type: regression\nreader: tsv\nreader_options: {score_column: score, label_column: null}\n"
+        "data_root: .\nsplits: {train: sts.tsv, dev: sts.tsv, test: sts.tsv}\n", encoding="utf-8")
+    (tmp_path / "cls.yaml").write_text(
+        "type: classification\nreader: tsv\nlabels: [long, short]\nlength_buckets: [150]\n"
+        "data_root: .\nsplits: {train: cls.tsv, dev: cls.tsv, test: cls.tsv}\n", encoding="utf-8")
+    sts = run(str(tiny_dir), load_task(tmp_path / "sts.yaml"), seed=0, training=TrainingConfig(epochs=1),
+              limits=RunLimits(max_steps=2))
+    assert {"spearman", "edrm", "pearson", "rmse"} <= set(sts.test) and sts.main_metric == "spearman"
+    assert sts.config["training"]["epochs"] == 1 and sts.timing["optimizer_steps"] == 2
+    assert max(r["n_windows"] for r in sts.per_example) > 1  # long texts pooled over windows
+    cls = run(str(tiny_dir), load_task(tmp_path / "cls.yaml"), seed=0, training=TrainingConfig(epochs=1))
+    assert set(cls.buckets) == {"0-150", ">150"}
+    assert cls.test["weighted_f1"] == pytest.approx(
+        M.classification_scores([["long", "short"].index(r["gold"]) for r in cls.per_example],
+                                [["long", "short"].index(r["pred"]) for r in cls.per_example], 2)["weighted_f1"])
