@@ -199,7 +199,7 @@ def _rows(dataset: Any, indices: list[int]) -> list[dict[str, Any]]:
 
 
 class _Masker:
-    """Builds seeded MLM collators; one seed per micro-batch (see schedule_data)."""
+    """Seeded MLM collators (one seed per optimizer step, see schedule_data), built once per seed."""
 
     def __init__(self, tokenizer: Any, cfg: TrainConfig):
         from longadapt.data import MLMCollator
@@ -213,9 +213,12 @@ class _Masker:
             pad_to_multiple_of=cfg.masking.pad_to_multiple_of,
             seed=seed,
         )
+        self._cache: tuple[int, Any] | None = None
 
     def __call__(self, rows: list[dict[str, Any]], seed: int) -> dict[str, torch.Tensor]:
-        return self._make(seed)(rows)
+        if self._cache is None or self._cache[0] != seed:
+            self._cache = (seed, self._make(seed))
+        return self._cache[1](rows)
 
 
 def _model_kwargs(batch: dict[str, torch.Tensor], takes_document_ids: bool, device: torch.device) -> dict:
@@ -281,12 +284,11 @@ def _validation_batches(dataset: Any, masker: _Masker, cfg: TrainConfig) -> list
     n = len(dataset)
     if cfg.data.max_validation_rows is not None:
         n = min(n, cfg.data.max_validation_rows)
-    out = []
-    for b, start in enumerate(range(0, n, cfg.micro_batch_size)):
-        rows = _rows(dataset, list(range(start, min(n, start + cfg.micro_batch_size))))
-        seed = int(np.random.SeedSequence([cfg.seed, VALIDATION_SEED_TAG, b]).generate_state(1)[0])
-        out.append(masker(rows, seed))
-    return out
+    seed = int(np.random.SeedSequence([cfg.seed, VALIDATION_SEED_TAG]).generate_state(1)[0])
+    return [
+        masker(_rows(dataset, list(range(start, min(n, start + cfg.micro_batch_size)))), seed)
+        for start in range(0, n, cfg.micro_batch_size)
+    ]
 
 
 @torch.no_grad()
@@ -385,7 +387,7 @@ def train(
     cfg.validate(source)
     accelerator = _make_accelerator(cfg)
     world, rank = accelerator.num_processes, accelerator.process_index
-    set_seed(cfg.seed)
+    set_seed(cfg.seed)  # python, numpy, torch: model initialisation and dropout
     run_dir = Path(cfg.output_dir).expanduser().resolve()
 
     # -- tokenizer, model -------------------------------------------------------------------------
@@ -412,14 +414,17 @@ def train(
             if getattr(cfg.data, k) is not None
         }
         with accelerator.main_process_first():
-            if train_dataset is None:
-                train_dataset = build_packed_dataset(
-                    spec, tokenizer, cfg.language, cfg.max_length, split="train", seed=cfg.seed, **options
-                )
-            if validation_dataset is None:
-                validation_dataset = build_packed_dataset(
-                    spec, tokenizer, cfg.language, cfg.max_length, split="validation", seed=cfg.seed, **options
-                )
+            try:
+                if train_dataset is None:
+                    train_dataset = build_packed_dataset(
+                        spec, tokenizer, cfg.language, cfg.max_length, split="train", seed=cfg.seed, **options
+                    )
+                if validation_dataset is None:
+                    validation_dataset = build_packed_dataset(
+                        spec, tokenizer, cfg.language, cfg.max_length, split="validation", seed=cfg.seed, **options
+                    )
+            except LongAdaptError as exc:
+                raise LongAdaptError(f"{source.where('corpus.path')}: {exc}") from exc
     corpus_name = source.where("corpus")
     if len(train_dataset) == 0:
         raise LongAdaptError(
@@ -484,7 +489,10 @@ def train(
 
     # -- optimisation ------------------------------------------------------------------------------
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps)
@@ -540,20 +548,28 @@ def train(
         initial_metrics = evaluate(model, val_batches, accelerator, cfg, takes_document_ids)
         last_eval = initial_metrics
         _log_eval(writer, 0, initial_metrics, state)
+        record["initial_metrics"] = initial_metrics
+        if accelerator.is_main_process:
+            atomic_write_json(run_dir / "run.json", record)
     train_time = 0.0
     window = torch.zeros(4, dtype=torch.float64)  # loss_sum, masked, bytes, real tokens
     window_time, window_steps = 0.0, 0
     progress = tqdm(total=cfg.steps, initial=state.step, desc="pretrain", unit="step",
                     disable=not accelerator.is_main_process, dynamic_ncols=True)
     device = accelerator.device
+    start_step = state.step
+    wall_start = time.perf_counter()
     try:
         while state.step < cfg.steps:
             step = state.step
             t0 = time.perf_counter()
-            batches = [
-                masker(_rows(train_dataset, plan.rows(step, rank, m)), masking_seed(cfg.seed, step, rank, m))
-                for m in range(accumulation)
-            ]
+            if step == start_step:
+                logger.info(
+                    "step %d: process %d/%d reads rows %s", step + 1, rank, world,
+                    [plan.rows(step, rank, m) for m in range(accumulation)],
+                )
+            step_seed = masking_seed(cfg.seed, step)
+            batches = [masker(_rows(train_dataset, plan.rows(step, rank, m)), step_seed) for m in range(accumulation)]
             counts = torch.tensor(
                 [float((b["labels"] != -100).sum()) for b in batches], dtype=torch.float64, device=device
             )
@@ -610,6 +626,7 @@ def train(
                     "tokens_per_s": float(window[3]) / max(window_time, 1e-9),
                     "tokens": state.tokens,
                     "epoch": plan.epoch_at(state.step),
+                    "elapsed_s": time.perf_counter() - wall_start,
                 }
                 if writer is not None:
                     writer.write({"step": state.step, "kind": "train", **rec})

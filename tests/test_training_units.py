@@ -1,0 +1,153 @@
+"""Unit tests of the training engine's parts: schedules, parameter groups, metrics, data plan, config."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from longadapt.errors import LongAdaptError
+from longadapt.training.config import (
+    ConfigSource,
+    ScheduleConfig,
+    config_differences,
+    config_to_dict,
+    train_config_from_dict,
+    yaml_key_lines,
+)
+from longadapt.training.metrics import LossTally, masked_token_losses, positions_in_document
+from longadapt.training.optim import build_scheduler, parameter_groups
+from longadapt.training.schedule_data import BatchPlan, derive_accumulation, masking_seed
+
+
+def _lrs(name: str, steps: int = 100, **kw) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, ScheduleConfig(name=name, **kw), steps)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_wsd_schedule_warms_up_holds_then_decays_with_1_sqrt():
+    lr = _lrs("wsd", warmup_steps=10, decay_fraction=0.2, decay_shape="1-sqrt")
+    assert lr[0] == 0.0 and lr[5] == pytest.approx(0.5)
+    assert all(v == 1.0 for v in lr[10:80])  # stable phase
+    # decay over steps 80..99: 1 - sqrt(progress)
+    assert lr[85] == pytest.approx(1 - math.sqrt(5 / 20))
+    assert lr[99] == pytest.approx(1 - math.sqrt(19 / 20))
+
+
+def test_wsd_linear_decay_and_min_ratio():
+    lr = _lrs("wsd", warmup_steps=0, decay_steps=50, decay_shape="linear", min_lr_ratio=0.1)
+    assert lr[49] == 1.0
+    assert lr[75] == pytest.approx(0.1 + 0.9 * (1 - 25 / 50))
+
+
+def test_linear_cosine_constant_schedules():
+    lin = _lrs("linear", warmup_steps=10)
+    assert lin[10] == pytest.approx(1.0) and lin[55] == pytest.approx(0.5)
+    cos = _lrs("cosine", warmup_steps=0)
+    assert cos[50] == pytest.approx(0.5, abs=1e-6) and cos[25] == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    const = _lrs("constant", warmup_steps=4)
+    assert const[2] == pytest.approx(0.5) and const[4:] == [1.0] * 96
+
+
+def test_weight_decay_excludes_biases_and_norm_weights():
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    decay, no_decay = parameter_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == ["0.weight", "1.weight"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == ["1.bias", "2.bias", "2.weight"]
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+
+
+def test_positions_restart_at_every_document():
+    doc = torch.tensor([[1, 1, 1, 2, 2, 3, 0, 0]])
+    assert positions_in_document(doc).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1]]
+
+
+def test_masked_token_losses_sparse_equals_dense():
+    torch.manual_seed(0)
+    dense = torch.randn(2, 5, 7)
+    labels = torch.full((2, 5), -100)
+    labels[0, 1], labels[1, 0], labels[1, 4] = 3, 6, 0
+    sparse = dense[labels != -100]
+    a = masked_token_losses(dense, labels)
+    b = masked_token_losses(sparse, labels)
+    assert torch.allclose(a, b)
+    ref = torch.nn.functional.cross_entropy(dense[1, 4][None], torch.tensor([0]))
+    assert a[2].item() == pytest.approx(ref.item())
+    with pytest.raises(ValueError):
+        masked_token_losses(sparse[:2], labels)
+
+
+def test_bits_per_byte_and_position_buckets():
+    labels = torch.tensor([[5, -100, 7, 8]])
+    losses = torch.tensor([math.log(2) * 4, math.log(2) * 2, math.log(2) * 6])  # 4, 2 and 6 bits
+    token_bytes = torch.tensor([[2, 9, 2, 4]])
+    doc = torch.tensor([[1, 1, 1, 1]])
+    tally = LossTally(bucket_size=2, max_length=4)
+    tally.add(losses, labels, token_bytes, doc)
+    m = tally.metrics()
+    assert m["bpb"] == pytest.approx(12 / 8)
+    assert m["loss"] == pytest.approx(losses.mean().item())
+    assert m["bpb_pos_0_1"] == pytest.approx(4 / 2)  # position 0 only (1 is not masked)
+    assert m["bpb_pos_2_3"] == pytest.approx(8 / 6)
+    assert m["masked_tokens_pos_2_3"] == 2
+
+
+def test_batch_plan_splits_the_same_global_batch_over_processes():
+    one = BatchPlan(num_rows=50, micro_batch_size=2, accumulation=4, num_processes=1, seed=3)
+    two = BatchPlan(num_rows=50, micro_batch_size=2, accumulation=2, num_processes=2, seed=3)
+    for step in (0, 5, 13):  # 13 crosses an epoch boundary (8 rows per step)
+        global_one = sorted(r for m in range(4) for r in one.rows(step, 0, m))
+        per_process = [[r for m in range(2) for r in two.rows(step, p, m)] for p in (0, 1)]
+        assert sorted(per_process[0] + per_process[1]) == global_one
+        assert per_process[0] != per_process[1]
+    # an epoch visits every row once
+    seen = [r for step in range(7) for m in range(4) for r in one.rows(step, 0, m)][:50]
+    assert sorted(seen) == list(range(50))
+    assert masking_seed(0, 1) != masking_seed(0, 2) and masking_seed(0, 1) == masking_seed(0, 1)
+
+
+def test_derive_accumulation():
+    assert derive_accumulation(65536, 1024, 8, 1) == 8
+    assert derive_accumulation(65536, 1024, 8, 2) == 4
+    assert derive_accumulation(1000, 1024, 8, 1) == 1
+
+
+def test_unknown_key_names_file_line_and_suggestion(tmp_path: Path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("steps: 10\noptimizer:\n  weight_decay: 0.1\n  betaz: [0.9, 0.95]\n", encoding="utf-8")
+    import yaml
+
+    source = ConfigSource(path=cfg, lines=yaml_key_lines(cfg))
+    with pytest.raises(LongAdaptError) as err:
+        train_config_from_dict(yaml.safe_load(cfg.read_text()), source)
+    msg = str(err.value)
+    assert f"{cfg}:4" in msg and "optimizer.betaz" in msg and "optimizer.betas" in msg
+
+
+def test_invalid_values_and_corpus_without_path():
+    with pytest.raises(LongAdaptError, match="schedule.name"):
+        train_config_from_dict({"schedule": {"name": "exponential"}})
+    with pytest.raises(LongAdaptError, match="precision"):
+        train_config_from_dict({"precision": "fp8"})
+    with pytest.raises(LongAdaptError, match="missing required key.*path"):
+        train_config_from_dict({"corpus": {"format": "jsonl"}})
+    with pytest.raises(LongAdaptError, match="not both"):
+        train_config_from_dict({"model": {"config": {"hidden_size": 8}, "path": "x"}})
+
+
+def test_config_differences_ignore_resume_and_bookkeeping_keys():
+    a = config_to_dict(train_config_from_dict({"corpus": {"path": "a.jsonl"}, "lr": 1e-3}))
+    b = config_to_dict(train_config_from_dict({"corpus": {"path": "a.jsonl"}, "lr": 1e-3, "resume": True,
+                                               "save_every": 7}))
+    c = config_to_dict(train_config_from_dict({"corpus": {"path": "b.jsonl"}, "lr": 2e-3}))
+    assert config_differences(a, b) == []
+    assert config_differences(a, c) == ["corpus.path", "lr"]
