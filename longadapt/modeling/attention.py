@@ -13,10 +13,19 @@ Backends:
   ``B x (B + 2h)`` band mask, so time and memory are O(L x window) and no ``L x L`` mask exists.
 * ``flash``: ``flash_attn_varlen_func`` on the unpadded tokens with ``window_size=(h, h)`` for local
   layers (CUDA only, fp16/bf16).
+
+Global tokens (Longformer semantics, local layers with ``global_token_projections``): every query of a
+local layer attends to its band *plus* the global tokens of its document (a global key inside the band
+counts once), with the normal keys and values; then the outputs of the global tokens are recomputed
+with the global projections attending to every real token of their document (:func:`attend_global_rows`).
+On SDPA the document's global keys are appended as extra key columns to each query block, so the cost
+stays O(L x (window + G)); the global rows are a (G x L) attention. On flash the band comes from
+flash-attn and the global keys outside the band are merged in with the band's log-sum-exp.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -30,6 +39,8 @@ try:  # optional dependency, GPU only
 except Exception:  # ImportError, or a broken CUDA install
     flash_attn_varlen_func = None
     HAS_FLASH_ATTN = False
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +58,35 @@ class DocGroup:
 
 
 @dataclass
+class GroupGlobals:
+    """The global tokens of one :class:`DocGroup`, padded to ``count`` slots per document.
+
+    ``is_global[i, j]``: position ``j`` of document ``i`` is global; slot ``s`` of document ``i`` holds
+    the global token at position ``pos[i, s]`` (ascending), which is entry ``slot[i, s]`` of
+    :attr:`GlobalTokens.index`; ``valid`` is False on filler slots (``slot`` = G there)."""
+
+    is_global: torch.Tensor  # (n, Lg) bool
+    pos: torch.Tensor  # (n, count) long
+    valid: torch.Tensor  # (n, count) bool
+    slot: torch.Tensor  # (n, count) long
+    count: int
+    cache: dict = field(default_factory=dict)
+
+
+@dataclass
+class GlobalTokens:
+    """Which real tokens of a batch are global: ``index`` (G,) ascending positions in the unpadded
+    tokens, and one :class:`GroupGlobals` per layout group (None for a group without any)."""
+
+    index: torch.Tensor
+    groups: list[GroupGlobals | None]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.index.shape[0])
+
+
+@dataclass
 class Layout:
     """Where the real tokens are and where documents start and end."""
 
@@ -59,6 +99,7 @@ class Layout:
     doc_index: torch.Tensor  # (T,) document of each token
     row_index: torch.Tensor  # (T,) batch row of each token
     groups: list[DocGroup] = field(default_factory=list)
+    globals: GlobalTokens | None = None  # Longformer-style global tokens, when the batch has any
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -152,6 +193,41 @@ def build_layout(
     return layout
 
 
+def _group_token_index(g: DocGroup, total: int, device) -> torch.Tensor:
+    """(n, Lg) index of each group position into the unpadded tokens (``total`` on filler)."""
+    if g.contiguous:
+        return g.start + torch.arange(g.n * g.length, device=device).view(g.n, g.length)
+    return g.gather
+
+
+def build_globals(layout: Layout, is_global: torch.Tensor) -> GlobalTokens | None:
+    """Index the global tokens of a batch. ``is_global`` is (T,) bool over the unpadded tokens.
+    Returns None when no token is global (the plain local attention then runs unchanged)."""
+    index = is_global.nonzero(as_tuple=True)[0]
+    if index.numel() == 0:
+        return None
+    device = is_global.device
+    T = layout.num_tokens
+    G = int(index.shape[0])
+    flags = torch.cat([is_global, is_global.new_zeros(1)])
+    groups: list[GroupGlobals | None] = []
+    for g in layout.groups:
+        tok = _group_token_index(g, T, device)
+        isg = flags[tok]  # (n, Lg)
+        counts = isg.sum(1)
+        count = int(counts.max())
+        if count == 0:
+            groups.append(None)
+            continue
+        # global positions first, in ascending order (stable sort on the flag)
+        pos = torch.argsort((~isg).to(torch.int8), dim=1, stable=True)[:, :count]
+        valid = torch.arange(count, device=device)[None, :] < counts[:, None]
+        slot = torch.searchsorted(index, tok.gather(1, pos))
+        slot = torch.where(valid, slot, torch.full_like(slot, G))
+        groups.append(GroupGlobals(isg, pos, valid, slot, count))
+    return GlobalTokens(index, groups)
+
+
 # --------------------------------------------------------------------------------------------
 # group gather/scatter
 
@@ -186,8 +262,10 @@ def _band(L_q: int, L_k: int, offset: int, half: int, device) -> torch.Tensor:
     return (qi - kj).abs() <= half
 
 
-def eager_attention(q, k, v, valid, half: int | None, scale: float, dropout: float, training: bool):
-    """Reference attention: explicit L x L scores and mask (half=None: global)."""
+def eager_attention(q, k, v, valid, half: int | None, scale: float, dropout: float, training: bool,
+                    key_global: torch.Tensor | None = None):
+    """Reference attention: explicit L x L scores and mask (half=None: global). ``key_global``
+    (n, L) bool: keys every query also sees (Longformer global tokens)."""
     n, L, H, d = q.shape
     qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # (n, H, L, d)
     scores = torch.matmul(qh.float(), kh.float().transpose(-1, -2)) * scale
@@ -195,6 +273,8 @@ def eager_attention(q, k, v, valid, half: int | None, scale: float, dropout: flo
     if half is not None:
         allowed = _band(L, L, 0, half, q.device)
     allowed = allowed[None, None].expand(n, 1, L, L)
+    if key_global is not None:
+        allowed = allowed | key_global[:, None, None, :]
     if valid is not None:
         allowed = allowed & valid[:, None, None, :]
     allowed = allowed | torch.eye(L, dtype=torch.bool, device=q.device)  # filler rows see themselves
@@ -224,9 +304,31 @@ def _local_block_mask(valid, n, L, Lp, half, block, W, device) -> torch.Tensor:
     return (mask | diag).reshape(-1, 1, block, W)
 
 
-def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dropout: float, cache: dict | None = None):
+def _local_block_mask_globals(valid, glob: GroupGlobals, n, L, Lp, half, block, W, device) -> torch.Tensor:
+    """(n*nb, 1, block, W + count): the band of :func:`_local_block_mask` without the global keys
+    (they come once, as the extra columns), then one column per global slot of the document."""
+    nb = Lp // block
+    kvalid = torch.ones(n, L, dtype=torch.bool, device=device) if valid is None else valid
+    local_key = kvalid & ~glob.is_global
+    local_key = F.pad(local_key, (half, Lp - L + half), value=False).unfold(1, W, block)  # (n, nb, W)
+    band = _band(block, W, half, half, device)
+    local = band[None, None] & local_key[:, :, None, :]  # (n, nb, block, W)
+    qvalid = F.pad(kvalid, (0, Lp - L), value=False).view(n, nb, block)
+    diag = torch.zeros(block, W, dtype=torch.bool, device=device)
+    diag[torch.arange(block), torch.arange(block) + half] = True
+    local = local | (diag[None, None] & ~qvalid[..., None])  # filler queries see themselves
+    extra = glob.valid[:, None, None, :].expand(n, nb, block, glob.count)
+    return torch.cat([local, extra], dim=-1).reshape(n * nb, 1, block, W + glob.count)
+
+
+def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dropout: float, cache: dict | None = None,
+                         glob: GroupGlobals | None = None):
     """Sliding-window attention by query blocks: each block of ``block`` queries attends to the
-    ``block + 2*half`` keys around it. Cost O(L * (block + 2*half)); no L x L tensor."""
+    ``block + 2*half`` keys around it. Cost O(L * (block + 2*half)); no L x L tensor.
+    With ``glob``, each block also attends to the document's global keys, appended as extra key
+    columns: O(L * (block + 2*half + G))."""
+    if glob is not None:
+        return _sdpa_local_globals(q, k, v, valid, half, block, scale, dropout, glob)
     n, L, H, d = q.shape
     if L <= block + 2 * half:  # the whole document fits in one window: a small dense band mask
         band = _band(L, L, 0, half, q.device)[None, None]
@@ -258,6 +360,39 @@ def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dr
     return out[:, :L]
 
 
+def _sdpa_local_globals(q, k, v, valid, half: int, block: int, scale: float, dropout: float, glob: GroupGlobals):
+    n, L, H, d = q.shape
+    if L <= block + 2 * half:  # one window covers the document: a small dense mask
+        band = _band(L, L, 0, half, q.device)[None, None] | glob.is_global[:, None, None, :]
+        mask = band if valid is None else band & valid[:, None, None, :]
+        mask = mask | torch.eye(L, dtype=torch.bool, device=q.device)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout, scale=scale
+        )
+        return out.transpose(1, 2)
+    nb = math.ceil(L / block)
+    Lp = nb * block
+    W = block + 2 * half
+    G = glob.count
+    qb = F.pad(q, (0, 0, 0, 0, 0, Lp - L)).view(n, nb, block, H, d).transpose(2, 3).reshape(n * nb, H, block, d)
+    rows = torch.arange(n, device=q.device)[:, None]
+
+    def windows(t):  # (n, L, H, d) -> (n*nb, H, W + G, d): the band keys, then the global keys
+        band = F.pad(t, (0, 0, 0, 0, half, Lp - L + half)).unfold(1, W, block)  # (n, nb, H, d, W)
+        band = band.permute(0, 1, 2, 4, 3)  # (n, nb, H, W, d)
+        extra = t[rows, glob.pos].transpose(1, 2)[:, None].expand(n, nb, H, G, d)
+        return torch.cat([band, extra], dim=3).reshape(n * nb, H, W + G, d)
+
+    kb, vb = windows(k), windows(v)
+    key = ("local_mask", half, block)
+    mask = glob.cache.get(key)
+    if mask is None:
+        mask = glob.cache[key] = _local_block_mask_globals(valid, glob, n, L, Lp, half, block, W, q.device)
+    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout, scale=scale)
+    out = out.view(n, nb, H, block, d).transpose(2, 3).reshape(n, Lp, H, d)
+    return out[:, :L]
+
+
 def flash_attention(q, k, v, layout: Layout, half: int | None, scale: float, dropout: float):
     """flash-attn varlen on the unpadded (T, H, d) tokens."""
     dtype = q.dtype
@@ -271,6 +406,98 @@ def flash_attention(q, k, v, layout: Layout, half: int | None, scale: float, dro
         dropout_p=dropout, softmax_scale=scale, causal=False, window_size=window,
     )
     return out.to(dtype)
+
+
+def flash_attention_with_globals(q, k, v, layout: Layout, half: int, scale: float, glob: GlobalTokens):
+    """Local rows with global tokens on flash-attn (no dropout, no gradient: see :func:`attend`).
+
+    flash-attn computes the band (global keys inside the band included, once) and returns its
+    log-sum-exp (flash-attn 2: ``softmax_lse`` of shape (heads, tokens) for the varlen call); the global
+    keys *outside* each query's band are a small (L x G) product per document, merged in exactly:
+    ``out = (e^lse * out_band + sum_j e^s_j v_j) / (e^lse + sum_j e^s_j)``."""
+    dtype = q.dtype
+    if dtype not in (torch.float16, torch.bfloat16):
+        q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
+    T, H, d = q.shape
+    res = flash_attn_varlen_func(
+        q, k, v,
+        cu_seqlens_q=layout.cu_seqlens, cu_seqlens_k=layout.cu_seqlens,
+        max_seqlen_q=layout.max_seqlen, max_seqlen_k=layout.max_seqlen,
+        dropout_p=0.0, softmax_scale=scale, causal=False, window_size=(half, half), return_attn_probs=True,
+    )
+    out_band, lse = res[0], res[1]
+    if tuple(lse.shape) != (H, T):
+        raise RuntimeError(
+            f"this flash-attn returns the softmax log-sum-exp with shape {tuple(lse.shape)}, not (heads, tokens) = "
+            f"{(H, T)}; global tokens need flash-attn 2.x's varlen layout. Use attention_backend='sdpa'."
+        )
+    out = out_band.float()
+    lse = lse.float().transpose(0, 1).contiguous()  # (T, H)
+    kglob = torch.cat([k[glob.index].float(), k.new_zeros(1, H, d, dtype=torch.float)])
+    vglob = torch.cat([v[glob.index].float(), v.new_zeros(1, H, d, dtype=torch.float)])
+    result = out.clone()
+    for g, gg in zip(layout.groups, glob.groups):
+        if gg is None:
+            continue
+        qg = _to_group(q, g).float().transpose(1, 2)  # (n, H, Lg, d)
+        ob = _to_group(out, g).transpose(1, 2)  # (n, H, Lg, d)
+        lb = _to_group(lse, g).transpose(1, 2)  # (n, H, Lg)
+        kg, vg = kglob[gg.slot].transpose(1, 2), vglob[gg.slot].transpose(1, 2)  # (n, H, count, d)
+        scores = torch.matmul(qg, kg.transpose(-1, -2)) * scale  # (n, H, Lg, count)
+        qpos = torch.arange(g.length, device=q.device)
+        outside = (qpos[None, :, None] - gg.pos[:, None, :]).abs() > half  # (n, Lg, count)
+        scores = scores.masked_fill(~(outside & gg.valid[:, None, :])[:, None], float("-inf"))
+        m = torch.maximum(lb, scores.amax(-1))
+        wb = torch.exp(lb - m)
+        p = torch.exp(scores - m[..., None])
+        merged = (wb[..., None] * ob + torch.matmul(p, vg)) / (wb + p.sum(-1))[..., None]
+        _from_group(merged.transpose(1, 2), g, result)
+    return result.to(dtype)
+
+
+def attend_global_rows(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: Layout,
+    glob: GlobalTokens,
+    *,
+    backend: str,
+    scale: float,
+    dropout: float = 0.0,
+    training: bool = False,
+) -> torch.Tensor:
+    """The global tokens' own attention: ``q`` (G, H, d) for the global tokens (in ``glob.index``
+    order), ``k``/``v`` (T, H, d) for every token; each global token attends to every real token of
+    its document. Cost O(G x L). Returns (G, H, d)."""
+    dropout = dropout if training else 0.0
+    G, H, d = q.shape
+    out = q.new_empty(G, H, d)
+    qx = torch.cat([q, q.new_zeros(1, H, d)])
+    for g, gg in zip(layout.groups, glob.groups):
+        if gg is None:
+            continue
+        qg = qx[gg.slot].transpose(1, 2)  # (n, H, count, d)
+        kg, vg = _to_group(k, g).transpose(1, 2), _to_group(v, g).transpose(1, 2)  # (n, H, Lg, d)
+        mask = None if g.valid is None else g.valid[:, None, None, :]
+        if backend == "eager":
+            scores = torch.matmul(qg.float(), kg.float().transpose(-1, -2)) * scale
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=training)
+            o = torch.matmul(probs, vg.float()).to(q.dtype)
+        else:
+            o = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask, dropout_p=dropout, scale=scale)
+        o = o.transpose(1, 2)  # (n, count, H, d)
+        out[gg.slot[gg.valid]] = o[gg.valid]
+    return out
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+_FLASH_GLOBAL_FALLBACK_LOGGED = False
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
@@ -295,23 +522,41 @@ def attend(
     dropout: float = 0.0,
     training: bool = False,
     block: int | None = None,
+    glob: GlobalTokens | None = None,
 ) -> torch.Tensor:
     """Attention of unpadded (T, H, d) q, k, v within documents. ``half`` = None: global;
-    otherwise each token sees ``half`` tokens on each side. Returns (T, H, d)."""
+    otherwise each token sees ``half`` tokens on each side. With ``glob`` (local layers only), every
+    query also sees the global tokens of its document (each key counted once); the global tokens'
+    own rows are then replaced by the caller (:func:`attend_global_rows`). Returns (T, H, d)."""
+    global _FLASH_GLOBAL_FALLBACK_LOGGED
     dropout = dropout if training else 0.0
+    if glob is not None and half is None:
+        glob = None  # full attention already sees every key once
     if backend == "flash":
-        return flash_attention(q, k, v, layout, half, scale, dropout)
+        if glob is None:
+            return flash_attention(q, k, v, layout, half, scale, dropout)
+        if not _needs_grad(q, k, v) and dropout == 0.0:
+            return flash_attention_with_globals(q, k, v, layout, half, scale, glob)
+        # flash-attn's backward ignores the gradient of the log-sum-exp that the merge needs:
+        # with gradients (or dropout), local layers with global tokens run on SDPA blocks instead.
+        if not _FLASH_GLOBAL_FALLBACK_LOGGED:
+            logger.info("global tokens with gradients: local layers use the SDPA block path instead of flash-attn")
+            _FLASH_GLOBAL_FALLBACK_LOGGED = True
+        backend = "sdpa"
     if half is not None and half + 1 >= layout.max_seqlen:
-        half = None  # the window covers every document: plain global attention is the same thing
+        half, glob = None, None  # the window covers every document: plain global attention is the same thing
     out = torch.empty_like(q) if len(layout.groups) > 1 or not layout.groups[0].contiguous else None
-    for g in layout.groups:
+    for i, g in enumerate(layout.groups):
+        gg = glob.groups[i] if glob is not None else None
         qg, kg, vg = _to_group(q, g), _to_group(k, g), _to_group(v, g)
         if backend == "eager":
-            o = eager_attention(qg, kg, vg, g.valid, half, scale, dropout, training)
+            o = eager_attention(qg, kg, vg, g.valid, half, scale, dropout, training,
+                                key_global=None if gg is None else gg.is_global)
         elif half is None:
             o = sdpa_global_attention(qg, kg, vg, g.valid, scale, dropout)
         else:
-            o = sdpa_local_attention(qg, kg, vg, g.valid, half, block or max(half, 16), scale, dropout, layout._cache)
+            o = sdpa_local_attention(qg, kg, vg, g.valid, half, block or max(half, 16), scale, dropout, layout._cache,
+                                     glob=gg)
         if out is None:
             return o.reshape(q.shape)
         _from_group(o, g, out)

@@ -44,6 +44,14 @@ class LongAdaptConfig(PreTrainedConfig):
         local_attention: total window of the local layers: a token sees ``local_attention // 2``
             tokens on each side (ModernBERT's convention).
         layer_types: explicit ``"full_attention"`` (global) / ``"sliding_attention"`` (local) per layer.
+        global_token_projections: Longformer-style global tokens in the local layers. Each local layer
+            then owns ``Wqkv_global`` (separate query/key/value projections of the global tokens), every
+            query of a local layer also attends to the global tokens of its document, and the global
+            tokens attend to their whole document with the global projections. Which tokens are global
+            is given per batch by ``global_attention_mask`` (or by ``global_first_token``). Full-attention
+            layers are unaffected: there every token already attends to its whole document.
+        global_first_token: without a ``global_attention_mask``, make the first token of each document
+            global (what Longformer does for classification). Needs ``global_token_projections``.
         attention_backend: ``"auto"`` (flash-attn on CUDA when installed, else SDPA), ``"eager"``
             (the reference), ``"sdpa"`` or ``"flash"``.
         local_block_size: query block size of the SDPA local attention (default: the half window).
@@ -82,6 +90,8 @@ class LongAdaptConfig(PreTrainedConfig):
     global_attn_every_n_layers: int = 3
     local_attention: int = 128
     layer_types: list[str] | None = None
+    global_token_projections: bool = False
+    global_first_token: bool = False
     attention_backend: str = "auto"
     local_block_size: int | None = None
     embedding_dropout: float = 0.0
@@ -138,6 +148,8 @@ class LongAdaptConfig(PreTrainedConfig):
             )
         if LOCAL in self.layer_types and self.local_attention < 2:
             raise ValueError(f"local_attention ({self.local_attention}) must be at least 2 for local layers")
+        if self.global_first_token and not self.global_token_projections:
+            raise ValueError("global_first_token needs global_token_projections=True (the layers that host global tokens)")
         if self.classifier_pooling not in ("cls", "mean"):
             raise ValueError(f"classifier_pooling {self.classifier_pooling!r} must be 'cls' or 'mean'")
         if self.position_embedding_type == "rope" and self.head_dim % 2:

@@ -4,6 +4,10 @@ Inputs follow transformers conventions (``input_ids``, ``attention_mask``, ``tok
 ``position_ids``) plus ``document_ids`` for packed rows: tokens of one row whose ids differ belong
 to different documents, and attention never crosses documents. Padding is removed once at the
 input; every layer runs on the real tokens only, and outputs are padded back at the end.
+
+``global_attention_mask`` (B, L), 1 = global token, works as in Longformer for models with
+``config.global_token_projections``: in local layers every token also attends to the global tokens of
+its document, and global tokens attend to their whole document with their own projections.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 
-from longadapt.modeling.attention import Layout, attend, build_layout, resolve_backend
+from longadapt.modeling.attention import (
+    Layout,
+    attend,
+    attend_global_rows,
+    build_globals,
+    build_layout,
+    resolve_backend,
+)
 from longadapt.modeling.configuration import GLOBAL, LOCAL, LongAdaptConfig
 
 
@@ -94,6 +105,12 @@ class LongAdaptAttention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.Wqkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
+        # Longformer global tokens: their own query/key/value projections, in local layers only
+        self.Wqkv_global = (
+            nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
+            if (config.global_token_projections and self.layer_type == LOCAL)
+            else None
+        )
         self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
         self.out_drop = nn.Dropout(config.hidden_dropout)
 
@@ -108,16 +125,41 @@ class LongAdaptAttention(nn.Module):
         if rotary is not None:
             cos, sin = rotary
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        glob = layout.globals if self.Wqkv_global is not None else None
+        scale = self.head_dim**-0.5
         out = attend(
             q, k, v, layout,
             backend=backend,
             half=self.half_window,
-            scale=self.head_dim**-0.5,
+            scale=scale,
             dropout=self.config.attention_dropout,
             training=self.training,
             block=self.config.local_block_size,
+            glob=glob,
         )
+        if glob is not None:
+            out = out.index_copy(0, glob.index, self._global_rows(x, layout, rotary, backend, scale))
         return self.out_drop(self.Wo(out.reshape(T, -1)))
+
+    def _global_rows(self, x: torch.Tensor, layout: Layout, rotary: tuple | None, backend: str, scale: float):
+        """Outputs of the global tokens: global projections, attending to their whole document."""
+        glob = layout.globals
+        H, d, hid = self.num_heads, self.head_dim, self.config.hidden_size
+        weight, bias = self.Wqkv_global.weight, self.Wqkv_global.bias
+        idx = glob.index
+        q = F.linear(x[idx], weight[:hid], None if bias is None else bias[:hid]).view(-1, H, d)
+        kv = F.linear(x, weight[hid:], None if bias is None else bias[hid:]).view(x.shape[0], 2, H, d)
+        k, v = kv.unbind(1)
+        if rotary is not None:
+            cos, sin = rotary
+            q, k = apply_rotary(q, cos[idx], sin[idx]), apply_rotary(k, cos, sin)
+        return attend_global_rows(
+            q, k, v, layout, glob,
+            backend="eager" if backend == "eager" else "sdpa",
+            scale=scale,
+            dropout=self.config.attention_dropout,
+            training=self.training,
+        )
 
 
 class LongAdaptMLP(nn.Module):
@@ -184,6 +226,8 @@ class LongAdaptPreTrainedModel(PreTrainedModel):
         elif isinstance(module, LongAdaptAttention):
             tn(module.Wqkv.weight, std_in)
             tn(module.Wo.weight, std_out)
+            if module.Wqkv_global is not None:
+                tn(module.Wqkv_global.weight, std_in)
         elif isinstance(module, LongAdaptMLP):
             tn(module.Wi.weight, std_in)
             tn(module.Wo.weight, std_out)
@@ -228,6 +272,27 @@ class LongAdaptModel(LongAdaptPreTrainedModel):
                 name = "flash"
         return resolve_backend(name, device)
 
+    def _global_tokens(self, layout: Layout, global_attention_mask: torch.Tensor | None):
+        """Which real tokens are global: ``global_attention_mask`` (1 = global; padding ignored), else
+        the first token of each document when ``config.global_first_token``, else none."""
+        cfg = self.config
+        if global_attention_mask is not None:
+            flags = layout.unpad(global_attention_mask).to(device=layout.position_ids.device) != 0
+            if not cfg.global_token_projections and bool(flags.any()):
+                raise ValueError(
+                    "global_attention_mask marks global tokens, but this model has no global-token layers "
+                    "(config.global_token_projections is False). Drop the mask, or convert the model with "
+                    "global tokens (make_long(..., global_first_token=True) / longadapt import --global-first-token)."
+                )
+        elif cfg.global_first_token and cfg.global_token_projections:
+            flags = torch.zeros(layout.num_tokens, dtype=torch.bool, device=layout.position_ids.device)
+            flags[layout.cu_seqlens[:-1].long()] = True
+        else:
+            return None
+        if LOCAL not in cfg.layer_types:
+            return None  # no layer hosts global tokens
+        return build_globals(layout, flags)
+
     def encode(
         self,
         input_ids: torch.Tensor | None = None,
@@ -237,6 +302,7 @@ class LongAdaptModel(LongAdaptPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Layout, list[torch.Tensor] | None]:
         """Run the encoder on the real tokens: returns (T, hidden) states, the layout, and the
         per-layer unpadded states when asked."""
@@ -250,6 +316,7 @@ class LongAdaptModel(LongAdaptPreTrainedModel):
                 f"a document of {layout.max_seqlen} tokens is longer than this model allows "
                 f"(max_position_embeddings={self.config.max_position_embeddings}); split it into windows"
             )
+        layout.globals = self._global_tokens(layout, global_attention_mask)
         ids = layout.unpad(input_ids) if input_ids is not None else None
         emb = layout.unpad(inputs_embeds) if inputs_embeds is not None else None
         tt = layout.unpad(token_type_ids) if token_type_ids is not None else None
@@ -280,11 +347,12 @@ class LongAdaptModel(LongAdaptPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        global_attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
         x, layout, hidden = self.encode(
             input_ids, attention_mask, document_ids, position_ids, token_type_ids, inputs_embeds,
-            bool(output_hidden_states),
+            bool(output_hidden_states), global_attention_mask,
         )
         return BaseModelOutput(
             last_hidden_state=layout.pad(x),
@@ -335,11 +403,12 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
         labels=None,
         output_hidden_states=None,
         return_dict=None,
+        global_attention_mask=None,
         **kwargs,
     ) -> MaskedLMOutput:
         x, layout, hidden = self.model.encode(
             input_ids, attention_mask, document_ids, position_ids, token_type_ids, inputs_embeds,
-            bool(output_hidden_states),
+            bool(output_hidden_states), global_attention_mask,
         )
         loss = None
         if labels is not None and self.config.sparse_prediction:
@@ -402,10 +471,10 @@ class LongAdaptForSequenceClassification(LongAdaptPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, document_ids=None, position_ids=None,
                 token_type_ids=None, inputs_embeds=None, labels=None, output_hidden_states=None,
-                return_dict=None, **kwargs) -> SequenceClassifierOutput:
+                return_dict=None, global_attention_mask=None, **kwargs) -> SequenceClassifierOutput:
         x, layout, hidden = self.model.encode(
             input_ids, attention_mask, document_ids, position_ids, token_type_ids, inputs_embeds,
-            bool(output_hidden_states),
+            bool(output_hidden_states), global_attention_mask,
         )
         logits = self.classifier(self.drop(self.head(_pool(self.config, x, layout))))
         loss = _sequence_loss(self.config, logits, labels) if labels is not None else None
@@ -426,10 +495,10 @@ class LongAdaptForTokenClassification(LongAdaptPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, document_ids=None, position_ids=None,
                 token_type_ids=None, inputs_embeds=None, labels=None, output_hidden_states=None,
-                return_dict=None, **kwargs) -> TokenClassifierOutput:
+                return_dict=None, global_attention_mask=None, **kwargs) -> TokenClassifierOutput:
         x, layout, hidden = self.model.encode(
             input_ids, attention_mask, document_ids, position_ids, token_type_ids, inputs_embeds,
-            bool(output_hidden_states),
+            bool(output_hidden_states), global_attention_mask,
         )
         logits_flat = self.classifier(self.drop(x))
         loss = None
@@ -454,7 +523,7 @@ class LongAdaptForMultipleChoice(LongAdaptPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, document_ids=None, position_ids=None,
                 token_type_ids=None, inputs_embeds=None, labels=None, output_hidden_states=None,
-                return_dict=None, **kwargs) -> MultipleChoiceModelOutput:
+                return_dict=None, global_attention_mask=None, **kwargs) -> MultipleChoiceModelOutput:
         ref = input_ids if input_ids is not None else inputs_embeds
         B, C = ref.shape[:2]
 
@@ -463,7 +532,7 @@ class LongAdaptForMultipleChoice(LongAdaptPreTrainedModel):
 
         x, layout, _ = self.model.encode(
             flat(input_ids), flat(attention_mask), flat(document_ids), flat(position_ids),
-            flat(token_type_ids), flat(inputs_embeds),
+            flat(token_type_ids), flat(inputs_embeds), global_attention_mask=flat(global_attention_mask),
         )
         logits = self.classifier(self.drop(self.head(_pool(self.config, x, layout)))).view(B, C)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
