@@ -1,7 +1,8 @@
-"""Import and export of BERT-family, ModernBERT (and core) checkpoints."""
+"""Import and export of BERT-family, Longformer, ModernBERT (and core) checkpoints."""
 
 from longadapt.interop.checkpoints import (
     ImportResult,
+    enable_global_tokens,
     export_modernbert,
     import_checkpoint,
     make_long,
@@ -13,6 +14,7 @@ __all__ = [
     "ImportResult",
     "import_checkpoint",
     "make_long",
+    "enable_global_tokens",
     "export_modernbert",
     "resolve_source",
     "save_core",

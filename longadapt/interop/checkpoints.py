@@ -1,4 +1,4 @@
-"""Import BERT-family and ModernBERT checkpoints into the core, make them long, export to ModernBERT.
+"""Import BERT-family, Longformer and ModernBERT checkpoints into the core, make them long, export to ModernBERT.
 
 The importers read the checkpoint's own tensors (safetensors or PyTorch bin, sharded or not), map
 them onto the core's parameter names, and configure the core's knobs so that its outputs equal the
@@ -24,8 +24,9 @@ from longadapt.modeling.configuration import GLOBAL, LOCAL
 logger = logging.getLogger(__name__)
 
 BERT_FAMILY = ("bert", "roberta", "camembert", "xlm-roberta")
+LONGFORMER_FAMILY = ("longformer",)
 ROPE_FAMILY = ("modernbert",)
-SUPPORTED = BERT_FAMILY + ROPE_FAMILY + ("longadapt",)
+SUPPORTED = BERT_FAMILY + LONGFORMER_FAMILY + ROPE_FAMILY + ("longadapt",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def bert_family_config(hf: dict[str, Any]) -> tuple[LongAdaptConfig, int]:
         hidden_dropout=hf.get("hidden_dropout_prob", 0.1),
         attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
         initializer_range=hf.get("initializer_range", 0.02),
-        head_activation=act,
+        head_activation=act if mtype == "bert" else "gelu",  # RoBERTa-style LM heads always use GELU
         head_bias=True,
         decoder_bias=True,
         classifier_activation="tanh",
@@ -165,7 +166,7 @@ def bert_family_config(hf: dict[str, Any]) -> tuple[LongAdaptConfig, int]:
 def bert_family_state_dict(sd: dict[str, torch.Tensor], n_layers: int, offset: int) -> tuple[dict[str, torch.Tensor], bool]:
     """Map BERT-family tensors onto the core's LongAdaptForMaskedLM names. Returns the mapped
     tensors and whether an MLM head was present."""
-    sd = _legacy_norm_names(_strip_prefix(sd, ("bert.", "roberta.", "camembert.", "xlm_roberta.", "model.")))
+    sd = _legacy_norm_names(_strip_prefix(sd, ("bert.", "roberta.", "camembert.", "xlm_roberta.", "longformer.", "model.")))
     out: dict[str, torch.Tensor] = {}
 
     def take(src: str, dst: str, required: bool = True):
@@ -206,6 +207,52 @@ def bert_family_state_dict(sd: dict[str, torch.Tensor], n_layers: int, offset: i
                 if b in sd:
                     out["decoder.bias"] = sd[b]
                     break
+    return out, has_head
+
+
+# --------------------------------------------------------------------------------------------
+# Longformer (RoBERTa layers with sliding-window attention and global tokens)
+
+
+def longformer_config(hf: dict[str, Any]) -> tuple[LongAdaptConfig, int]:
+    """Core config for a Longformer: the RoBERTa-style config, every layer local with the
+    Longformer window, and global-token projections."""
+    n_layers = hf["num_hidden_layers"]
+    window = hf.get("attention_window", 512)
+    windows = [window] * n_layers if isinstance(window, int) else list(window)
+    if len(windows) != n_layers:
+        raise LongAdaptError(
+            f"attention_window lists {len(windows)} windows for {n_layers} layers; the checkpoint's config is inconsistent"
+        )
+    if len(set(windows)) != 1:
+        raise LongAdaptError(
+            f"this Longformer uses different windows per layer ({windows}); the core has one window for all local "
+            "layers, so it cannot be imported exactly. Use a Longformer with one attention_window for every layer."
+        )
+    window = int(windows[0])
+    if window < 2 or window % 2:
+        raise LongAdaptError(f"attention_window must be an even number of at least 2 tokens, got {window}")
+    cfg, offset = bert_family_config({**hf, "model_type": "longformer"})
+    cfg.layer_types = [LOCAL] * n_layers
+    cfg.global_attn_every_n_layers = 0
+    cfg.local_attention = window  # Longformer's one-sided window is attention_window // 2, as the core's
+    cfg.global_token_projections = True
+    cfg.sep_token_id = hf.get("sep_token_id")
+    return cfg, offset
+
+
+def longformer_state_dict(sd: dict[str, torch.Tensor], n_layers: int, offset: int) -> tuple[dict[str, torch.Tensor], bool]:
+    """The BERT-family mapping plus each layer's global query/key/value projections."""
+    out, has_head = bert_family_state_dict(sd, n_layers, offset)
+    sd = _strip_prefix(sd, ("longformer.",))
+    for i in range(n_layers):
+        src = f"encoder.layer.{i}.attention.self."
+        for p in ("weight", "bias"):
+            names = [f"{src}{n}_global.{p}" for n in ("query", "key", "value")]
+            missing = [n for n in names if n not in sd]
+            if missing:
+                raise LongAdaptError(f"the checkpoint lacks the tensor {missing[0]!r}; is it really a Longformer?")
+            out[f"model.layers.{i}.attn.Wqkv_global.{p}"] = torch.cat([sd[n] for n in names], dim=0)
     return out, has_head
 
 
@@ -305,6 +352,9 @@ def import_checkpoint(src: str | Path) -> ImportResult:
     if mtype in BERT_FAMILY:
         cfg, offset = bert_family_config(hf)
         mapped, has_head = bert_family_state_dict(sd, cfg.num_hidden_layers, offset)
+    elif mtype in LONGFORMER_FAMILY:
+        cfg, offset = longformer_config(hf)
+        mapped, has_head = longformer_state_dict(sd, cfg.num_hidden_layers, offset)
     else:
         cfg = modernbert_config(path)
         mapped, has_head = modernbert_state_dict(sd)
@@ -339,6 +389,7 @@ def make_long(
     positions: str = "copy",
     global_rope_theta: float | None = None,
     local_rope_theta: float | None = None,
+    global_first_token: bool = False,
 ) -> list[str]:
     """Turn a core model into a long one, in place. Returns notes describing what changed.
 
@@ -347,6 +398,9 @@ def make_long(
     positions by rotary positions (or, on a rotary model, only raises the maximum length).
     Layer ``i`` becomes global when ``global_every > 0 and i % global_every == 0``; the others
     attend within ``local_window`` tokens (``local_window // 2`` on each side).
+    ``global_first_token`` adds Longformer global tokens to the local layers (see
+    :func:`enable_global_tokens`), with the first token of each document global by default.
+    A model that already has global-token projections keeps them in the layers that stay local.
     """
     cfg = model.config
     old_len = cfg.max_position_embeddings
@@ -397,6 +451,49 @@ def make_long(
         layer.attn.layer_type = t
     n_local = cfg.layer_types.count(LOCAL)
     notes.append(f"{n_local} of {cfg.num_hidden_layers} layers local (window {local_window}), the others global")
+    if cfg.global_token_projections or global_first_token:
+        notes += enable_global_tokens(model, first_token=global_first_token or cfg.global_first_token)
+    return notes
+
+
+def enable_global_tokens(model: LongAdaptForMaskedLM, *, first_token: bool = True) -> list[str]:
+    """Give every local layer Longformer global tokens, in place; returns notes.
+
+    A local layer without ``Wqkv_global`` gets one initialised as a copy of its ``Wqkv`` (what the
+    Longformer conversion does: a global token then starts by attending like a full-attention
+    token); existing global projections are kept; full-attention layers drop theirs (every token
+    there already attends to the whole document). ``first_token`` makes the first token of each
+    document global when the caller gives no ``global_attention_mask``.
+    """
+    cfg = model.config
+    if LOCAL not in cfg.layer_types:
+        raise LongAdaptError(
+            "global tokens live in local (sliding-window) layers and this model has none; "
+            "make it long first (--max-length with --global-every other than 1)"
+        )
+    created = 0
+    for layer in model.model.layers:
+        attn = layer.attn
+        if attn.layer_type != LOCAL:
+            attn.Wqkv_global = None
+            continue
+        if attn.Wqkv_global is None:
+            src = attn.Wqkv
+            new = torch.nn.Linear(src.in_features, src.out_features, bias=src.bias is not None)
+            new = new.to(device=src.weight.device, dtype=src.weight.dtype)
+            with torch.no_grad():
+                new.weight.copy_(src.weight)
+                if src.bias is not None:
+                    new.bias.copy_(src.bias)
+            attn.Wqkv_global = new
+            created += 1
+    cfg.global_token_projections = True
+    cfg.global_first_token = bool(first_token)
+    notes = []
+    if created:
+        notes.append(f"global-token projections added to {created} local layers (copies of the local Q/K/V)")
+    if first_token:
+        notes.append("the first token of each document is global unless a global_attention_mask is given")
     return notes
 
 

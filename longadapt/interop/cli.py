@@ -22,10 +22,13 @@ def add_arguments_import(p: argparse.ArgumentParser) -> None:
                    help="copy: tile learned positions (Longformer); rope: rotary positions (default copy)")
     p.add_argument("--global-rope-theta", type=float, help="rotary base of global layers (rope)")
     p.add_argument("--local-rope-theta", type=float, help="rotary base of local layers (rope)")
+    p.add_argument("--global-first-token", action="store_true",
+                   help="Longformer global tokens in the local layers (projections copied from the local ones), "
+                        "the first token of each document global by default")
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from longadapt.interop import import_checkpoint, make_long, resolve_source, save_core
+    from longadapt.interop import enable_global_tokens, import_checkpoint, make_long, resolve_source, save_core
     from longadapt.runinfo import run_record
 
     if Path(args.out).exists() and any(Path(args.out).iterdir()) and not (Path(args.out) / "run.json").is_file():
@@ -41,7 +44,10 @@ def run_import(args: argparse.Namespace) -> int:
             positions=args.positions,
             global_rope_theta=args.global_rope_theta,
             local_rope_theta=args.local_rope_theta,
+            global_first_token=args.global_first_token,
         )
+    elif args.global_first_token:
+        notes += enable_global_tokens(result.model, first_token=True)
     record = run_record(
         "import",
         {k: v for k, v in vars(args).items() if k not in ("verbose",)},
