@@ -248,3 +248,19 @@ def test_cli_import_minilm_loads_with_auto_model(tmp_path, minilm_dir):
                          capture_output=True, text=True)
     assert res.returncode == 2 and "does not exist" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_roberta_lm_head_uses_gelu_whatever_hidden_act(tmp_path):
+    """RoBERTa-style LM heads apply GELU even when the layers use another activation (BERT's follow hidden_act)."""
+    cfg = transformers.RobertaConfig(vocab_size=97, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                     intermediate_size=40, max_position_embeddings=66, hidden_act="relu", pad_token_id=1)
+    torch.manual_seed(4)
+    ref = transformers.RobertaForMaskedLM(cfg).eval()
+    ref.save_pretrained(tmp_path / "roberta-relu")
+    core = import_checkpoint(tmp_path / "roberta-relu").model.eval()
+    assert core.config.hidden_activation == "relu" and core.config.head_activation == "gelu"
+    ids, mask = _batch(97, [30, 12])
+    with torch.no_grad():
+        r = ref(input_ids=ids, attention_mask=mask).logits
+        c = core(input_ids=ids, attention_mask=mask).logits
+    assert _real_diff(r, c, mask) <= TOL
