@@ -15,11 +15,12 @@ crosses a piece. Three steps:
    this step, corpora whose documents are 50-100 % of a row (the French leaflets at 8,192 tokens)
    keep 3 % padding because nothing small is left to fill the rows.
 
-Why our own code: the packers in the field libraries (``datasets``' and ``transformers``' grouping
-helpers, TRL's BFD packing) either concatenate documents and cut at fixed lengths (cuts anywhere,
-one document crosses every row boundary) or never cut a document (no sentence-aware cutting, so
-padding stays high when documents are long). We need both: documents kept whole where possible,
-cut between sentences otherwise, and under 1 % padding.
+Why our own code: the usual recipes either concatenate all documents and cut every ``max_length``
+tokens (the ``group_texts`` pattern of the transformers examples: cuts anywhere, a document crosses
+every row boundary) or bin-pack whole sequences (documents longer than a row are truncated, nothing
+is cut between sentences, and padding stays high when documents are long). We need documents kept
+whole where possible, cuts between sentences otherwise, and under 1 % padding; none of the installed
+libraries (datasets, transformers, tokenizers, pyarrow) offers that.
 """
 
 from __future__ import annotations
