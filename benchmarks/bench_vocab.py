@@ -69,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         tokenizers = args.tokenizer or [f"minilm={_minilm()}", *_train_defaults(corpus, args.language, Path(tmp), args.vocab_size)]
         train_s = time.perf_counter() - t
 
-        t = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        t, cpu = time.perf_counter(), time.process_time()
         result = analyze(args.language, corpus, tokenizers, max_docs=args.max_docs, progress=False)
         analyze_s = time.perf_counter() - t
+        analyze_cpu_s = time.process_time() - cpu
+        load_after = os.getloadavg()[0]
         if args.out:
             t = time.perf_counter()
             write_outputs(result, args.out)
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         "tokenizers": [r["tokenizer"] for r in result.rows],
         "train_default_tokenizers_s": round(train_s, 2),
         "analyze_s": round(analyze_s, 2),
+        "analyze_cpu_s": round(analyze_cpu_s, 2),  # CPU time of all threads of this process
+        "loadavg_1min_before_after": [round(load_before, 2), round(load_after, 2)],
         "write_outputs_s": round(write_s, 2) if write_s is not None else None,
         "words_per_s": round(corpus_info["words"] / analyze_s),
         "peak_rss_mb": round(peak_mb, 1),
@@ -100,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus           {corpus_info['path']}: {corpus_info['docs']:,} docs, {corpus_info['words']:,} words "
           f"({corpus_info['word_types']:,} distinct)")
     print(f"tokenizers       {', '.join(record['tokenizers'])}")
-    print(f"analyze          {analyze_s:.1f} s  ({record['words_per_s']:,} words/s)")
+    print(f"analyze          {analyze_s:.1f} s wall ({record['words_per_s']:,} words/s), {analyze_cpu_s:.1f} s CPU; "
+          f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs")
     print(f"peak memory      {peak_mb:.0f} MB (process max RSS)")
     print(f"timings          {record['timings_s']}")
     print(f"fertility        {record['fertility']}")

@@ -136,3 +136,26 @@ def test_tokenizers_that_cannot_be_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
     with pytest.raises(LongAdaptError, match="cannot be loaded from the hub.*couldn't connect"):
         load_tokenizer("some-org/some-model")
+
+
+def test_sentencepiece_model_directory(tmp_path):
+    """A slow SentencePiece model (no tokenizer.json) goes through AutoTokenizer's conversion."""
+    import json
+
+    import sentencepiece as spm
+
+    sents = ["Le cœur bat vite et fort chez le patient.", "Électrocardiogramme normal, pas de fièvre."] * 50
+    d = tmp_path / "sp"
+    d.mkdir()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sents), model_prefix=str(d / "spiece"), vocab_size=36,
+                                   model_type="unigram", character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2,
+                                   bos_id=-1, minloglevel=2)
+    (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": 0}))
+    h = load_tokenizer(d)
+    assert h.scheme == "metaspace"
+    assert h.id_to_token[h.unk_id] == "<unk>"
+    assert h.tokens(" Ä")[-1] == "<unk>"  # never seen in training, no byte fallback
+    r = case_accent_behaviour(h)
+    # É was seen and comes back; Ä and ñ become the unknown token: lost, not stripped
+    assert (r.accents_kept, r.accents_stripped, r.accents_lost) == (1, 0, 2)
+    assert not r.lowercases and not r.strips_accents

@@ -153,7 +153,11 @@ def normalize_text(text: str, form: str | None) -> str:
 
 
 def count_words(chunk_counts: Counter, pack: LanguagePack, batch_size: int = 2000) -> Counter:
-    """spaCy rule-based tokens (all of them, unfiltered) from counts of whitespace-separated chunks."""
+    """spaCy rule-based tokens (all of them, unfiltered) from counts of whitespace-separated chunks.
+
+    spaCy's tokenizer splits text at whitespace and then works on each substring alone, so tokenizing
+    each distinct chunk once and weighting by its count gives the counts of the whole text.
+    """
     nlp = pack.word_tokenizer()
     words: Counter = Counter()
     chunks = list(chunk_counts)
@@ -209,7 +213,7 @@ def scan_corpus(
     progress: bool = True,
 ) -> CorpusScan:
     """One streaming pass: chunk counts for the words, every tokenizer on the running text."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     t0 = time.perf_counter()
     chunks: Counter = Counter()

@@ -412,17 +412,16 @@ def case_accent_behaviour(handle: TokenizerHandle, probe: str = DEFAULT_PROBE) -
     """Tokenize then decode ``probe`` and compare, to detect lower-casing and accent stripping.
 
     ``lowercases``: the probe has capitals and the decoded text has none.
-    Each accented letter of the probe is *kept* (it comes back, in either case), *stripped* (its
-    base letter comes back instead) or *lost*; words are compared position by position when the
-    word counts agree, otherwise over the whole string. ``strips_accents``: at least one stripped.
+    Each word of the probe is also tokenized and decoded alone, and each of its accented letters is
+    *kept* (it comes back, in either case), *stripped* (its base letter comes back instead) or
+    *lost* (neither: unknown token, dropped). ``strips_accents``: at least one stripped.
     """
     decoded = handle.decode(handle.encode_batch([probe])[0]).strip()
     lowercases = any(c.isupper() for c in probe) and not any(c.isupper() for c in decoded)
-    p_words, d_words = probe.split(), decoded.split()
-    pairs = list(zip(p_words, d_words)) if len(p_words) == len(d_words) else [(probe, decoded)]
+    words = probe.split()
     kept = stripped = lost = 0
-    for pw, dw in pairs:
-        dfold = dw.casefold()
+    for pw, ids in zip(words, handle.encode_batch(words)):
+        dfold = handle.decode(ids).strip().casefold()
         for ch in pw:
             if not _is_accented(ch):
                 continue
