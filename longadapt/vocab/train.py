@@ -16,7 +16,12 @@ import logging
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from typing import TYPE_CHECKING
+
 from longadapt.errors import LongAdaptError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ def train_bpe(
     min_frequency: int = 2,
     out_dir: str | Path | None = None,
     show_progress: bool = False,
-):
+) -> "PreTrainedTokenizerFast":
     """Train a BPE tokenizer; return it as a transformers fast tokenizer (saved to ``out_dir`` if given).
 
     The final vocabulary (special tokens and, for ``byte_fallback``, the 256 byte pieces included)
