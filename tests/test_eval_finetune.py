@@ -110,3 +110,37 @@ def test_user_regression_and_single_label_tasks(tiny_dir: Path, tmp_path: Path) 
     assert cls.test["weighted_f1"] == pytest.approx(
         M.classification_scores([["long", "short"].index(r["gold"]) for r in cls.per_example],
                                 [["long", "short"].index(r["pred"]) for r in cls.per_example], 2)["weighted_f1"])
+
+
+def test_garbage_new_head_is_redrawn_and_loaded_nan_refused(tiny_dir: Path) -> None:
+    from transformers import AutoModelForTokenClassification
+
+    from longadapt.errors import LongAdaptError
+    from longadapt.evaluation.finetune import _check_parameters
+
+    model = AutoModelForTokenClassification.from_pretrained(tiny_dir, num_labels=3)
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+        model.classifier.bias.fill_(1e30)
+    fixed = _check_parameters(model, {"classifier.weight", "classifier.bias"}, str(tiny_dir), model.config)
+    assert fixed == ["classifier.bias", "classifier.weight"]
+    assert torch.isfinite(model.classifier.weight).all() and (model.classifier.bias == 0).all()
+    assert 0 < model.classifier.weight.std() < 0.1
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[0, 0] = float("inf")
+    with pytest.raises(LongAdaptError, match="non-finite weights"):
+        _check_parameters(model, {"classifier.weight"}, str(tiny_dir), model.config)
+
+
+def test_longadapt_core_through_the_auto_classes(tiny_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """A core checkpoint (model_type longadapt) made long runs the same code path and sees whole documents."""
+    from longadapt.cli import main
+
+    core = tmp_path / "core"
+    assert main(["import", str(tiny_dir), str(core), "--max-length", "2048", "--local-window", "64",
+                 "--global-every", "2"]) == 0
+    task = load_task("fr-e3c-ner-doc", data_root=shared_data)
+    res = run(str(core), task, seed=0, training=TrainingConfig(epochs=1), limits=RunLimits(max_train_docs=2, max_eval_docs=2))
+    assert res.model["model_type"] == "longadapt" and res.model["max_length"] == 2048
+    assert all(r["n_windows"] == 1 for r in res.per_example)  # whole documents in one window
+    assert np.isfinite(res.history[0]["train_loss"])

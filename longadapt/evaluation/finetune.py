@@ -485,6 +485,43 @@ def _limit(examples: list[Any], n: int | None) -> list[Any]:
     return examples if n is None or n >= len(examples) else examples[:n]
 
 
+def _check_parameters(model: Any, missing: set[str], model_dir: str, config: Any) -> list[str]:
+    """Refuse non-finite loaded weights; re-draw garbage in *new* (head) weights.
+
+    A model class whose weight initialisation skips its new head leaves it as uninitialised memory
+    (NaN, inf or huge values, seen in practice). Such a new parameter (non-finite or larger than
+    1e4 in absolute value) is re-drawn as transformers initialises heads: matrices from
+    N(0, initializer_range), biases 0, 1-D norm weights 1; a warning names it and run.json lists
+    it. A non-finite weight read from the checkpoint is an error.
+    """
+    import torch
+
+    def garbage(p: Any) -> bool:
+        return bool(not torch.isfinite(p).all() or (p.numel() and p.detach().abs().max() > 1e4))
+
+    params = dict(model.named_parameters())
+    loaded = [n for n, p in params.items() if n not in missing and not torch.isfinite(p).all()]
+    if loaded:
+        raise LongAdaptError(f"{model_dir}: the checkpoint holds non-finite weights ({', '.join(loaded[:5])}); "
+                             "it cannot be fine-tuned")
+    bad = [n for n in sorted(missing) if n in params and garbage(params[n])]
+    if bad:
+        std = float(getattr(config, "initializer_range", 0.02) or 0.02)
+        with torch.no_grad():
+            for n in bad:
+                p = params[n]
+                if p.dim() >= 2:
+                    p.normal_(0.0, std)
+                elif n.endswith("bias"):
+                    p.zero_()
+                else:
+                    p.fill_(1.0)
+        logger.warning("%s: new head parameters were left uninitialised by the model class (%s); re-drawn "
+                       "(N(0, %.3g) / 0 / 1). The model's _init_weights should initialise them.",
+                       model_dir, ", ".join(bad), std)
+    return bad
+
+
 def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None = None,
         training: TrainingConfig | None = None, limits: RunLimits | None = None,
         max_length: int | None = None, model_name: str | None = None) -> RunResult:
@@ -509,9 +546,11 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
     tok.model_max_length = 10**9  # whole documents are tokenized on purpose, then cut into windows
     adapter = ADAPTERS[task.type](task, tok, cfg, length)
     try:
-        model = adapter.model_class().from_pretrained(model_dir, **adapter.model_kwargs())
+        model, info = adapter.model_class().from_pretrained(model_dir, output_loading_info=True,
+                                                            **adapter.model_kwargs())
     except (ValueError, KeyError) as exc:
         raise LongAdaptError(f"{model_dir}: cannot build a {task.type} model with the Auto classes ({exc})") from exc
+    reinitialised = _check_parameters(model, set(info.get("missing_keys", ())), model_dir, model_config)
 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
@@ -547,6 +586,10 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
         for batch in tqdm(loader, desc=f"{task.name} epoch {epoch}/{cfg.epochs}", leave=False, disable=None):
             with accelerator.accumulate(model):
                 loss = adapter.loss(model, batch)
+                if not torch.isfinite(loss.detach()):
+                    raise LongAdaptError(
+                        f"{task.name}: the training loss is {float(loss.detach())} at step {step + 1} (seed {seed}, model "
+                        f"{model_dir}); lower training.learning_rate or use training.mixed_precision=no")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -624,7 +667,8 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
         versions=versions(),
         timing={"train_s": round(t_train, 2), "eval_s": round(t_eval, 2), "total_s": round(time.time() - t_start, 2),
                 "optimizer_steps": step},
-        diagnostics={"device": str(accelerator.device), "train_items": len(items), **test_stats},
+        diagnostics={"device": str(accelerator.device), "train_items": len(items),
+                     "reinitialised_parameters": reinitialised, **test_stats},
     )
     del model, optimizer, best
     return result
