@@ -88,7 +88,7 @@ class TokenizerTrainingConfig:
     text_field: the text key of JSON Lines corpora.
     model_max_length: the tokenizer's ``model_max_length``.
     pad_to_multiple_of: the vocabulary size is a multiple of this.
-    show_progress: progress bars of the trainer.
+    show_progress: progress bars (documents read, then the trainer's).
     """
 
     vocab_size: int = 32768
@@ -395,7 +395,10 @@ def train_tokenizer(
     stats = {"documents": 0, "sentences": 0, "characters": 0}
 
     def documents() -> Iterator[str]:
-        for doc in iter_corpus(texts_or_corpus, cfg.text_field, cfg.max_documents):
+        from tqdm.auto import tqdm
+
+        docs = iter_corpus(texts_or_corpus, cfg.text_field, cfg.max_documents)
+        for doc in tqdm(docs, desc="reading documents", unit="doc", disable=not cfg.show_progress):
             stats["documents"] += 1
             yield doc
 
@@ -524,7 +527,7 @@ def fertility(tokenizer, texts: Iterable[str]) -> float:
     words = tokens = 0
     for text in texts:
         words += len(text.split())
-        tokens += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        tokens += len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
     if words == 0:
         raise LongAdaptError("fertility needs at least one word of text")
     return tokens / words

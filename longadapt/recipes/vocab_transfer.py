@@ -1,0 +1,957 @@
+"""Vocabulary arms of the ``continue`` strategy: a model with its old tokenizer becomes a model with a
+new (target-language) tokenizer, its embedding rows initialised from the old ones.
+
+Arms (:data:`ARMS`):
+
+* ``keep`` -- nothing changes (the English tokenizer is kept, as DrLongformer did).
+* ``replace`` -- a new tokenizer (e.g. from :func:`longadapt.recipes.tokenizers.train_tokenizer`).
+  Every new row is initialised from the old embedding matrix:
+
+  - special tokens map by role ([CLS] -> the old CLS, or BOS; [SEP] -> SEP or EOS; [PAD], [MASK],
+    [UNK] -> the same role);
+  - a token present in both vocabularies once word-start markers are canonicalised
+    (:func:`canonical_token`: SentencePiece "▁x", byte-level "Ġx" and WordPiece "x" are word
+    starts, "x" / "x" / "##x" continuations) is **copied**;
+  - every other token is the **mean** of the old rows of the old tokenizer's pieces for its surface
+    string, tokenised as a word start when the token is a word start and as a word continuation
+    otherwise (occurrences counted, the unknown piece left out); an optional
+    ``similarity_weights`` callable turns the plain mean into a weighted one (see below);
+  - a token whose surface the old tokenizer cannot cover (e.g. a lone byte >= 0x80 for a WordPiece
+    model), and the reserved ``[unusedN]`` pieces, get the mean of all old (non-special) rows
+    (``unmapped`` / ``reserved`` in the report).
+
+  The tied MLM decoder follows the embeddings (it is the same matrix) and the decoder bias follows
+  the same rule (copied, mean of the pieces' biases, or the mean bias). ``init="random"`` is the
+  baseline arm: same tokenizer and special-token mapping, every other row drawn from a normal
+  distribution with the old rows' per-dimension mean and standard deviation.
+* ``extend`` -- frequent target-language WORDS that the old tokenizer cuts into many pieces are
+  added as whole words, their rows the mean of their old pieces. Whole words only, never inside a
+  longer word: for WordPiece tokenizers as ``AddedToken(word, single_word=True, normalized=True)``;
+  for BPE tokenizers (byte-level or SentencePiece-style) as a vocabulary entry "Ġword"/"▁word" of
+  the BPE model with ``ignore_merges=True`` (a pre-token equal to a vocabulary entry is one
+  token; no merge can build the new entry, so it never appears inside another word); for Unigram
+  tokenizers as ``AddedToken(word, single_word=True)`` (which leaves a lone "▁" before the word:
+  a warning says so). Every added word is checked: alone it is one token, and it is not found in
+  the word with a letter added before or after.
+
+``similarity_weights``: a callable ``(text, piece_ids, piece_texts) -> weights`` giving one
+non-negative weight per old piece of a new token (``text``: the token's surface string without the
+word-start marker; ``piece_texts``: the pieces' canonical surface strings). Shipped:
+:func:`piece_length_weights` (each piece weighted by the characters it covers) and
+:func:`vector_similarity_weights` (FOCUS-style: softmax of the cosine similarity between the new
+token and each piece in an auxiliary embedding space the caller provides, e.g. fastText vectors
+trained on the target corpus; no such vectors are trained here).
+
+The model is changed in place (its embedding matrix resized) and returned in a
+:class:`TransferResult` with the tokenizer to use and a :class:`TransferReport`.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from longadapt.errors import LongAdaptError
+
+logger = logging.getLogger(__name__)
+
+ARMS = ("keep", "replace", "extend")
+#: Word-start conventions understood by :func:`canonical_token`.
+SCHEMES = ("metaspace", "byte_level", "wordpiece")
+#: SentencePiece word-start marker; also the marker of canonical vocabulary entries.
+SP_MARK = "\u2581"
+_BYTE_PIECE = re.compile(r"^(?:<0x[0-9A-Fa-f]{2}>)+$")
+_RESERVED = re.compile(r"^(?:\[unused\d+\]|<unused\d+>)$")
+_ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
+_ROLE_FALLBACK = {"cls": ("bos",), "bos": ("cls",), "sep": ("eos",), "eos": ("sep",)}
+
+#: ``(text, piece_ids, piece_texts) -> one non-negative weight per piece``.
+SimilarityWeights = Callable[[str, Sequence[int], Sequence[str]], Sequence[float]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# word-start conventions
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {ch: b for b, ch in bytes_to_unicode().items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_encoder() -> dict[int, str]:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return dict(bytes_to_unicode())
+
+
+def _to_byte_level(text: str) -> str:
+    enc = _byte_encoder()
+    return "".join(enc[b] for b in text.encode("utf-8"))
+
+
+def canonical_token(token: str, scheme: str, continuing_prefix: str = "##") -> str:
+    """Write a vocabulary entry in one convention: word starts begin with "▁", continuations do not,
+    bytes that are not text on their own are ``<0xHH>``.
+
+    - ``metaspace`` (SentencePiece, byte fallback): unchanged ("▁x", "x", "<0xC3>").
+    - ``byte_level`` (GPT-2, RoBERTa, ModernBERT): symbols decoded to bytes, a leading space becomes
+      "▁" ("Ġx" -> "▁x"); bytes that are not valid UTF-8 on their own become ``<0xHH>`` ("Ã" ->
+      "<0xC3>"), as byte-fallback vocabularies write them.
+    - ``wordpiece``: "##x" -> "x"; any other entry is a word start ("x" -> "▁x").
+    """
+    if scheme == "metaspace":
+        return token
+    if scheme == "wordpiece":
+        if continuing_prefix and token.startswith(continuing_prefix) and len(token) > len(continuing_prefix):
+            return token[len(continuing_prefix):]
+        return SP_MARK + token
+    if scheme == "byte_level":
+        decoder = _byte_decoder()
+        try:
+            data = bytes(decoder[ch] for ch in token)
+        except KeyError:  # not a byte-level string (an added token): keep it
+            return token
+        start = data.startswith(b" ")
+        body = data[1:] if start else data
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "".join(f"<0x{b:02X}>" for b in body)
+        return (SP_MARK if start else "") + text
+    raise LongAdaptError(f"unknown word-start scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+
+
+def _walk(node: Any) -> Iterable[dict]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _backend_json(tokenizer) -> dict:
+    return json.loads(tokenizer.backend_tokenizer.to_str())
+
+
+def detect_scheme(tokenizer) -> str:
+    """The word-start convention of a fast tokenizer: ``wordpiece``, ``byte_level`` or ``metaspace``."""
+    return _scheme_of(_backend_json(_fast(tokenizer)))
+
+
+def _scheme_of(data: dict) -> str:
+    if data["model"].get("type") == "WordPiece":
+        return "wordpiece"
+    types = {n.get("type") for part in ("pre_tokenizer", "decoder") for n in _walk(data.get(part))}
+    if "ByteLevel" in types:
+        return "byte_level"
+    if "Metaspace" in types:
+        return "metaspace"
+    normalizer = [n for n in _walk(data.get("normalizer")) if n.get("type") == "Replace"]
+    if any(n.get("content") == SP_MARK for n in normalizer):  # Llama-style: spaces -> "▁" when normalising
+        return "metaspace"
+    raise LongAdaptError(
+        "cannot tell how this tokenizer marks word starts (no WordPiece model, ByteLevel or Metaspace "
+        "step); only WordPiece, byte-level BPE and SentencePiece-style tokenizers are supported"
+    )
+
+
+def _fast(tokenizer):
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise LongAdaptError(
+            f"{type(tokenizer).__name__} is not a fast tokenizer; load it with AutoTokenizer.from_pretrained(...)"
+        )
+    return tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------
+# the old tokenizer's pieces for a surface string
+
+
+class OldPieces:
+    """Segments surface strings with an old tokenizer, as a word start or as a continuation.
+
+    Word starts go through the whole tokenizer (normaliser, pre-tokeniser, model; a space is put
+    before the text for byte-level models); continuations go through the normaliser and the model
+    only, without a word-start marker (WordPiece: a model whose first piece must be a "##" piece).
+    Unknown pieces and special tokens are left out.
+    """
+
+    def __init__(self, tokenizer):
+        from tokenizers import Tokenizer, models
+
+        tok = _fast(tokenizer)
+        data = _backend_json(tok)
+        self.scheme = _scheme_of(data)
+        self.backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+        self.backend.no_padding()
+        self.backend.no_truncation()
+        self.normalizer = self.backend.normalizer
+        self.drop = set(tok.all_special_ids)
+        if tok.unk_token_id is not None:
+            self.drop.add(tok.unk_token_id)
+        self.vocab = tok.get_vocab()
+        self.id_to_token = {i: t for t, i in self.vocab.items()}
+        self.continuation_model = None
+        if self.scheme == "wordpiece":
+            model = data["model"]
+            prefix = model.get("continuing_subword_prefix") or "##"
+            self.prefix = prefix
+            unk = model.get("unk_token", "[UNK]")
+            helper = {t[len(prefix):]: i for t, i in model["vocab"].items() if t.startswith(prefix) and len(t) > len(prefix)}
+            helper.update({t: i for t, i in model["vocab"].items() if t.startswith(prefix) and len(t) > len(prefix)})
+            helper.setdefault(unk, model["vocab"].get(unk, 0))
+            self.continuation_model = models.WordPiece(
+                helper, unk_token=unk, continuing_subword_prefix=prefix,
+                max_input_chars_per_word=model.get("max_input_chars_per_word", 100),
+            )
+        else:
+            self.prefix = ""
+
+    def normalize(self, text: str) -> str:
+        """``text`` as the old tokenizer's normaliser writes it (no word-start marker added)."""
+        if self.normalizer is None:
+            return text
+        out = self.normalizer.normalize_str(text)
+        if self.scheme == "metaspace" and out.startswith(SP_MARK) and not text.startswith((" ", SP_MARK)):
+            out = out[1:]  # a normaliser that prepends "▁" (Llama-style): not for a continuation
+        return out
+
+    def word_start(self, texts: Sequence[str]) -> list[list[int]]:
+        """Pieces of each text as a word (or words) of running text."""
+        if not texts:
+            return []
+        prepared = [(" " + t) if self.scheme == "byte_level" else t for t in texts]
+        encodings = self.backend.encode_batch(prepared, add_special_tokens=False)
+        return [[i for i in e.ids if i not in self.drop] for e in encodings]
+
+    def continuation(self, text: str) -> list[int]:
+        """Pieces of ``text`` as the continuation of a word; falls back to word-start pieces when
+        the old tokenizer has no continuation pieces for it."""
+        norm = self.normalize(text)
+        if not norm or any(c.isspace() for c in norm):
+            return self.word_start([text])[0]
+        if self.scheme == "wordpiece":
+            ids = [t.id for t in self.continuation_model.tokenize(norm)]
+        elif self.scheme == "byte_level":
+            ids = [t.id for t in self.backend.model.tokenize(_to_byte_level(norm))]
+        else:
+            ids = [t.id for t in self.backend.model.tokenize(norm)]
+        if not ids or any(i in self.drop for i in ids):
+            return self.word_start([text])[0]
+        return ids
+
+    def piece_text(self, piece_id: int) -> str:
+        """The surface string of an old piece, without its word-start marker."""
+        canon = canonical_token(self.id_to_token.get(piece_id, ""), self.scheme, self.prefix or "##")
+        return canon[1:] if canon.startswith(SP_MARK) else canon
+
+
+# ---------------------------------------------------------------------------------------------------
+# similarity weights
+
+
+def piece_length_weights(text: str, piece_ids: Sequence[int], piece_texts: Sequence[str]) -> list[float]:
+    """Weight each old piece by the number of characters it covers (at least 1)."""
+    return [float(max(1, len(p))) for p in piece_texts]
+
+
+def vector_similarity_weights(
+    lookup: Callable[[str], Any], temperature: float = 0.1
+) -> SimilarityWeights:
+    """FOCUS-style weights from an auxiliary embedding space: ``lookup(text)`` returns a vector
+    (or ``None``) for any surface string, e.g. fastText vectors (which also cover unseen strings
+    through character n-grams) trained on the target corpus. Each old piece gets
+    ``softmax(cos(v(token), v(piece)) / temperature)``; pieces without a vector get the smallest
+    weight given to a piece with one, and when the token itself has no vector the weights are
+    uniform."""
+    if temperature <= 0:
+        raise LongAdaptError("temperature must be > 0")
+
+    def weights(text: str, piece_ids: Sequence[int], piece_texts: Sequence[str]) -> list[float]:
+        target = lookup(text)
+        if target is None:
+            return [1.0] * len(piece_ids)
+        target = torch.as_tensor(target, dtype=torch.float32)
+        sims: list[float | None] = []
+        for p in piece_texts:
+            v = lookup(p)
+            if v is None:
+                sims.append(None)
+                continue
+            v = torch.as_tensor(v, dtype=torch.float32)
+            sims.append(float(torch.nn.functional.cosine_similarity(target, v, dim=0)))
+        known = [s for s in sims if s is not None]
+        if not known:
+            return [1.0] * len(piece_ids)
+        floor = min(known)
+        scores = torch.tensor([floor if s is None else s for s in sims]) / temperature
+        return torch.softmax(scores, dim=0).tolist()
+
+    weights.__name__ = f"vector_similarity_weights(T={temperature})"
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------------
+# report
+
+
+@dataclass
+class TransferReport:
+    """What a vocabulary arm did.
+
+    ``sources`` has one entry per row of the new embedding matrix: ``copy``, ``mean``, ``special``,
+    ``unmapped``, ``reserved`` (reserved pieces and rows past the tokenizer), ``random`` (the
+    random baseline) or ``old`` (extend: an old row kept). ``pieces`` maps each mean-initialised
+    new id to the old piece ids it was averaged from, ``copied_from`` each copied or special new id
+    to its old id.
+    """
+
+    arm: str
+    old_scheme: str | None = None
+    new_scheme: str | None = None
+    old_vocab_size: int = 0
+    new_vocab_size: int = 0
+    old_rows: int = 0
+    new_rows: int = 0
+    copied: int = 0
+    mean_initialised: int = 0
+    single_piece: int = 0
+    unmapped: int = 0
+    special: int = 0
+    reserved: int = 0
+    random: int = 0
+    kept: int = 0
+    added_words: list[str] = field(default_factory=list)
+    changed_segmentations: int = 0
+    init: str = "transfer"
+    similarity: str | None = None
+    notes: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list, repr=False)
+    pieces: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    copied_from: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def to_dict(self, examples: int = 10) -> dict[str, Any]:
+        """A JSON-ready summary (per-row details left out, a few added words kept)."""
+        out = asdict(self)
+        for key in ("sources", "pieces", "copied_from"):
+            out.pop(key)
+        out["added_words_count"] = len(self.added_words)
+        out["added_words"] = self.added_words[:examples]
+        return out
+
+
+@dataclass
+class TransferResult:
+    model: Any
+    tokenizer: Any
+    report: TransferReport
+
+
+# ---------------------------------------------------------------------------------------------------
+# writing the new rows
+
+
+def _old_matrices(model) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]:
+    emb = model.get_input_embeddings()
+    out = model.get_output_embeddings()
+    if emb is None:
+        raise LongAdaptError(f"{type(model).__name__} has no input embeddings to transfer")
+    weight = emb.weight.detach().clone()
+    bias = None
+    out_weight = None
+    tied = False
+    if out is not None:
+        tied = out.weight is emb.weight or out.weight.data_ptr() == emb.weight.data_ptr()
+        if not tied:
+            out_weight = out.weight.detach().clone()
+        if getattr(out, "bias", None) is not None:
+            bias = out.bias.detach().clone()
+    return weight, out_weight, bias, tied
+
+
+def _apply_rows(
+    model, mix: torch.Tensor, fill: dict[int, torch.Tensor], new_rows: int, pad_id: int | None,
+    old_weight: torch.Tensor, old_out: torch.Tensor | None, old_bias: torch.Tensor | None, tied: bool,
+    fill_bias: dict[int, torch.Tensor] | None = None,
+) -> None:
+    """Resize the model to ``new_rows`` and write ``mix @ old`` (a sparse (new_rows, old_rows) mixing
+    matrix) into the embeddings, the untied decoder and the decoder bias; rows in ``fill`` get the
+    given vector instead (their bias from ``fill_bias``, else the mean bias)."""
+    dtype = old_weight.dtype
+    mix = mix.to(old_weight.device)
+    new_weight = torch.sparse.mm(mix, old_weight.float()).to(dtype)
+    new_out = torch.sparse.mm(mix, old_out.float()).to(old_out.dtype) if old_out is not None else None
+    new_bias = None
+    if old_bias is not None:
+        new_bias = torch.sparse.mm(mix, old_bias.float().unsqueeze(1)).squeeze(1).to(old_bias.dtype)
+        mean_bias = old_bias.float().mean()
+    for row, vector in fill.items():
+        new_weight[row] = vector.to(dtype)
+        if new_out is not None:
+            new_out[row] = vector.to(new_out.dtype)
+        if new_bias is not None:
+            value = (fill_bias or {}).get(row, mean_bias)
+            new_bias[row] = value.to(new_bias.dtype)
+
+    model.resize_token_embeddings(new_rows, mean_resizing=False)
+    emb = model.get_input_embeddings()
+    out = model.get_output_embeddings()
+    with torch.no_grad():
+        emb.weight.copy_(new_weight)
+        if out is not None:
+            if not tied and new_out is not None:
+                out.weight.copy_(new_out)
+            if new_bias is not None and getattr(out, "bias", None) is not None:
+                out.bias.copy_(new_bias)
+    if isinstance(emb, torch.nn.Embedding):
+        emb.padding_idx = pad_id if (pad_id is not None and pad_id < new_rows) else None
+    if tied:
+        model.tie_weights()
+        out = model.get_output_embeddings()
+        if out.weight is not model.get_input_embeddings().weight:
+            raise AssertionError("the MLM decoder is no longer tied to the embeddings after the transfer")
+    model.config.vocab_size = new_rows
+
+
+def _sparse(rows: list[int], cols: list[int], vals: list[float], shape: tuple[int, int]) -> torch.Tensor:
+    if not rows:
+        return torch.sparse_coo_tensor(torch.zeros((2, 0), dtype=torch.long), torch.zeros(0), shape).coalesce()
+    index = torch.tensor([rows, cols], dtype=torch.long)
+    return torch.sparse_coo_tensor(
+        index, torch.tensor(vals, dtype=torch.float32), shape, check_invariants=True
+    ).coalesce()
+
+
+def _update_config_ids(model, tokenizer) -> None:
+    """The config's special ids become the new tokenizer's (``None`` where it has no such token)."""
+    for attr in ("pad_token_id", "cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id"):
+        setattr(model.config, attr, getattr(tokenizer, attr, None))
+
+
+def _special_map(old_tok, new_tok) -> dict[int, int]:
+    """new special id -> old id, by role (CLS<->BOS, SEP<->EOS as fallbacks), else by equal string."""
+    mapping: dict[int, int] = {}
+    for role in _ROLES:
+        new_id = getattr(new_tok, f"{role}_token_id", None)
+        if new_id is None or new_id in mapping:
+            continue
+        for candidate in (role, *_ROLE_FALLBACK.get(role, ())):
+            old_id = getattr(old_tok, f"{candidate}_token_id", None)
+            if old_id is not None:
+                mapping[new_id] = old_id
+                break
+    old_vocab = old_tok.get_vocab()
+    for token, new_id in zip(new_tok.all_special_tokens, new_tok.all_special_ids):
+        if new_id not in mapping and token in old_vocab:
+            mapping[new_id] = old_vocab[token]
+    return mapping
+
+
+def _row_stats(weight: torch.Tensor, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    sel = weight[rows].float() if rows else weight.float()
+    return sel.mean(0), sel.std(0)
+
+
+def _check_sizes(model, old_tok) -> int:
+    rows = model.get_input_embeddings().weight.shape[0]
+    size = len(old_tok)
+    if size > rows:
+        raise LongAdaptError(
+            f"the old tokenizer has {size} entries but the model only {rows} embedding rows: "
+            "pass the tokenizer the model was trained with"
+        )
+    return rows
+
+
+def _round_up(n: int, multiple: int | None) -> int:
+    if not multiple:
+        return n
+    return -(-n // multiple) * multiple
+
+
+# ---------------------------------------------------------------------------------------------------
+# the arms
+
+
+def keep_vocabulary(model, tokenizer) -> TransferResult:
+    """The ``keep`` arm: the same model and tokenizer."""
+    tok = _fast(tokenizer)
+    rows = model.get_input_embeddings().weight.shape[0]
+    report = TransferReport(
+        arm="keep", old_scheme=detect_scheme(tok), new_scheme=detect_scheme(tok),
+        old_vocab_size=len(tok), new_vocab_size=len(tok), old_rows=rows, new_rows=rows, kept=rows,
+        sources=["old"] * rows,
+    )
+    return TransferResult(model, tokenizer, report)
+
+
+def replace_vocabulary(
+    model,
+    old_tokenizer,
+    new_tokenizer,
+    *,
+    similarity_weights: SimilarityWeights | None = None,
+    init: str = "transfer",
+    pad_to_multiple_of: int | None = 64,
+    seed: int = 0,
+) -> TransferResult:
+    """The ``replace`` arm (see the module doc). ``init="random"`` gives the random baseline."""
+    if init not in ("transfer", "random"):
+        raise LongAdaptError(f"init={init!r} is unknown; use 'transfer' or 'random'")
+    old_tok, new_tok = _fast(old_tokenizer), _fast(new_tokenizer)
+    old_rows = _check_sizes(model, old_tok)
+    pieces_of = OldPieces(old_tok)
+    new_scheme = _scheme_of(_backend_json(new_tok))
+    new_prefix = _backend_json(new_tok)["model"].get("continuing_subword_prefix") or "##"
+    old_weight, old_out, old_bias, tied = _old_matrices(model)
+
+    old_special = set(old_tok.all_special_ids)
+    old_canon: dict[str, int] = {}
+    old_added = set(getattr(old_tok, "added_tokens_decoder", {}) or {})
+    for token, idx in sorted(old_tok.get_vocab().items(), key=lambda kv: kv[1]):
+        if idx in old_special or idx in old_added or _RESERVED.match(token):
+            continue
+        old_canon.setdefault(canonical_token(token, pieces_of.scheme, pieces_of.prefix or "##"), idx)
+    normal_rows = [i for i in range(len(old_tok)) if i not in old_special]
+    mean_row, std_row = _row_stats(old_weight, normal_rows)
+
+    n_new = len(new_tok)
+    new_rows = _round_up(n_new, pad_to_multiple_of)
+    id_to_token = {i: t for t, i in new_tok.get_vocab().items()}
+    special = _special_map(old_tok, new_tok)
+    new_special = set(new_tok.all_special_ids)
+    report = TransferReport(
+        arm="replace", old_scheme=pieces_of.scheme, new_scheme=new_scheme, old_vocab_size=len(old_tok),
+        new_vocab_size=n_new, old_rows=old_rows, new_rows=new_rows, init=init,
+        similarity=getattr(similarity_weights, "__name__", None) if similarity_weights else None,
+        sources=[""] * new_rows,
+    )
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    fill: dict[int, torch.Tensor] = {}
+    generator = torch.Generator().manual_seed(seed)
+
+    def set_copy(new_id: int, old_id: int, kind: str) -> None:
+        rows.append(new_id)
+        cols.append(old_id)
+        vals.append(1.0)
+        report.sources[new_id] = kind
+        report.copied_from[new_id] = old_id
+
+    starts: list[tuple[int, str]] = []
+    continuations: list[tuple[int, str]] = []
+    for new_id in range(new_rows):
+        token = id_to_token.get(new_id)
+        if token is None:
+            report.sources[new_id] = "reserved"
+            continue
+        if new_id in new_special:
+            if new_id in special:
+                set_copy(new_id, special[new_id], "special")
+            else:
+                report.sources[new_id] = "unmapped"
+            continue
+        if _RESERVED.match(token):
+            report.sources[new_id] = "reserved"
+            continue
+        if init == "random":
+            report.sources[new_id] = "random"
+            fill[new_id] = mean_row + std_row * torch.randn(mean_row.shape, generator=generator)
+            continue
+        canon = canonical_token(token, new_scheme, new_prefix)
+        if canon in old_canon:
+            set_copy(new_id, old_canon[canon], "copy")
+            continue
+        if _BYTE_PIECE.match(canon):
+            data = bytes(int(h, 16) for h in re.findall(r"<0x([0-9A-Fa-f]{2})>", canon))
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                report.sources[new_id] = "unmapped"
+                continue
+            if not text.strip():
+                report.sources[new_id] = "unmapped"
+                continue
+            continuations.append((new_id, text))
+        elif canon.startswith(SP_MARK):
+            text = canon[1:]
+            if text.strip():
+                starts.append((new_id, text))
+            else:
+                report.sources[new_id] = "unmapped"
+        else:
+            if canon.strip():
+                continuations.append((new_id, canon))
+            else:
+                report.sources[new_id] = "unmapped"
+
+    found: list[tuple[int, str, list[int]]] = []
+    for (new_id, text), ids in zip(starts, pieces_of.word_start([t for _, t in starts])):
+        found.append((new_id, text, ids))
+    for new_id, text in continuations:
+        found.append((new_id, text, pieces_of.continuation(text)))
+    for new_id, text, ids in found:
+        ids = [i for i in ids if i < old_rows]
+        if not ids:
+            report.sources[new_id] = "unmapped"
+            continue
+        weights = _weights(similarity_weights, text, ids, pieces_of)
+        for i, w in zip(ids, weights):
+            rows.append(new_id)
+            cols.append(i)
+            vals.append(w)
+        report.sources[new_id] = "mean"
+        report.pieces[new_id] = ids
+
+    for new_id, kind in enumerate(report.sources):
+        if kind in ("unmapped", "reserved"):
+            fill[new_id] = mean_row
+    counts = collections.Counter(report.sources)
+    report.copied, report.mean_initialised = counts["copy"], counts["mean"]
+    report.special, report.unmapped, report.reserved, report.random = (
+        counts["special"], counts["unmapped"], counts["reserved"], counts["random"],
+    )
+    report.single_piece = sum(1 for ids in report.pieces.values() if len(ids) == 1)
+
+    mix = _sparse(rows, cols, vals, (new_rows, old_rows))
+    pad_id = new_tok.pad_token_id
+    _apply_rows(model, mix, fill, new_rows, pad_id, old_weight, old_out, old_bias, tied)
+    _update_config_ids(model, new_tok)
+    logger.info(
+        "replace: %d rows (%d copied, %d mean of old pieces, %d special, %d unmapped, %d reserved, %d random)",
+        new_rows, report.copied, report.mean_initialised, report.special, report.unmapped, report.reserved, report.random,
+    )
+    return TransferResult(model, new_tokenizer, report)
+
+
+def _weights(similarity_weights: SimilarityWeights | None, text: str, ids: list[int], pieces_of: OldPieces) -> list[float]:
+    """Normalised weights (sum 1) of the old pieces of one new token."""
+    if similarity_weights is None:
+        raw = [1.0] * len(ids)
+    else:
+        raw = [float(w) for w in similarity_weights(text, ids, [pieces_of.piece_text(i) for i in ids])]
+        if len(raw) != len(ids) or any(not math.isfinite(w) or w < 0 for w in raw):
+            raise LongAdaptError(
+                f"similarity_weights returned {raw!r} for {text!r}: it must give one finite weight >= 0 per piece"
+            )
+        if sum(raw) <= 0:
+            raw = [1.0] * len(ids)
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+# ---------------------------------------------------------------------------------------------------
+# extend
+
+
+def select_words(
+    texts: Iterable[str],
+    language: Any,
+    old_tokenizer,
+    *,
+    min_frequency: int = 20,
+    min_pieces: int = 3,
+    min_chars: int = 4,
+    max_words: int | None = 5000,
+    show_progress: bool = False,
+) -> list[str]:
+    """Frequent target-language words the old tokenizer cuts into ``>= min_pieces`` pieces, most
+    frequent first. Words come from the language's spaCy rule-based tokenizer, letters only, at
+    least ``min_chars`` long; words equal after the old tokenizer's normaliser (e.g. lower-casing
+    and accent stripping of an uncased model) are counted together, written in that normalised
+    form."""
+    from longadapt.recipes.tokenizers import _language_pack
+
+    pack = _language_pack(language)
+    nlp = pack.word_tokenizer()
+    pieces_of = OldPieces(old_tokenizer)
+    counts: collections.Counter[str] = collections.Counter()
+    from tqdm.auto import tqdm
+
+    docs = (t for t in texts if t and t.strip())
+    for doc in tqdm(nlp.pipe(docs, batch_size=64), desc="counting words", unit="doc", disable=not show_progress):
+        for token in doc:
+            word = token.text
+            if token.is_alpha and len(word) >= min_chars:
+                counts[word] += 1
+    if not counts:
+        raise LongAdaptError("no word found in the corpus: check that it is not empty and is in the right language")
+    merged: collections.Counter[str] = collections.Counter()
+    for word, n in counts.items():
+        key = pieces_of.normalize(word).strip()
+        if key.startswith(SP_MARK):
+            key = key[1:]
+        if key and key.isalpha():
+            merged[key] += n
+    candidates = [(w, n) for w, n in merged.items() if n >= min_frequency]
+    candidates.sort(key=lambda wn: (-wn[1], wn[0]))
+    segs = pieces_of.word_start([w for w, _ in candidates])
+    chosen = [w for (w, _), ids in zip(candidates, segs) if len(ids) >= min_pieces]
+    return chosen[:max_words] if max_words is not None else chosen
+
+
+def extend_vocabulary(
+    model,
+    old_tokenizer,
+    words: Sequence[str] | None = None,
+    *,
+    corpus: Iterable[str] | None = None,
+    language: Any = None,
+    min_frequency: int = 20,
+    min_pieces: int = 3,
+    min_chars: int = 4,
+    max_words: int | None = 5000,
+    similarity_weights: SimilarityWeights | None = None,
+    pad_to_multiple_of: int | None = 64,
+) -> TransferResult:
+    """The ``extend`` arm (see the module doc): add ``words`` (or words selected from ``corpus`` with
+    :func:`select_words`) to a copy of ``old_tokenizer`` as whole words; their rows are the mean of
+    their old pieces, the old rows are kept."""
+    old_tok = _fast(old_tokenizer)
+    old_rows = _check_sizes(model, old_tok)
+    if words is None:
+        if corpus is None or language is None:
+            raise LongAdaptError("extend needs either words=[...] or corpus=... and language=...")
+        words = select_words(
+            corpus, language, old_tok, min_frequency=min_frequency, min_pieces=min_pieces,
+            min_chars=min_chars, max_words=max_words,
+        )
+    pieces_of = OldPieces(old_tok)
+    data = _backend_json(old_tok)
+    # Dedupe on the normalised form; keep words that are not already one token.
+    seen: set[str] = set()
+    unique: list[str] = []
+    for word in words:
+        if not isinstance(word, str) or not word.strip() or any(c.isspace() for c in word.strip()):
+            raise LongAdaptError(f"extend adds single words; {word!r} is not one")
+        key = pieces_of.normalize(word.strip())
+        key = key[1:] if key.startswith(SP_MARK) else key
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(key)
+    segs = pieces_of.word_start(unique)
+    todo = [(w, ids) for w, ids in zip(unique, segs) if len(ids) >= 2]
+    skipped = len(unique) - len(todo)
+
+    model_type = data["model"].get("type")
+    notes: list[str] = []
+    if skipped:
+        notes.append(f"{skipped} words already one token (or unknown to the old tokenizer) were not added")
+    backend, added_ids, changed = _add_words(old_tok, data, pieces_of.scheme, model_type, [w for w, _ in todo], notes)
+    new_tok = _wrap(old_tok, backend)
+    _verify_whole_words(new_tok, [w for w, _ in todo], added_ids, " " if pieces_of.scheme == "byte_level" else "")
+
+    old_weight, old_out, old_bias, tied = _old_matrices(model)
+    normal_rows = [i for i in range(len(old_tok)) if i not in set(old_tok.all_special_ids)]
+    mean_row, _ = _row_stats(old_weight, normal_rows)
+    n_new = len(new_tok)
+    new_rows = max(old_rows, _round_up(max(n_new, max(added_ids, default=-1) + 1), pad_to_multiple_of))
+    report = TransferReport(
+        arm="extend", old_scheme=pieces_of.scheme, new_scheme=pieces_of.scheme, old_vocab_size=len(old_tok),
+        new_vocab_size=n_new, old_rows=old_rows, new_rows=new_rows, changed_segmentations=changed,
+        similarity=getattr(similarity_weights, "__name__", None) if similarity_weights else None,
+        notes=notes, sources=["reserved"] * new_rows,
+    )
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    added = set(added_ids)
+    for i in range(old_rows):
+        if i not in added:
+            rows.append(i)
+            cols.append(i)
+            vals.append(1.0)
+            report.sources[i] = "old"
+    for (word, ids), new_id in zip(todo, added_ids):
+        ids = [i for i in ids if i < old_rows]
+        for i, w in zip(ids, _weights(similarity_weights, word, ids, pieces_of)):
+            rows.append(new_id)
+            cols.append(i)
+            vals.append(w)
+        report.sources[new_id] = "mean"
+        report.pieces[new_id] = ids
+    fill = {i: mean_row for i, kind in enumerate(report.sources) if kind == "reserved"}
+    counts = collections.Counter(report.sources)
+    report.kept, report.mean_initialised, report.reserved = counts["old"], counts["mean"], counts["reserved"]
+    report.single_piece = sum(1 for ids in report.pieces.values() if len(ids) == 1)
+    report.added_words = [w for w, _ in todo]
+    mix = _sparse(rows, cols, vals, (new_rows, old_rows))
+    _apply_rows(model, mix, fill, new_rows, new_tok.pad_token_id, old_weight, old_out, old_bias, tied)
+    _update_config_ids(model, new_tok)
+    logger.info("extend: %d whole words added (%d rows in all)", len(todo), new_rows)
+    return TransferResult(model, new_tok, report)
+
+
+def _add_words(old_tok, data: dict, scheme: str, model_type: str, words: list[str], notes: list[str]):
+    """A copy of the old backend with ``words`` added as whole words; returns (backend, ids, changed)."""
+    from tokenizers import AddedToken, Tokenizer
+
+    if model_type == "BPE":
+        marker = _metaspace_marker(data) if scheme == "metaspace" else None
+        vocab = data["model"]["vocab"]
+        next_id = max([*vocab.values(), *(t["id"] for t in data.get("added_tokens", []))], default=-1) + 1
+        before = Tokenizer.from_str(json.dumps(data))
+        ids: list[int] = []
+        for word in words:
+            entry = _to_byte_level(" " + word) if scheme == "byte_level" else marker + word
+            if entry in vocab:  # reachable by merges already: it is a word of the vocabulary
+                ids.append(vocab[entry])
+                continue
+            vocab[entry] = next_id
+            ids.append(next_id)
+            next_id += 1
+        data["model"]["ignore_merges"] = True
+        backend = Tokenizer.from_str(json.dumps(data))
+        changed = _changed_segmentations(before, backend, set(ids), data)
+        if changed:
+            notes.append(f"ignore_merges changed the segmentation of {changed} old vocabulary entries")
+            logger.warning("ignore_merges changed the segmentation of %d old vocabulary entries", changed)
+    else:
+        backend = Tokenizer.from_str(old_tok.backend_tokenizer.to_str())
+        if model_type != "WordPiece":
+            note = (
+                f"{model_type} tokenizer: words added as AddedToken(single_word=True); a lone word-start "
+                "marker token stays before each added word"
+            )
+            notes.append(note)
+            logger.warning(note)
+        start = backend.get_vocab_size(with_added_tokens=True)
+        backend.add_tokens([AddedToken(w, single_word=True, normalized=True, lstrip=False, rstrip=False) for w in words])
+        ids = [backend.token_to_id(w) for w in words]
+        if any(i is None or i < start for i in ids):
+            raise AssertionError("an added word did not get a new id")
+        changed = 0
+    backend.no_padding()
+    backend.no_truncation()
+    return backend, ids, changed
+
+
+def _metaspace_marker(data: dict) -> str:
+    for node in _walk([data.get("pre_tokenizer"), data.get("normalizer")]):
+        if node.get("type") == "Metaspace" and node.get("replacement"):
+            return node["replacement"]
+    return SP_MARK
+
+
+def _changed_segmentations(before, after, new_ids: set[int], data: dict) -> int:
+    """Old vocabulary entries that the BPE model (without / with ignore_merges) segments differently."""
+    specials = {t["content"] for t in data.get("added_tokens", [])}
+    changed = 0
+    for token, idx in data["model"]["vocab"].items():
+        if idx in new_ids or token in specials or _BYTE_PIECE.match(token):
+            continue
+        a = [t.id for t in before.model.tokenize(token)]
+        b = [t.id for t in after.model.tokenize(token)]
+        changed += a != b
+    return changed
+
+
+def _wrap(old_tok, backend):
+    """A generic transformers fast tokenizer around ``backend`` with the old special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
+    kwargs: dict[str, Any] = {}
+    for role in _ROLES:
+        value = getattr(old_tok, f"{role}_token", None)
+        if value is not None:
+            kwargs[f"{role}_token"] = str(value)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        model_max_length=old_tok.model_max_length,
+        padding_side=old_tok.padding_side,
+        clean_up_tokenization_spaces=bool(getattr(old_tok, "clean_up_tokenization_spaces", False)),
+        **kwargs,
+    )
+
+
+def _verify_whole_words(tok, words: list[str], ids: list[int], lead: str = "") -> None:
+    """Each added word alone is its one token and is found between two other words; it is not found
+    inside the word with a letter before or after it. ``lead`` is put before each text (a space for
+    byte-level tokenizers)."""
+    if not words:
+        return
+    backend = tok.backend_tokenizer
+    alone = backend.encode_batch([lead + w for w in words], add_special_tokens=False)
+    within = backend.encode_batch([f"{lead}un {w} de" for w in words], add_special_tokens=False)
+    longer = backend.encode_batch(
+        [lead + w + "s" for w in words] + [lead + "x" + w for w in words], add_special_tokens=False
+    )
+    n = len(words)
+    for k, (word, new_id) in enumerate(zip(words, ids)):
+        if alone[k].ids != [new_id] or new_id not in within[k].ids:
+            raise LongAdaptError(
+                f"extend: the added word {word!r} is not one token in running text ({within[k].tokens}); this "
+                "tokenizer cannot be extended with whole words, use the replace arm"
+            )
+        for enc in (longer[k], longer[n + k]):
+            if new_id in enc.ids:
+                raise LongAdaptError(
+                    f"extend: the added word {word!r} is matched inside a longer word ({enc.tokens}); "
+                    "use the replace arm for this tokenizer"
+                )
+
+
+# ---------------------------------------------------------------------------------------------------
+# one entry point
+
+
+def transfer_vocabulary(
+    model,
+    old_tokenizer,
+    arm: str,
+    *,
+    new_tokenizer=None,
+    **options: Any,
+) -> TransferResult:
+    """Run one vocabulary arm: ``keep``, ``replace`` (needs ``new_tokenizer``: an object or a directory)
+    or ``extend`` (needs ``words=`` or ``corpus=`` and ``language=``). ``options`` go to the arm's
+    function (:func:`replace_vocabulary`, :func:`extend_vocabulary`)."""
+    from longadapt.recipes.tokenizers import load_tokenizer
+
+    old_tok = load_tokenizer(old_tokenizer)
+    if arm == "keep":
+        if options or new_tokenizer is not None:
+            raise LongAdaptError("the keep arm takes no new tokenizer and no options")
+        return keep_vocabulary(model, old_tok)
+    if arm == "replace":
+        if new_tokenizer is None:
+            raise LongAdaptError("the replace arm needs new_tokenizer= (a tokenizer or a directory; see train_tokenizer)")
+        return replace_vocabulary(model, old_tok, load_tokenizer(new_tokenizer), **options)
+    if arm == "extend":
+        if new_tokenizer is not None:
+            raise LongAdaptError("the extend arm builds its tokenizer from the old one; pass words= or corpus=/language=")
+        return extend_vocabulary(model, old_tok, **options)
+    raise LongAdaptError(f"unknown vocabulary arm {arm!r}; use one of {', '.join(ARMS)}")
+
+
+__all__ = [
+    "ARMS",
+    "SCHEMES",
+    "OldPieces",
+    "SimilarityWeights",
+    "TransferReport",
+    "TransferResult",
+    "canonical_token",
+    "detect_scheme",
+    "extend_vocabulary",
+    "keep_vocabulary",
+    "piece_length_weights",
+    "replace_vocabulary",
+    "select_words",
+    "transfer_vocabulary",
+    "vector_similarity_weights",
+]
