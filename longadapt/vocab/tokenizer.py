@@ -284,7 +284,8 @@ def _word_prefix(handle: TokenizerHandle) -> str:
     with_space = handle.encode_batch([" a"])[0]
     without = handle.encode_batch(["a"])[0]
     if (
-        len(with_space) == len(without) + 1
+        without
+        and len(with_space) == len(without) + 1
         and with_space[1:] == without
         and handle.canonical(handle.id_to_token[with_space[0]] or "") == SP_MARK
         and handle.canonical(handle.id_to_token[without[0]] or "").startswith(SP_MARK)
