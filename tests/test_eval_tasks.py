@@ -103,3 +103,16 @@ def test_bad_task_yaml(tmp_path: Path, body: str, message: str) -> None:
 def test_unknown_task_name() -> None:
     with pytest.raises(LongAdaptError, match=r"unknown task 'fr-nope'; known tasks: .*fr-e3c-ner"):
         load_task("fr-nope")
+
+
+def test_user_pos_task(tmp_path: Path) -> None:
+    (tmp_path / "pos.txt").write_text("Le DET\npatient NOUN\ntousse VERB\n\nIl PRON\ntousse VERB\n", encoding="utf-8")
+    (tmp_path / "pos.yaml").write_text("type: pos\nreader: iob\nlabels: [DET, NOUN, VERB, PRON]\ndata_root: .\n"
+                                       "splits: {train: pos.txt, dev: pos.txt, test: pos.txt}\n", encoding="utf-8")
+    task = load_task(tmp_path / "pos.yaml")
+    assert task.tag_labels == ["DET", "NOUN", "VERB", "PRON"] and task.metric == "accuracy"
+    assert [s.tags for s in task.load_split("train")] == [["DET", "NOUN", "VERB"], ["PRON", "VERB"]]
+    assert (task.training().epochs, task.training().learning_rate) == (10, 1e-5)
+    (tmp_path / "pos.txt").write_text("Le DET\npatient NOM\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"pos\.txt:2: unknown tag 'NOM'"):
+        task.load_split("train")

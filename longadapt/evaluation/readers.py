@@ -85,12 +85,16 @@ def read_iob(
     token_column: int = 0,
     tag_column: int = -1,
     separator: str | None = None,
+    scheme: str = "bio",
 ) -> list[TaggedSentence]:
     """Read CoNLL-style columns: one token per line, blank line between sentences.
 
-    ``separator`` splits the columns (default: any whitespace). Tags are ``O`` or ``B-X``/``I-X``
-    with ``X`` in ``labels`` (when given). ``-DOCSTART-`` lines are skipped.
+    ``separator`` splits the columns (default: any whitespace). With ``scheme: bio`` tags are ``O``
+    or ``B-X``/``I-X`` with ``X`` in ``labels`` (when given); with ``scheme: raw`` (POS tagging)
+    each tag must itself be in ``labels``. ``-DOCSTART-`` lines are skipped.
     """
+    if scheme not in ("bio", "raw"):
+        raise LongAdaptError(f"iob reader: scheme must be bio or raw, not {scheme!r}")
     path = Path(path)
     text = _read_text(path)
     sentences: list[TaggedSentence] = []
@@ -123,7 +127,9 @@ def read_iob(
             token, tag = cols[token_column], cols[tag_column]
         except IndexError:
             raise _error(path, lineno, f"no column {tag_column} in {line!r}") from None
-        if tag != "O":
+        if scheme == "raw":
+            _check_label(tag, labels, path, lineno, "tag")
+        elif tag != "O":
             prefix, dash, typ = tag.partition("-")
             if not dash or prefix not in ("B", "I") or not typ:
                 raise _error(path, lineno, f"tag {tag!r} is not O, B-<label> or I-<label>",

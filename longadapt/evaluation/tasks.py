@@ -170,6 +170,8 @@ class Task:
         for i, src in enumerate(self.config.splits[split]):
             where = f"{self.yaml_path}: splits.{split}[{i}]"
             options = {**self.config.reader_options, **src.options}
+            if self.type == "pos" and self.config.reader == "iob":
+                options.setdefault("scheme", "raw")
             labels = None if self.type == "regression" else self.config.labels
             items = readers.read(self.config.reader, self.path(src.path), options, labels, where)
             out.extend(self._select(items, src, where))
