@@ -81,8 +81,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.list_tasks:
         for name in available_tasks():
-            task = load_task(name, args.data_root) if args.data_root else None
-            print(name if task is None else f"{name}\t{task.type}\t{task.config.description}")
+            try:
+                task = load_task(name, args.data_root)
+                print(f"{name}\t{task.type}\t{task.config.description}")
+            except LongAdaptError:  # no data root: the name is still useful
+                print(name)
         return 0
     if not args.out:
         raise LongAdaptError("--out is required")

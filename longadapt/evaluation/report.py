@@ -71,8 +71,11 @@ def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     owners: dict[str, set[str]] = defaultdict(set)
     per_dir: list[tuple[Path, list[dict[str, Any]]]] = []
+    unique: list[Path] = []
     for d in dirs:
-        d = Path(d)
+        if Path(d).resolve() not in [u.resolve() for u in unique]:
+            unique.append(Path(d))
+    for d in unique:
         if not d.is_dir():
             raise LongAdaptError(f"{d}: not a result directory (expected the --out of longadapt evaluate)")
         found = []
