@@ -60,6 +60,8 @@ def build_config(config_path: Path, overrides: list[str], resume: bool = False):
 def run_pretrain(args: argparse.Namespace) -> int:
     from longadapt.training.engine import train
 
+    if not getattr(args, "verbose", False):  # accelerate logs every file of every checkpoint at INFO
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
     cfg, source = build_config(args.config, list(args.overrides), resume=args.resume)
     result = train(cfg, source=source)
     logger.info(

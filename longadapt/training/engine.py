@@ -357,7 +357,15 @@ def _make_accelerator(cfg: TrainConfig) -> Any:
         and state.get("distributed_type") == DistributedType.NO
     ):
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision, cpu=force_cpu, step_scheduler_with_optimizer=False)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=force_cpu, step_scheduler_with_optimizer=False)
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not accelerator.is_fsdp2 and (
+        accelerator.distributed_type != DistributedType.FSDP
+    ):
+        logger.warning(
+            "an FSDP launch config was given but accelerate runs %s (FSDP needs GPUs): training without sharding",
+            accelerator.distributed_type,
+        )
+    return accelerator
 
 
 def train(

@@ -1,8 +1,9 @@
 """Where the files of a training config are: corpus paths and tokenizers.
 
 A relative corpus path is looked up, in order, in the folder of the config file (for the Python
-API: the current directory) and in the data root given by the ``LONGADAPT_DATA`` environment
-variable. A tokenizer is a folder (absolute or relative, resolved the same way) or
+API: the current directory) and in the data root: the ``LONGADAPT_DATA`` environment variable, else
+``../shared/data`` next to the repository checkout (the layout of the project's data bundle), so
+``corpus.path: corpora/fr.jsonl.gz`` works like the language packs' corpus paths. A tokenizer is a folder (absolute or relative, resolved the same way) or
 ``pkg:<python package>/<folder inside it>`` for a tokenizer shipped inside an installed package.
 """
 
@@ -22,8 +23,12 @@ DATA_ROOT_ENV = "LONGADAPT_DATA"
 
 
 def data_root() -> Path | None:
+    """``$LONGADAPT_DATA``, else ``<checkout>/../shared/data`` when that folder exists."""
     value = os.environ.get(DATA_ROOT_ENV)
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    bundled = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return bundled if bundled.is_dir() else None
 
 
 def resolve_data_path(value: str | Path, source: ConfigSource, key: str) -> Path:
@@ -40,7 +45,7 @@ def resolve_data_path(value: str | Path, source: ConfigSource, key: str) -> Path
         if candidate.exists():
             return candidate.resolve()
     tried = ", ".join(str(c) for c in candidates)
-    env_hint = "" if data_root() is not None else f", or set {DATA_ROOT_ENV} to the folder that holds it"
+    env_hint = f", or set {DATA_ROOT_ENV} to the folder that holds it" if DATA_ROOT_ENV not in os.environ else ""
     raise LongAdaptError(
         f"{source.where(key)}: corpus file {str(value)!r} not found (looked in: {tried}); fix the path{env_hint}"
     )
