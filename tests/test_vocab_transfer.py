@@ -44,6 +44,12 @@ def fr_small(fr_train) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def small_pair(fr_small):
+    """A byte-level BPE (the old tokenizer) and a SentencePiece-style BPE (the new one), 1024 pieces each."""
+    return train_tokenizer(fr_small, "fr", 1024, byte_level=True), train_tokenizer(fr_small, "fr", 1024)
+
+
+@pytest.fixture(scope="module")
 def fr_held_out(fr_corpus) -> list[str]:
     """16 documents outside the training sample, from both parts of the corpus."""
     return fr_corpus[12::25][::6][:16]
@@ -113,10 +119,10 @@ def test_canonical_token_for_each_scheme():
         canonical_token("x", "bytes")
 
 
-def test_detect_scheme(old_tok, fr_tok, fr_small):
+def test_detect_scheme(old_tok, fr_tok, small_pair):
     assert detect_scheme(old_tok) == "wordpiece"
     assert detect_scheme(fr_tok) == "metaspace"
-    assert detect_scheme(train_tokenizer(fr_small[:20], "fr", 640, byte_level=True)) == "byte_level"
+    assert detect_scheme(small_pair[0]) == "byte_level"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -278,10 +284,9 @@ def test_transfer_lowers_first_step_mlm_loss(replaced, random_baseline, minilm, 
     assert cos_transfer.mean() > cos_random.mean() + 0.2, (cos_transfer, cos_random)
 
 
-def test_replace_between_bpe_schemes(fr_small):
+def test_replace_between_bpe_schemes(small_pair):
     """Byte-level old tokenizer -> SentencePiece-style new one: shared words are copied across schemes."""
-    old = train_tokenizer(fr_small, "fr", 1024, byte_level=True)
-    new = train_tokenizer(fr_small, "fr", 1024)
+    old, new = small_pair
     model = _tiny_model(len(old))
     old_e, old_b = _emb(model).detach().clone(), model.decoder.bias.detach().clone()
     result = replace_vocabulary(model, old, new)
@@ -292,13 +297,27 @@ def test_replace_between_bpe_schemes(fr_small):
     assert result.report.sources[k] == "copy"
     assert torch.equal(_emb(result.model)[k], old_e[old.convert_tokens_to_ids("Ã")])
     assert result.report.unmapped < 0.05 * len(new)
-    out = result.model(**new("Le patient va bien.", return_tensors="pt"))
-    assert out.logits.shape[-1] == len(new)
+    batch = new("Le patient va bien.", return_tensors="pt")
+    logits = result.model(**batch).logits
+    assert logits.shape[-1] == len(new)
 
 
-def test_replace_with_an_untied_decoder(fr_small):
-    old = train_tokenizer(fr_small, "fr", 1024, byte_level=True)
-    new = train_tokenizer(fr_small, "fr", 1024)
+def test_transferred_model_and_tokenizer_save_and_reload(small_pair, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    old, new = small_pair
+    result = replace_vocabulary(_tiny_model(len(old)), old, new)
+    result.model.save_pretrained(tmp_path)
+    result.tokenizer.save_pretrained(tmp_path)
+    model, tok = AutoModelForMaskedLM.from_pretrained(tmp_path).eval(), AutoTokenizer.from_pretrained(tmp_path)
+    assert model.config.vocab_size == len(tok) and model.decoder.weight is _emb(model)
+    batch = tok("Le patient va bien.", return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, result.model(**batch).logits)
+
+
+def test_replace_with_an_untied_decoder(small_pair):
+    old, new = small_pair
     torch.manual_seed(0)
     cfg = LongAdaptConfig(
         vocab_size=len(old), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
@@ -393,8 +412,8 @@ def test_extended_tokenizer_saves_and_reloads(extended, tmp_path):
 
 
 @pytest.mark.parametrize("byte_level", [True, False])
-def test_extend_bpe_tokenizers_with_whole_word_entries(fr_small, byte_level):
-    old = train_tokenizer(fr_small, "fr", 1024, byte_level=byte_level)
+def test_extend_bpe_tokenizers_with_whole_word_entries(small_pair, byte_level):
+    old = small_pair[0] if byte_level else small_pair[1]
     model = _tiny_model(len(old))
     old_e = _emb(model).detach().clone()
     result = extend_vocabulary(model, old, [WORD, "cardiologie", "hospitalisation"])
