@@ -215,6 +215,7 @@ def test_unmapped_and_random_rows(replaced, random_baseline, minilm, old_tok, fr
     i = fr_tok.convert_tokens_to_ids("<0xC3>")  # a lone byte >= 0x80: nothing in WordPiece covers it
     assert replaced.report.sources[i] == "unmapped"
     torch.testing.assert_close(_emb(replaced.model)[i], old_e[normal].mean(0))
+    torch.testing.assert_close(replaced.model.decoder.bias[i], minilm.decoder.bias[normal].mean())
     baseline = random_baseline.report
     assert baseline.random > 7000 and baseline.copied == 0 and baseline.special == 5
     i = fr_tok.cls_token_id

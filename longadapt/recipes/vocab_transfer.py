@@ -31,8 +31,15 @@ Arms (:data:`ARMS`):
   the BPE model with ``ignore_merges=True`` (a pre-token equal to a vocabulary entry is one
   token; no merge can build the new entry, so it never appears inside another word); for Unigram
   tokenizers as ``AddedToken(word, single_word=True)`` (which leaves a lone "▁" before the word:
-  a warning says so). Every added word is checked: alone it is one token, and it is not found in
-  the word with a letter added before or after.
+  a warning says so). Words are written in the old tokenizer's normal form (an uncased WordPiece:
+  lower case without accents). BPE entries carry the word-start marker, so a word that has none
+  in running text (a byte-level model without ``add_prefix_space``: the first word of a text, a
+  word after a line break) keeps its old pieces. ``ignore_merges`` could change how an old entry
+  is segmented: such entries are counted in ``changed_segmentations`` (a warning says so). Every
+  added word is checked: alone and between two words it is one token, and it is not found in the
+  word with a letter added before or after; a tokenizer that fails (e.g. one without a
+  pre-tokenizer) raises :class:`~longadapt.errors.LongAdaptError`. The extended tokenizer is a
+  generic ``PreTrainedTokenizerFast`` with the old special tokens and ``model_max_length``.
 
 ``similarity_weights``: a callable ``(text, piece_ids, piece_texts) -> weights`` giving one
 non-negative weight per old piece of a new token (``text``: the token's surface string without the
@@ -383,28 +390,40 @@ def _old_matrices(model) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tenso
 
 
 def _apply_rows(
-    model, mix: torch.Tensor, fill: dict[int, torch.Tensor], new_rows: int, pad_id: int | None,
+    model, mix: torch.Tensor, new_rows: int, pad_id: int | None,
     old_weight: torch.Tensor, old_out: torch.Tensor | None, old_bias: torch.Tensor | None, tied: bool,
-    fill_bias: dict[int, torch.Tensor] | None = None,
+    base_rows: list[int], mean_fill: Sequence[int], random_fill: Sequence[int] = (), seed: int = 0,
 ) -> None:
     """Resize the model to ``new_rows`` and write ``mix @ old`` (a sparse (new_rows, old_rows) mixing
-    matrix) into the embeddings, the untied decoder and the decoder bias; rows in ``fill`` get the
-    given vector instead (their bias from ``fill_bias``, else the mean bias)."""
+    matrix) into the embeddings, the untied decoder and the decoder bias. Rows in ``mean_fill`` get
+    the mean of the old ``base_rows`` (embedding, decoder and bias alike); rows in ``random_fill``
+    get a normal draw with the per-dimension mean and standard deviation of ``base_rows`` (and the
+    mean bias)."""
     dtype = old_weight.dtype
     mix = mix.to(old_weight.device)
-    new_weight = torch.sparse.mm(mix, old_weight.float()).to(dtype)
-    new_out = torch.sparse.mm(mix, old_out.float()).to(old_out.dtype) if old_out is not None else None
+    generator = torch.Generator().manual_seed(seed)
+
+    def build(old: torch.Tensor) -> torch.Tensor:
+        new = torch.sparse.mm(mix, old.float())
+        base = old[base_rows].float() if base_rows else old.float()
+        mean = base.mean(0)
+        std = base.std(0) if base.shape[0] > 1 else torch.zeros_like(mean)
+        if mean_fill:
+            new[list(mean_fill)] = mean.to(new.device)
+        for row in random_fill:
+            new[row] = (mean + std * torch.randn(mean.shape, generator=generator)).to(new.device)
+        return new
+
+    new_weight = build(old_weight).to(dtype)
+    new_out = build(old_out).to(old_out.dtype) if old_out is not None else None
     new_bias = None
     if old_bias is not None:
-        new_bias = torch.sparse.mm(mix, old_bias.float().unsqueeze(1)).squeeze(1).to(old_bias.dtype)
-        mean_bias = old_bias.float().mean()
-    for row, vector in fill.items():
-        new_weight[row] = vector.to(dtype)
-        if new_out is not None:
-            new_out[row] = vector.to(new_out.dtype)
-        if new_bias is not None:
-            value = (fill_bias or {}).get(row, mean_bias)
-            new_bias[row] = value.to(new_bias.dtype)
+        new_bias = torch.sparse.mm(mix, old_bias.float().unsqueeze(1)).squeeze(1)
+        mean_bias = (old_bias[base_rows] if base_rows else old_bias).float().mean()
+        fill_rows = [*mean_fill, *random_fill]
+        if fill_rows:
+            new_bias[fill_rows] = mean_bias
+        new_bias = new_bias.to(old_bias.dtype)
 
     model.resize_token_embeddings(new_rows, mean_resizing=False)
     emb = model.get_input_embeddings()
@@ -458,11 +477,6 @@ def _special_map(old_tok, new_tok) -> dict[int, int]:
         if new_id not in mapping and token in old_vocab:
             mapping[new_id] = old_vocab[token]
     return mapping
-
-
-def _row_stats(weight: torch.Tensor, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    sel = weight[rows].float() if rows else weight.float()
-    return sel.mean(0), sel.std(0)
 
 
 def _check_sizes(model, old_tok) -> int:
@@ -526,7 +540,6 @@ def replace_vocabulary(
             continue
         old_canon.setdefault(canonical_token(token, pieces_of.scheme, pieces_of.prefix or "##"), idx)
     normal_rows = [i for i in range(len(old_tok)) if i not in old_special]
-    mean_row, std_row = _row_stats(old_weight, normal_rows)
 
     n_new = len(new_tok)
     new_rows = _round_up(n_new, pad_to_multiple_of)
@@ -542,8 +555,6 @@ def replace_vocabulary(
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
-    fill: dict[int, torch.Tensor] = {}
-    generator = torch.Generator().manual_seed(seed)
 
     def set_copy(new_id: int, old_id: int, kind: str) -> None:
         rows.append(new_id)
@@ -570,7 +581,6 @@ def replace_vocabulary(
             continue
         if init == "random":
             report.sources[new_id] = "random"
-            fill[new_id] = mean_row + std_row * torch.randn(mean_row.shape, generator=generator)
             continue
         canon = canonical_token(token, new_scheme, new_prefix)
         if canon in old_canon:
@@ -617,9 +627,6 @@ def replace_vocabulary(
         report.sources[new_id] = "mean"
         report.pieces[new_id] = ids
 
-    for new_id, kind in enumerate(report.sources):
-        if kind in ("unmapped", "reserved"):
-            fill[new_id] = mean_row
     counts = collections.Counter(report.sources)
     report.copied, report.mean_initialised = counts["copy"], counts["mean"]
     report.special, report.unmapped, report.reserved, report.random = (
@@ -629,7 +636,11 @@ def replace_vocabulary(
 
     mix = _sparse(rows, cols, vals, (new_rows, old_rows))
     pad_id = new_tok.pad_token_id
-    _apply_rows(model, mix, fill, new_rows, pad_id, old_weight, old_out, old_bias, tied)
+    _apply_rows(
+        model, mix, new_rows, pad_id, old_weight, old_out, old_bias, tied, normal_rows,
+        mean_fill=[i for i, kind in enumerate(report.sources) if kind in ("unmapped", "reserved")],
+        random_fill=[i for i, kind in enumerate(report.sources) if kind == "random"], seed=seed,
+    )
     _update_config_ids(model, new_tok)
     logger.info(
         "replace: %d rows (%d copied, %d mean of old pieces, %d special, %d unmapped, %d reserved, %d random)",
@@ -757,7 +768,6 @@ def extend_vocabulary(
 
     old_weight, old_out, old_bias, tied = _old_matrices(model)
     normal_rows = [i for i in range(len(old_tok)) if i not in set(old_tok.all_special_ids)]
-    mean_row, _ = _row_stats(old_weight, normal_rows)
     n_new = len(new_tok)
     new_rows = max(old_rows, _round_up(max(n_new, max(added_ids, default=-1) + 1), pad_to_multiple_of))
     report = TransferReport(
@@ -784,13 +794,15 @@ def extend_vocabulary(
             vals.append(w)
         report.sources[new_id] = "mean"
         report.pieces[new_id] = ids
-    fill = {i: mean_row for i, kind in enumerate(report.sources) if kind == "reserved"}
     counts = collections.Counter(report.sources)
     report.kept, report.mean_initialised, report.reserved = counts["old"], counts["mean"], counts["reserved"]
     report.single_piece = sum(1 for ids in report.pieces.values() if len(ids) == 1)
     report.added_words = [w for w, _ in todo]
     mix = _sparse(rows, cols, vals, (new_rows, old_rows))
-    _apply_rows(model, mix, fill, new_rows, new_tok.pad_token_id, old_weight, old_out, old_bias, tied)
+    _apply_rows(
+        model, mix, new_rows, new_tok.pad_token_id, old_weight, old_out, old_bias, tied, normal_rows,
+        mean_fill=[i for i, kind in enumerate(report.sources) if kind == "reserved"],
+    )
     _update_config_ids(model, new_tok)
     logger.info("extend: %d whole words added (%d rows in all)", len(todo), new_rows)
     return TransferResult(model, new_tok, report)
