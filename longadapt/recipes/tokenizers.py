@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from longadapt.errors import LongAdaptError
+from longadapt.tokenization import round_up  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +138,6 @@ class TokenizerTrainingConfig:
         return "byte_level" if self.byte_level else "metaspace"
 
 
-def round_up(n: int, multiple: int = 64) -> int:
-    """Smallest multiple of ``multiple`` that is >= ``n``."""
-    return -(-int(n) // multiple) * multiple
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -67,14 +67,11 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from longadapt.errors import LongAdaptError
+from longadapt.tokenization import SCHEMES, SP_MARK, byte_decoder as _byte_decoder, canonical_token  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 ARMS = ("keep", "replace", "extend")
-#: Word-start conventions understood by :func:`canonical_token`.
-SCHEMES = ("metaspace", "byte_level", "wordpiece")
-#: SentencePiece word-start marker; also the marker of canonical vocabulary entries.
-SP_MARK = "\u2581"
 _BYTE_PIECE = re.compile(r"^(?:<0x[0-9A-Fa-f]{2}>)+$")
 _RESERVED = re.compile(r"^(?:\[unused\d+\]|<unused\d+>)$")
 _ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
@@ -89,13 +86,6 @@ SimilarityWeights = Callable[[str, Sequence[int], Sequence[str]], Sequence[float
 
 
 @functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    return {ch: b for b, ch in bytes_to_unicode().items()}
-
-
-@functools.lru_cache(maxsize=1)
 def _byte_encoder() -> dict[int, str]:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -105,38 +95,6 @@ def _byte_encoder() -> dict[int, str]:
 def _to_byte_level(text: str) -> str:
     enc = _byte_encoder()
     return "".join(enc[b] for b in text.encode("utf-8"))
-
-
-def canonical_token(token: str, scheme: str, continuing_prefix: str = "##") -> str:
-    """Write a vocabulary entry in one convention: word starts begin with "▁", continuations do not,
-    bytes that are not text on their own are ``<0xHH>``.
-
-    - ``metaspace`` (SentencePiece, byte fallback): unchanged ("▁x", "x", "<0xC3>").
-    - ``byte_level`` (GPT-2, RoBERTa, ModernBERT): symbols decoded to bytes, a leading space becomes
-      "▁" ("Ġx" -> "▁x"); bytes that are not valid UTF-8 on their own become ``<0xHH>`` ("Ã" ->
-      "<0xC3>"), as byte-fallback vocabularies write them.
-    - ``wordpiece``: "##x" -> "x"; any other entry is a word start ("x" -> "▁x").
-    """
-    if scheme == "metaspace":
-        return token
-    if scheme == "wordpiece":
-        if continuing_prefix and token.startswith(continuing_prefix) and len(token) > len(continuing_prefix):
-            return token[len(continuing_prefix):]
-        return SP_MARK + token
-    if scheme == "byte_level":
-        decoder = _byte_decoder()
-        try:
-            data = bytes(decoder[ch] for ch in token)
-        except KeyError:  # not a byte-level string (an added token): keep it
-            return token
-        start = data.startswith(b" ")
-        body = data[1:] if start else data
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            text = "".join(f"<0x{b:02X}>" for b in body)
-        return (SP_MARK if start else "") + text
-    raise LongAdaptError(f"unknown word-start scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
 
 
 def _walk(node: Any) -> Iterable[dict]:

@@ -21,61 +21,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from longadapt.errors import LongAdaptError
+from longadapt.tokenization import SCHEMES, SP_MARK, byte_decoder, canonical_token  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
-#: SentencePiece word-start marker; also the marker of canonical vocabulary entries.
-SP_MARK = "\u2581"
 #: GPT-2 byte-level encoding of a space.
 BYTE_LEVEL_SPACE = "\u0120"
 BYTE_PIECE_RE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
-#: Word-start conventions understood by :func:`canonical_token`.
-SCHEMES = ("metaspace", "byte_level", "wordpiece", "none")
-
-
-@functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    return {ch: b for b, ch in bytes_to_unicode().items()}
-
-
-def _bytes_repr(data: bytes) -> str:
-    return "".join(f"<0x{b:02X}>" for b in data)
-
-
-def canonical_token(token: str, scheme: str, continuing_prefix: str = "##") -> str:
-    """Rewrite a vocabulary entry in one convention: word-initial pieces start with "▁".
-
-    - ``metaspace`` (SentencePiece): unchanged ("▁x" -> "▁x", "x" -> "x").
-    - ``byte_level`` (GPT-2/RoBERTa): bytes decoded to text, "Ġ" -> "▁" ("Ġx" -> "▁x",
-      "x" -> "x"); a piece that is not valid UTF-8 on its own becomes "<0xHH>" per byte, the form
-      byte-fallback vocabularies use, so single-byte pieces compare across schemes.
-    - ``wordpiece``: continuation prefix removed, other pieces are word starts
-      ("##x" -> "x", "x" -> "▁x").
-    - ``none``: unchanged.
-    """
-    if scheme == "metaspace" or scheme == "none":
-        return token
-    if scheme == "wordpiece":
-        if continuing_prefix and token.startswith(continuing_prefix) and len(token) > len(continuing_prefix):
-            return token[len(continuing_prefix):]
-        return SP_MARK + token
-    if scheme == "byte_level":
-        decoder = _byte_decoder()
-        try:
-            data = bytes(decoder[ch] for ch in token)
-        except KeyError:  # not a byte-level string (e.g. an added token): keep it
-            return token
-        start = data.startswith(b" ")
-        body = data[1:] if start else data
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            text = _bytes_repr(body)
-        return (SP_MARK if start else "") + text
-    raise ValueError(f"unknown scheme {scheme!r}; expected one of {SCHEMES}")
 
 
 def _types_in(node: Any) -> set[str]:

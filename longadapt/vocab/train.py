@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from longadapt.errors import LongAdaptError
+from longadapt.tokenization import round_up  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
 
 
-def round_up(n: int, multiple: int = 64) -> int:
-    return -(-n // multiple) * multiple
 
 
 def train_bpe(
