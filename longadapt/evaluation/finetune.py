@@ -462,7 +462,9 @@ class _Runner:
         self.model.eval()
         order = sorted(range(len(wins)), key=lambda k: len(wins[k].input_ids))
         out: list[np.ndarray | None] = [None] * len(wins)
-        for i in range(0, len(order), self.batch_size):
+        from tqdm.auto import tqdm
+
+        for i in tqdm(range(0, len(order), self.batch_size), desc="predict", leave=False, disable=None):
             idx = order[i : i + self.batch_size]
             types = [wins[k].type_ids for k in idx] if wins[idx[0]].type_ids is not None else None
             logits = self._forward(adapter.encode_ids([wins[k].input_ids for k in idx], types))
