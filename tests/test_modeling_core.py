@@ -242,3 +242,20 @@ def test_flash_backend_requires_flash_attn_and_cuda():
     m.config.attention_backend = "flash"
     with pytest.raises(RuntimeError, match="flash"):
         m(input_ids=torch.randint(1, 120, (1, 10)))
+
+
+@pytest.mark.parametrize(
+    "auto",
+    [transformers.AutoModelForSequenceClassification, transformers.AutoModelForTokenClassification,
+     transformers.AutoModelForMultipleChoice, transformers.AutoModelForMaskedLM],
+)
+def test_heads_missing_from_checkpoint_are_initialised(auto, tmp_path):
+    """Loading a bare encoder into a head model initialises the head (transformers 5 initialises
+    missing modules one by one): finite, small, not all zero."""
+    _model(LongAdaptModel).save_pretrained(tmp_path)
+    m = auto.from_pretrained(tmp_path)
+    heads = {n: p for n, p in m.named_parameters() if not n.startswith("model.") and n.endswith("weight") and p.dim() == 2}
+    assert heads
+    for name, p in heads.items():
+        assert torch.isfinite(p).all(), name
+        assert 0.005 < p.std().item() < 0.1, (name, p.std().item())

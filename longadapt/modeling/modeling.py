@@ -217,6 +217,10 @@ class LongAdaptPreTrainedModel(PreTrainedModel):
         def tn(weight, std):
             trunc_normal_(weight, mean=0.0, std=std, a=-cutoff * std, b=cutoff * std)
 
+        if isinstance(module, nn.Linear):
+            # any linear layer not set below (task heads loaded from a checkpoint without them are
+            # initialised module by module, so this generic case must stand on its own)
+            tn(module.weight, std_in)
         if isinstance(module, nn.LayerNorm):
             ones_(module.weight)
             if module.bias is not None:
