@@ -1,0 +1,160 @@
+"""The three adaptation recipes, end to end at a small size on the real corpora."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+import yaml
+
+import longadapt  # noqa: F401
+from longadapt.errors import LongAdaptError
+from longadapt.recipes.adapt import recipe_from_dict, run_recipe, set_rope_theta
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _small(strategy: str, language: str, out: Path, **extra) -> dict:
+    """The shipped tiny recipe, shrunk to seconds: short rows, few steps, few documents."""
+    d = yaml.safe_load((REPO / "recipes" / strategy / f"{language}-tiny.yaml").read_text())
+    d.pop("token_budget")
+    d["out"] = str(out)
+    if strategy == "convert":
+        d["convert"]["max_length"] = 1024
+        d["phases"] = [dict(name="mlm", max_length=1024, steps=2)]
+    elif strategy == "continue":
+        d["continue"]["make_long"]["max_length"] = 1024
+        d["continue"]["tokenizer"] = {"vocab_size": 1500, "max_documents": 40}
+        d["continue"]["extend"] = {"max_documents": 40, "max_words": 100, "min_frequency": 3}
+        d["phases"] = [dict(name="mlm", max_length=1024, steps=2)]
+    else:
+        d["scratch"]["tokenizer"] = {"vocab_size": 1500, "max_documents": 40}
+        d["scratch"]["model"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
+        d["phases"] = [dict(name="short", max_length=256, steps=2),
+                       dict(name="extend", max_length=1024, steps=2, global_rope_theta=160000.0)]
+    d["train"].update(tokens_per_step=2048, micro_batch_size=2, eval_every=0, tensorboard=False)
+    d["train"]["data"] = {"max_validation_rows": 2, "max_documents": 60}
+    for key, value in extra.items():
+        d[key] = value
+    return d
+
+
+def _check_output(out: Path, sentence: str) -> dict:
+    run = json.loads((out / "run.json").read_text())
+    card = (out / "README.md").read_text()
+    assert "final validation bits per byte" in card and "token budget" in card
+    model = transformers.AutoModelForMaskedLM.from_pretrained(out)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    fill = transformers.pipeline("fill-mask", model=model, tokenizer=tok)
+    preds = fill(sentence.replace("MASK", tok.mask_token), top_k=3)
+    assert len(preds) == 3 and all("token_str" in p for p in preds)
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_convert_recipe_french(tmp_path):
+    out = tmp_path / "convert"
+    result = run_recipe(recipe_from_dict(_small("convert", "fr", out)))
+    run = _check_output(out, "Le patient présente une MASK thoracique.")
+    assert run["strategy"] == "convert" and run["build"]["mlm_head"] == "initialised"
+    assert run["tokens_seen"] == 2 * 2048
+    cfg = transformers.AutoConfig.from_pretrained(out)
+    assert cfg.max_position_embeddings == 1024 and "sliding_attention" in cfg.layer_types
+    # bits per byte at step 0 and at the end, overall and per position bucket, are recorded
+    phase = result.phases[0]
+    assert "bpb" in phase["initial_metrics"] and "bpb_pos_0_511" in phase["final_metrics"]
+
+
+@pytest.mark.parametrize("arm", ["keep", "replace", "extend"])
+def test_continue_recipe_vocabulary_arms(arm, tmp_path):
+    out = tmp_path / arm
+    d = _small("continue", "fr", out)
+    d["continue"]["vocab_arm"] = arm
+    run_recipe(recipe_from_dict(d))
+    run = _check_output(out, "Le patient présente une MASK thoracique.")
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    model = transformers.AutoModelForMaskedLM.from_pretrained(out)
+    assert model.config.vocab_size >= len(tok)
+    transfer = run["build"]["transfer"]
+    if arm == "keep":
+        assert len(tok) == 30522
+    elif arm == "replace":
+        assert transfer["copied"] > 0 and transfer["new_vocab_size"] < 30522
+        assert tok.cls_token == "[CLS]" and model.config.cls_token_id == tok.cls_token_id
+    else:
+        assert transfer["added_words_count"] > 0 and len(tok) > 30522
+
+
+def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
+    out = tmp_path / "scratch"
+    result = run_recipe(recipe_from_dict(_small("scratch", "fr", out)))
+    assert [p["max_length"] for p in result.phases] == [256, 1024]
+    cfg = transformers.AutoConfig.from_pretrained(out)
+    assert cfg.global_rope_theta == 160000.0 and cfg.local_rope_theta == 10000.0
+    assert cfg.max_position_embeddings == 1024
+    _check_output(out, "Le patient présente une MASK thoracique.")
+
+
+@pytest.mark.parametrize("language, sentence", [("de", "Der Patient wurde mit MASK entlassen."),
+                                                ("es", "El paciente presenta MASK abdominal.")])
+def test_german_and_spanish_recipes_run_on_their_corpora(language, sentence, tmp_path):
+    out = tmp_path / language
+    run_recipe(recipe_from_dict(_small("scratch", language, out)))
+    run = _check_output(out, sentence)
+    assert run["language"] == language
+
+
+def test_recipe_files_are_valid_and_state_their_budget():
+    files = sorted((REPO / "recipes").glob("[cs]*/*-*.yaml"))
+    assert len(files) == 18  # 3 strategies x 3 languages x (tiny, base)
+    for f in files:
+        d = yaml.safe_load(f.read_text())
+        if d.get("base", "") is None:
+            d["base"] = "a-bert"  # the base presets of convert ask the user for one
+        cfg = recipe_from_dict(d, str(f))
+        assert cfg.token_budget == cfg.tokens(), f
+
+
+def test_recipe_errors_are_clear():
+    with pytest.raises(LongAdaptError, match="strategy 'distil' is unknown"):
+        recipe_from_dict({"strategy": "distil"})
+    with pytest.raises(LongAdaptError, match="needs a base model"):
+        recipe_from_dict({"strategy": "convert"})
+    with pytest.raises(LongAdaptError, match="token_budget says 10 tokens"):
+        recipe_from_dict({"strategy": "scratch", "token_budget": 10, "phases": [{"steps": 2}], "train": {"tokens_per_step": 8}})
+    with pytest.raises(LongAdaptError, match="unknown key 'stpes'"):
+        recipe_from_dict({"strategy": "scratch", "phases": [{"stpes": 2}]})
+    with pytest.raises(LongAdaptError, match="vocab_arm must be keep, replace or extend"):
+        recipe_from_dict({"strategy": "continue", "base": "x", "continue": {"vocab_arm": "swap"}})
+
+
+def test_set_rope_theta_refuses_absolute_positions(minilm_dir):
+    from longadapt.interop import import_checkpoint
+
+    with pytest.raises(LongAdaptError, match="rotary"):
+        set_rope_theta(import_checkpoint(minilm_dir).model, 160000.0)
+
+
+def test_cli_adapt_with_recipe_file(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(_small("scratch", "fr", tmp_path / "cli-out")))
+    res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", str(recipe), "train.seed=3"],
+                         capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = json.loads((tmp_path / "cli-out" / "run.json").read_text())
+    assert run["config"]["train"]["seed"] == 3
+    res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", "scratch", "--language", "xx"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "no recipe" in res.stderr and "Traceback" not in res.stderr
