@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def run_arm(name: str, model_name: str, train_ds, val_ds, args, tokenizer) -> di
             "seed": args.seed,
             "output_dir": str(Path(tmp) / "run"),
         })
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         result = train(cfg, tokenizer=tokenizer, train_dataset=train_ds, validation_dataset=val_ds)
         wall = time.perf_counter() - t0
@@ -119,6 +121,7 @@ def run_arm(name: str, model_name: str, train_ds, val_ds, args, tokenizer) -> di
         "mean_real_tokens_per_s": result.train_tokens_per_s,
         "real_tokens_per_step": run["tokens_seen"] / run["steps_done"],
         "wall_s": wall,
+        "load_average_1min": [load_before, os.getloadavg()[0]],  # other work on the machine skews timings
     }
 
 

@@ -206,6 +206,14 @@ def test_error_tokenizer_larger_than_vocabulary(shared_data, cache_dir, tmp_path
         train(cfg, model=small, tokenizer=tok)
 
 
+def test_error_max_length_beyond_model_positions(shared_data, cache_dir, tmp_path, capsys):
+    yml = _write_yaml(tmp_path / "pos.yaml", tiny(shared_data, cache_dir, tmp_path / "out"))
+    assert cli_main(["pretrain", str(yml), "model.config.max_position_embeddings=128"]) == 2
+    err = capsys.readouterr().err
+    assert "max_length 256 exceeds the model's max_position_embeddings 128" in err and f"{yml}:" in err
+    assert _nothing_trained(tmp_path / "out")
+
+
 def test_error_unknown_keys_in_file_and_override(shared_data, cache_dir, tmp_path, capsys):
     cfg = tiny(shared_data, cache_dir, tmp_path / "out")
     cfg["schedule"]["warmup"] = 10

@@ -151,3 +151,25 @@ def test_config_differences_ignore_resume_and_bookkeeping_keys():
     c = config_to_dict(train_config_from_dict({"corpus": {"path": "b.jsonl"}, "lr": 2e-3}))
     assert config_differences(a, b) == []
     assert config_differences(a, c) == ["corpus.path", "lr"]
+
+
+def test_relative_corpus_paths_resolve_against_config_folder_then_data_root(tmp_path, monkeypatch):
+    from longadapt.data import CorpusSpec
+    from longadapt.training.resolve import resolve_corpus
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "root" / "corpora").mkdir(parents=True)
+    (tmp_path / "root" / "corpora" / "x.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "cfg" / "local.jsonl").write_text('{"text": "b"}\n')
+    source = ConfigSource(path=tmp_path / "cfg" / "run.yaml", lines={"corpus.path": 7})
+    monkeypatch.setenv("LONGADAPT_DATA", str(tmp_path / "root"))
+    assert resolve_corpus(CorpusSpec(path="local.jsonl"), source).path == str(tmp_path / "cfg" / "local.jsonl")
+    assert resolve_corpus(CorpusSpec(path="corpora/x.jsonl"), source).path == str(
+        tmp_path / "root" / "corpora" / "x.jsonl"
+    )
+    assert resolve_corpus(CorpusSpec(path="corpora/*.jsonl"), source).path == str(
+        tmp_path / "root" / "corpora" / "*.jsonl"
+    )
+    with pytest.raises(LongAdaptError) as err:
+        resolve_corpus(CorpusSpec(path="corpora/missing.jsonl"), source)
+    assert f"{tmp_path / 'cfg' / 'run.yaml'}:7" in str(err.value) and "root" in str(err.value)

@@ -125,7 +125,6 @@ def build_model(cfg: TrainConfig, tokenizer: Any, source: ConfigSource) -> Any:
             token_id = getattr(tokenizer, name, None)
             if token_id is not None:
                 kwargs[name] = token_id
-    kwargs.setdefault("max_position_embeddings", cfg.max_length)
     if len(tokenizer) > kwargs["vocab_size"]:
         raise LongAdaptError(
             f"{source.where('model.config.vocab_size')}: the tokenizer has {len(tokenizer)} tokens but the model "
@@ -473,6 +472,8 @@ def train(
     cfg_dict = config_to_dict(cfg)
     cfg_dict["model"]["built"] = {"class": type(model).__name__, "config": model.config.to_diff_dict()}
     state_of_dir = _check_output_dir(run_dir, cfg_dict, cfg, source)
+    if cfg.resume and state_of_dir == "new":
+        logger.info("resume requested but %s holds no run yet: starting from step 0", run_dir)
     accelerator.wait_for_everyone()  # every process has looked before the main one writes
     if state_of_dir == "done":
         import json
