@@ -14,34 +14,15 @@ import yaml
 
 import longadapt  # noqa: F401
 from longadapt.errors import LongAdaptError
-from longadapt.recipes.adapt import recipe_from_dict, run_recipe, set_rope_theta
+from longadapt.recipes.adapt import recipe_from_dict, run_recipe, set_rope_theta, smoke_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _small(strategy: str, language: str, out: Path, **extra) -> dict:
-    """The shipped tiny recipe, shrunk to seconds: short rows, few steps, few documents."""
+def _small(strategy: str, language: str, out: Path) -> dict:
+    """The shipped tiny recipe, shrunk to seconds (same code path)."""
     d = yaml.safe_load((REPO / "recipes" / strategy / f"{language}-tiny.yaml").read_text())
-    d.pop("token_budget")
-    d["out"] = str(out)
-    if strategy == "convert":
-        d["convert"]["max_length"] = 1024
-        d["phases"] = [dict(name="mlm", max_length=1024, steps=2)]
-    elif strategy == "continue":
-        d["continue"]["make_long"]["max_length"] = 1024
-        d["continue"]["tokenizer"] = {"vocab_size": 1500, "max_documents": 40}
-        d["continue"]["extend"] = {"max_documents": 40, "max_words": 100, "min_frequency": 3}
-        d["phases"] = [dict(name="mlm", max_length=1024, steps=2)]
-    else:
-        d["scratch"]["tokenizer"] = {"vocab_size": 1500, "max_documents": 40}
-        d["scratch"]["model"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
-        d["phases"] = [dict(name="short", max_length=256, steps=2),
-                       dict(name="extend", max_length=1024, steps=2, global_rope_theta=160000.0)]
-    d["train"].update(tokens_per_step=2048, micro_batch_size=2, eval_every=0, tensorboard=False)
-    d["train"]["data"] = {"max_validation_rows": 2, "max_documents": 60}
-    for key, value in extra.items():
-        d[key] = value
-    return d
+    return {**smoke_recipe(d), "out": str(out)}
 
 
 def _check_output(out: Path, sentence: str) -> dict:
@@ -101,6 +82,7 @@ def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
     out = tmp_path / "scratch"
     result = run_recipe(recipe_from_dict(_small("scratch", "fr", out)))
     assert [p["max_length"] for p in result.phases] == [256, 1024]
+    assert result.phases[1]["tokens_seen"] == 2 * 2 * 2048
     cfg = transformers.AutoConfig.from_pretrained(out)
     assert cfg.global_rope_theta == 160000.0 and cfg.local_rope_theta == 10000.0
     assert cfg.max_position_embeddings == 1024

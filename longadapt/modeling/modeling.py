@@ -217,9 +217,11 @@ class LongAdaptPreTrainedModel(PreTrainedModel):
         def tn(weight, std):
             trunc_normal_(weight, mean=0.0, std=std, a=-cutoff * std, b=cutoff * std)
 
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) and module is not self.get_output_embeddings():
             # any linear layer not set below (task heads loaded from a checkpoint without them are
-            # initialised module by module, so this generic case must stand on its own)
+            # initialised module by module, so this generic case must stand on its own). Not the
+            # MLM decoder: its weight is the tied input embedding matrix, which must survive
+            # (resize_token_embeddings initialises the resized decoder module).
             tn(module.weight, std_in)
         if isinstance(module, nn.LayerNorm):
             ones_(module.weight)

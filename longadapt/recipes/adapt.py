@@ -405,3 +405,31 @@ def _tokenizer_line(cfg: RecipeConfig) -> str:
         return {"keep": "the base model's (kept)", "replace": "trained on the corpus, rows transferred",
                 "extend": "the base model's, extended with whole words"}[cfg.continue_.vocab_arm]
     return "the base model's"
+
+
+def smoke_recipe(data: dict[str, Any], steps: int = 2, max_length: int = 1024, documents: int = 60) -> dict[str, Any]:
+    """A recipe dict shrunk to seconds on a CPU (few steps, short rows, few documents, a tiny model
+    for scratch): the same code path as the full recipe, for tests and notebook smoke runs."""
+    d = copy.deepcopy(data)
+    d.pop("token_budget", None)
+    strategy = d.get("strategy")
+    if strategy == "convert":
+        d.setdefault("convert", {})["max_length"] = max_length
+        d["phases"] = [dict(name="mlm", max_length=max_length, steps=steps)]
+    elif strategy == "continue":
+        cont = d.setdefault("continue", {})
+        if cont.get("make_long"):
+            cont["make_long"]["max_length"] = max_length
+        cont["tokenizer"] = {"vocab_size": 1500, "max_documents": max(20, documents // 2)}
+        cont["extend"] = {"max_documents": max(20, documents // 2), "max_words": 100, "min_frequency": 3}
+        d["phases"] = [dict(name="mlm", max_length=max_length, steps=steps)]
+    else:
+        scratch = d.setdefault("scratch", {})
+        scratch["tokenizer"] = {"vocab_size": 1500, "max_documents": max(20, documents // 2)}
+        scratch.setdefault("model", {}).update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
+        d["phases"] = [dict(name="short", max_length=256, steps=steps),
+                       dict(name="extend", max_length=max_length, steps=steps, global_rope_theta=160000.0)]
+    train = d.setdefault("train", {})
+    train.update(tokens_per_step=2048, micro_batch_size=2, eval_every=0, tensorboard=False)
+    train["data"] = {"max_validation_rows": 2, "max_documents": documents}
+    return d
