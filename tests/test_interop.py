@@ -121,8 +121,10 @@ def test_minilm_long_conversion_keeps_short_inputs_close(minilm_dir):
     """Tiled positions: with a window wider than the text, a short input is computed exactly as before."""
     ref = import_checkpoint(minilm_dir).model.eval()
     long = import_checkpoint(minilm_dir).model.eval()
+    assert long.config.attention_dropout == 0.1
     notes = make_long(long, 2048, local_window=512, global_every=3, positions="copy")
     assert any("tiled 4x" in n for n in notes)
+    assert long.config.attention_dropout == 0.0  # dropout on probabilities would force SDPA's quadratic kernel
     pos = long.model.embeddings.position_embeddings.weight
     assert pos.shape[0] == 2048 and torch.equal(pos[512:1024], pos[:512])
     ids, mask = _batch(30522, [100, 60], start=1000)

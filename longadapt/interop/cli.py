@@ -22,6 +22,9 @@ def add_arguments_import(p: argparse.ArgumentParser) -> None:
                    help="copy: tile learned positions (Longformer); rope: rotary positions (default copy)")
     p.add_argument("--global-rope-theta", type=float, help="rotary base of global layers (rope)")
     p.add_argument("--local-rope-theta", type=float, help="rotary base of local layers (rope)")
+    p.add_argument("--attention-dropout", type=float, default=0.0,
+                   help="attention-probability dropout of the long model (default 0: with dropout, SDPA falls back "
+                        "to a quadratic-memory kernel); a negative value keeps the source model's")
     p.add_argument("--global-first-token", action="store_true",
                    help="Longformer global tokens in the local layers (projections copied from the local ones), "
                         "the first token of each document global by default")
@@ -45,6 +48,7 @@ def run_import(args: argparse.Namespace) -> int:
             global_rope_theta=args.global_rope_theta,
             local_rope_theta=args.local_rope_theta,
             global_first_token=args.global_first_token,
+            attention_dropout=None if args.attention_dropout < 0 else args.attention_dropout,
         )
     elif args.global_first_token:
         notes += enable_global_tokens(result.model, first_token=True)
