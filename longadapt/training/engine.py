@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import inspect
+import json
 import logging
 import math
 import os
@@ -239,8 +240,6 @@ def _check_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig,
             f"{source.where('output_dir')}: {run_dir} is not empty and holds no run.json, so it is not a "
             "longadapt training run; choose an empty or new output_dir"
         )
-    import json
-
     try:
         previous = json.loads(run_json.read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -476,8 +475,6 @@ def train(
         logger.info("resume requested but %s holds no run yet: starting from step 0", run_dir)
     accelerator.wait_for_everyone()  # every process has looked before the main one writes
     if state_of_dir == "done":
-        import json
-
         previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         logger.info("%s already holds this run, completed; nothing to do", run_dir)
         return TrainResult(
@@ -486,8 +483,6 @@ def train(
             tokenizer=tokenizer,
         )
     if state_of_dir == "resume":
-        import json
-
         previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         if previous.get("data", {}).get("packed_fingerprint") not in (None, data_info["packed_fingerprint"]):
             raise LongAdaptError(
@@ -708,8 +703,6 @@ def _log_eval(writer: MetricsWriter | None, step: int, metrics: dict[str, float]
 
 
 def json_load(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
