@@ -250,6 +250,12 @@ def test_error_output_dir_holds_another_run(shared_data, cache_dir, tmp_path, ca
     assert "pass --resume" in capsys.readouterr().err
     assert cli_main(["pretrain", str(yml), "--resume"]) == 0  # completed: nothing to do
     assert (out / "metrics.jsonl").read_text() == before
+    from longadapt.training.cli import build_config
+
+    cfg, source = build_config(yml, [], resume=True)
+    again = train(cfg, source=source)  # the Python API returns the finished run, model included
+    assert again.steps == 2 and again.model is not None and again.metrics == json.loads(
+        (out / "run.json").read_text())["final_metrics"]
 
     stray = tmp_path / "stray"
     stray.mkdir()

@@ -477,10 +477,12 @@ def train(
     if state_of_dir == "done":
         previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         logger.info("%s already holds this run, completed; nothing to do", run_dir)
+        from transformers import AutoModelForMaskedLM
+
         return TrainResult(
             run_dir, run_dir / "model", previous.get("steps_done", cfg.steps), previous.get("final_metrics", {}),
             previous.get("initial_metrics"), previous.get("train_tokens_per_s"), run_dir / "run.json",
-            tokenizer=tokenizer,
+            model=AutoModelForMaskedLM.from_pretrained(run_dir / "model"), tokenizer=tokenizer,
         )
     if state_of_dir == "resume":
         previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
