@@ -82,6 +82,9 @@ def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
     out = tmp_path / "scratch"
     result = run_recipe(recipe_from_dict(_small("scratch", "fr", out)))
     assert [p["max_length"] for p in result.phases] == [256, 1024]
+    # the real tokens of the extension phase stay within its budget (2 steps x 2,048)
+    ext = [json.loads(line) for line in (out / "phases" / "extend" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r.get("tokens", 0) for r in ext) <= 2 * 2048
     assert result.phases[1]["tokens_seen"] == 2 * 2 * 2048
     cfg = transformers.AutoConfig.from_pretrained(out)
     assert cfg.global_rope_theta == 160000.0 and cfg.local_rope_theta == 10000.0

@@ -296,6 +296,15 @@ def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any],
         data["lr"] = phase.lr
     if phase.tokens_per_step is not None:
         data["tokens_per_step"] = phase.tokens_per_step
+    # the stated budget is a promise: a micro-batch never holds more rows than one step's tokens
+    # (the engine would round the step up to a whole micro-batch, e.g. 2x the budget at 4,096)
+    tokens = data.get("tokens_per_step", 65536)
+    if tokens % phase.max_length:
+        raise LongAdaptError(
+            f"phase {phase.name!r}: tokens_per_step ({tokens}) must be a multiple of max_length ({phase.max_length}) "
+            "so that the token budget holds exactly"
+        )
+    data["micro_batch_size"] = min(int(data.get("micro_batch_size", 8)), tokens // phase.max_length)
     return train_config_from_dict(data)
 
 
