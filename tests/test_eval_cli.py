@@ -8,7 +8,6 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 
 from longadapt.cli import main
 from longadapt.evaluation.report import paired_test
@@ -18,12 +17,7 @@ FILLER = "le patient est venu en consultation pour un bilan complet après une c
 SYMPTOMS = ["fièvre", "toux sèche", "douleur thoracique", "dyspnée"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _brat_split(folder: Path, n_docs: int, seed: int) -> None:

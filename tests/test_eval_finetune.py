@@ -14,12 +14,7 @@ from longadapt.evaluation.tasks import TrainingConfig, load_task
 from longadapt.evaluation.testing import tiny_bert
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,9 @@ class Shape:
 
 
 def build_model(name: str, shape: Shape, length: int):
-    import torch
     import transformers
 
-    import longadapt  # noqa: F401
+    import longadapt  # noqa: F401  (registers the core)
     from longadapt.modeling import LongAdaptConfig, LongAdaptModel
 
     s = shape

@@ -321,6 +321,28 @@ def _local_block_mask_globals(valid, glob: GroupGlobals, n, L, Lp, half, block, 
     return torch.cat([local, extra], dim=-1).reshape(n * nb, 1, block, W + glob.count)
 
 
+def _short_document_attention(q, k, v, valid, allowed, scale: float, dropout: float):
+    """SDPA over documents no longer than one window: ``allowed`` (1|n, 1, L, L) is a mask of the
+    size of a block, not of the sequence; padding keys are removed and every query sees itself."""
+    L = q.shape[1]
+    mask = allowed if valid is None else allowed & valid[:, None, None, :]
+    mask = mask | torch.eye(L, dtype=torch.bool, device=q.device)
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout, scale=scale
+    )
+    return out.transpose(1, 2)
+
+
+def _query_blocks(q, half: int, block: int):
+    """(n, L, H, d) -> number of blocks, padded length, key-window width, and the queries as
+    (n * nb, H, block, d)."""
+    n, L, H, d = q.shape
+    nb = math.ceil(L / block)
+    Lp = nb * block
+    qb = F.pad(q, (0, 0, 0, 0, 0, Lp - L)).view(n, nb, block, H, d).transpose(2, 3).reshape(n * nb, H, block, d)
+    return nb, Lp, block + 2 * half, qb
+
+
 def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dropout: float, cache: dict | None = None,
                          glob: GroupGlobals | None = None):
     """Sliding-window attention by query blocks: each block of ``block`` queries attends to the
@@ -331,17 +353,8 @@ def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dr
         return _sdpa_local_globals(q, k, v, valid, half, block, scale, dropout, glob)
     n, L, H, d = q.shape
     if L <= block + 2 * half:  # the whole document fits in one window: a small dense band mask
-        band = _band(L, L, 0, half, q.device)[None, None]
-        mask = band if valid is None else band & valid[:, None, None, :]
-        mask = mask | torch.eye(L, dtype=torch.bool, device=q.device)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout, scale=scale
-        )
-        return out.transpose(1, 2)
-    nb = math.ceil(L / block)
-    Lp = nb * block
-    W = block + 2 * half
-    qb = F.pad(q, (0, 0, 0, 0, 0, Lp - L)).view(n, nb, block, H, d).transpose(2, 3).reshape(n * nb, H, block, d)
+        return _short_document_attention(q, k, v, valid, _band(L, L, 0, half, q.device)[None, None], scale, dropout)
+    nb, Lp, W, qb = _query_blocks(q, half, block)
 
     def windows(t):  # (n, L, H, d) -> (n*nb, H, W, d)
         t = F.pad(t, (0, 0, 0, 0, half, Lp - L + half))  # (n, Lp + 2h, H, d)
@@ -364,17 +377,9 @@ def _sdpa_local_globals(q, k, v, valid, half: int, block: int, scale: float, dro
     n, L, H, d = q.shape
     if L <= block + 2 * half:  # one window covers the document: a small dense mask
         band = _band(L, L, 0, half, q.device)[None, None] | glob.is_global[:, None, None, :]
-        mask = band if valid is None else band & valid[:, None, None, :]
-        mask = mask | torch.eye(L, dtype=torch.bool, device=q.device)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout, scale=scale
-        )
-        return out.transpose(1, 2)
-    nb = math.ceil(L / block)
-    Lp = nb * block
-    W = block + 2 * half
+        return _short_document_attention(q, k, v, valid, band, scale, dropout)
+    nb, Lp, W, qb = _query_blocks(q, half, block)
     G = glob.count
-    qb = F.pad(q, (0, 0, 0, 0, 0, Lp - L)).view(n, nb, block, H, d).transpose(2, 3).reshape(n * nb, H, block, d)
     rows = torch.arange(n, device=q.device)[:, None]
 
     def windows(t):  # (n, L, H, d) -> (n*nb, H, W + G, d): the band keys, then the global keys

@@ -11,7 +11,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from longadapt.errors import LongAdaptError
 
@@ -95,21 +94,19 @@ def comparison_table(runs: list[RunSummary], buckets: list[tuple[int, int]] | No
     return "\n".join(rows)
 
 
-def plot_curves(runs: list[RunSummary], path: str | Path) -> Path:
-    """Validation bits per byte against training tokens seen, one line per run."""
+def _plot(series: list[tuple[str, list[float], list[float]]], path: str | Path, xlabel: str, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in runs:
-        if r.curve:
-            xs, ys = zip(*r.curve)
-            ax.plot(xs, ys, marker="o", label=r.name)
-    ax.set_xlabel("training tokens seen")
+    for name, xs, ys in series:
+        if xs:
+            ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("validation bits per byte")
-    ax.set_title("Bits per byte against tokens seen")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -117,30 +114,19 @@ def plot_curves(runs: list[RunSummary], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_curves(runs: list[RunSummary], path: str | Path) -> Path:
+    """Validation bits per byte against training tokens seen, one line per run."""
+    series = [(r.name, [x for x, _ in r.curve], [y for _, y in r.curve]) for r in runs]
+    return _plot(series, path, "training tokens seen", "Bits per byte against tokens seen")
 
 
 def plot_positions(runs: list[RunSummary], path: str | Path) -> Path:
     """Final validation bits per byte per position bucket in the document."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in runs:
-        if r.positions:
-            xs = [lo for lo, _ in r.positions]
-            ax.plot(xs, list(r.positions.values()), marker="o", label=r.name)
-    ax.set_xlabel("position in the document (start of the 512-token bucket)")
-    ax.set_ylabel("validation bits per byte")
-    ax.set_title("Does the model use the positions beyond 512?")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    series = [(r.name, [lo for lo, _ in r.positions], list(r.positions.values())) for r in runs]
+    return _plot(series, path, "position in the document (start of the 512-token bucket)",
+                 "Does the model use the positions beyond 512?")
 
 
 #: The runs of a strategy comparison: (name, strategy, vocabulary arm of continue).
