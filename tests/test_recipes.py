@@ -86,13 +86,19 @@ def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
     _check_output(out, "Le patient présente une MASK thoracique.")
 
 
+@pytest.mark.parametrize("strategy", ["convert", "continue", "scratch"])
 @pytest.mark.parametrize("language, sentence", [("de", "Der Patient wurde mit MASK entlassen."),
                                                 ("es", "El paciente presenta MASK abdominal.")])
-def test_german_and_spanish_recipes_run_on_their_corpora(language, sentence, tmp_path):
-    out = tmp_path / language
-    run_recipe(recipe_from_dict(_small("scratch", language, out)))
+def test_german_and_spanish_recipes_run_on_their_corpora(strategy, language, sentence, tmp_path):
+    out = tmp_path / f"{strategy}-{language}"
+    d = _small(strategy, language, out)
+    if strategy == "continue":
+        d["continue"]["vocab_arm"] = "replace"  # a tokenizer trained on the language's own corpus
+    run_recipe(recipe_from_dict(d))
     run = _check_output(out, sentence)
-    assert run["language"] == language
+    assert run["language"] == language and run["strategy"] == strategy
+    assert run["config"]["corpus"] is None  # so the language pack's default corpus was used
+    assert run["corpus"]["path"] == f"corpora/{language}.jsonl.gz"
 
 
 def test_recipe_files_are_valid_and_state_their_budget():

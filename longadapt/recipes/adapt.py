@@ -350,7 +350,7 @@ def run_recipe(cfg: RecipeConfig) -> RecipeResult:
                        "run_dir": str(res.output_dir)})
     wall = time.time() - start
     final = phases[-1]["final_metrics"] if phases else {}
-    record = run_record("adapt", to_dict(cfg), strategy=cfg.strategy, language=cfg.language, build=info,
+    record = run_record("adapt", to_dict(cfg), strategy=cfg.strategy, language=cfg.language, corpus=corpus, build=info,
                         phases=phases, tokens_seen=tokens_seen, wall_seconds=round(wall, 1), final_metrics=final)
     _write_final(model, tok, out, record, cfg)
     return RecipeResult(out, phases, final, model, tok)
