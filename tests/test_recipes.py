@@ -143,3 +143,48 @@ def test_cli_adapt_with_recipe_file(tmp_path):
     res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", "scratch", "--language", "xx"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "no recipe" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue #4 acceptance not met yet: on this tiny pretrained model the transferred rows give a higher "
+    "step-0 loss than random rows (3.08 vs 2.85 bits per byte); copied rows alone are worse still (3.40), "
+    "so the old model's unigram-like predictions over the old segmentation dominate. See the closing note."))
+def test_replace_arm_first_step_loss_beats_random_rows(tmp_path, minilm_dir, shared_data):
+    """The transfer test of issue #4 on a model that has a trained MLM head: a small core is
+    pretrained on French with the MiniLM WordPiece (the old vocabulary), then the replace arm moves it
+    to a French tokenizer. Its validation loss before any further step (bits per byte, so that the
+    two tokenizers compare) is lower with transferred rows than with random new rows."""
+    import copy
+
+    from transformers import AutoTokenizer
+
+    from longadapt.data import CorpusSpec
+    from longadapt.recipes.tokenizers import train_tokenizer
+    from longadapt.recipes.vocab_transfer import replace_vocabulary
+    from longadapt.recipes.adapt import _corpus_texts
+    from longadapt.training import train, train_config_from_dict
+
+    corpus = {"path": str(shared_data / "corpora" / "fr.jsonl.gz")}
+    base = dict(
+        tokenizer=str(minilm_dir), corpus=corpus, language="fr", max_length=256, tokens_per_step=2048,
+        micro_batch_size=8, steps=60, lr=3e-3, eval_every=0, save_every=0, tensorboard=False, seed=0,
+        schedule={"name": "wsd", "warmup_steps": 6, "decay_fraction": 0.2},
+        data={"max_documents": 80, "max_validation_rows": 16},
+        model={"config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                          "intermediate_size": 96, "local_attention": 64}},
+    )
+    old = train(train_config_from_dict({**base, "output_dir": str(tmp_path / "old")}))
+    old_tok = AutoTokenizer.from_pretrained(minilm_dir)
+    new_tok = train_tokenizer(_corpus_texts(corpus, "fr", 60), "fr", vocab_size=2000)
+    new_dir = tmp_path / "new-tok"
+    new_tok.save_pretrained(new_dir)
+
+    scores = {}
+    for init in ("transfer", "random"):
+        moved = replace_vocabulary(copy.deepcopy(old.model), old_tok, new_tok, init=init).model
+        # steps=1 with lr ~0: the step-0 validation of the engine is the "first-step" loss
+        cfg = train_config_from_dict({**base, "tokenizer": str(new_dir), "model": {}, "steps": 1, "lr": 1e-12,
+                                      "output_dir": str(tmp_path / f"step0-{init}")})
+        res = train(cfg, model=moved, tokenizer=new_tok)
+        scores[init] = res.initial_metrics["bpb"]
+    assert scores["transfer"] < scores["random"] - 0.2, scores
