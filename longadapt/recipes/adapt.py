@@ -52,6 +52,10 @@ class ContinueOptions:
     vocab_arm: str = "keep"  # keep | replace | extend
     tokenizer: dict[str, Any] = field(default_factory=dict)  # replace: TokenizerTrainingConfig fields
     extend: dict[str, Any] = field(default_factory=dict)  # extend: options of extend_vocabulary
+    # replace/extend: re-fit the decoder bias to the new tokenizer's token frequencies on the same
+    # texts (longadapt.recipes.calibration); ``calibration`` holds options of calibrate_output_bias
+    calibrate_bias: bool = True
+    calibration: dict[str, Any] = field(default_factory=dict)
     make_long: ConvertOptions | None = None  # when the base is shorter than the target length
 
 
@@ -235,6 +239,11 @@ def build_continue(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any,
     result.tokenizer.model_max_length = model.config.max_position_embeddings
     info = {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes,
             "vocab_arm": arm, "transfer": result.report.to_dict() if hasattr(result.report, "to_dict") else None}
+    if arm != "keep" and o.calibrate_bias:
+        from longadapt.recipes.calibration import calibrate_output_bias
+
+        calibration = calibrate_output_bias(result.model, result.tokenizer, texts, **{"seed": int(cfg.train.get("seed", 0)), **o.calibration})
+        info["calibration"] = calibration.to_dict()
     if info["transfer"]:
         info["transfer"].pop("sources", None)  # one entry per row: too long for run.json
     return result.model, result.tokenizer, info

@@ -49,6 +49,11 @@ word-start marker; ``piece_texts``: the pieces' canonical surface strings). Ship
 token and each piece in an auxiliary embedding space the caller provides, e.g. fastText vectors
 trained on the target corpus; no such vectors are trained here).
 
+After ``replace`` or ``extend``, :func:`longadapt.recipes.calibration.calibrate_output_bias` re-fits the
+decoder bias to the new tokenizer's token frequencies (the recipes do it by default): the transfer
+copies the old model's preferences, and new tokens that share an old piece would otherwise each get
+that piece's whole probability.
+
 The model is changed in place (its embedding matrix resized) and returned in a
 :class:`TransferResult` with the tokenizer to use and a :class:`TransferReport`.
 """
