@@ -1,5 +1,7 @@
 """Two CPU processes (gloo) through ``accelerate launch``: different rows per process, the same
-global batch, and the loss curve of the one-process run."""
+global batch, and the loss curve of the one-process run. Two launch forms: ``--multi_gpu`` on a
+machine without CUDA (torchrun), and ``--cpu --mpirun_hostfile`` (accelerate's CPU multi-process
+path; needs ``mpirun``, e.g. Debian's openmpi-bin, and is skipped without it)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,7 +62,10 @@ def _curve(run_dir: Path, kind: str) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in recs if r["kind"] == kind}
 
 
-def test_two_processes_match_one_process(shared_data, tmp_path, caplog):
+@pytest.mark.parametrize("launcher", ["multi_gpu", "mpirun"])
+def test_two_processes_match_one_process(launcher, shared_data, tmp_path, caplog):
+    if launcher == "mpirun" and shutil.which("mpirun") is None:
+        pytest.skip("mpirun is not installed (apt-get install openmpi-bin)")
     cache = tmp_path / "cache"
     one_yml, two_yml = tmp_path / "one.yaml", tmp_path / "two.yaml"
     one_yml.write_text(yaml.safe_dump(_config(shared_data, cache, tmp_path / "one")))
@@ -71,14 +77,22 @@ def test_two_processes_match_one_process(shared_data, tmp_path, caplog):
 
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("CUDA_VISIBLE_DEVICES", None)
+    if launcher == "multi_gpu":
+        form = ["--multi_gpu", "--num_processes", "2"]
+    else:  # the form the accelerate docs give for CPU: --cpu plus an MPI host file
+        hostfile = tmp_path / "hostfile"
+        hostfile.write_text("localhost slots=2\n")
+        form = ["--cpu", "--num_processes", "2", "--mpirun_hostfile", str(hostfile)]
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        sys.executable, "-m", "accelerate.commands.launch", *form,
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
         "-m", "longadapt", "pretrain", str(two_yml),
     ]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert "started ONE process" not in done.stderr
 
     run = json.loads((tmp_path / "two" / "run.json").read_text())
     assert run["world_size"] == 2 and run["derived"]["accumulation"] == 1

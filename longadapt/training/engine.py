@@ -337,15 +337,19 @@ def _make_accelerator(cfg: TrainConfig) -> Any:
     from accelerate.state import AcceleratorState, DistributedType
 
     mixed_precision = "bf16" if cfg.precision == "bf16" else "no"
-    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    # torchrun-style launchers set WORLD_SIZE; mpirun (accelerate launch --cpu --mpirun_hostfile F)
+    # sets its own variables, which accelerate reads too
+    env_world = next((int(os.environ[k]) for k in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+                      if os.environ.get(k)), 1)
     force_cpu = env_world > 1 and not torch.cuda.is_available()
     if env_world == 1 and os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
         "1", "true", "yes"
     ):
         logger.warning(
-            "accelerate launch --cpu starts ONE process (accelerate %s runs several CPU processes only "
-            "through mpirun); for N CPU processes with gloo use: accelerate launch --multi_gpu "
-            "--num_processes N -m longadapt pretrain ... on a machine without CUDA",
+            "accelerate launch --cpu started ONE process: accelerate %s runs several CPU processes only "
+            "through mpirun. Give it a host file (a line 'localhost slots=N'): accelerate launch --cpu "
+            "--num_processes N --mpirun_hostfile FILE -m longadapt pretrain ...; or, on a machine without "
+            "CUDA, accelerate launch --multi_gpu --num_processes N -m longadapt pretrain ... (gloo)",
             __import__("accelerate").__version__,
         )
     state = AcceleratorState._shared_state
