@@ -204,3 +204,28 @@ def test_replace_arm_first_step_loss_beats_random_rows(tmp_path, minilm_dir, sha
     assert scores["transfer+cal"] < scores["random"] - 0.2, scores  # the issue's criterion
     assert scores["transfer+cal"] < scores["random+cal"], scores  # the rows themselves help
     assert scores["transfer+cal"] < scores["transfer"] - 0.2, scores  # and the calibration does
+
+
+def test_vocabulary_texts_leave_out_the_validation_documents(tmp_path, shared_data, minilm_dir):
+    """Tokenizer training, vocabulary extension and bias calibration read the corpus through
+    _corpus_texts: with the recipe's training options it returns exactly the engine's training
+    documents (the validation split computed from the engine's own text hashes)."""
+    from transformers import AutoTokenizer
+
+    from longadapt.data import CorpusSpec
+    from longadapt.data.corpus import text_hash
+    from longadapt.data.pipeline import encode_corpus
+    from longadapt.data.split import validation_mask
+    from longadapt.recipes.adapt import _corpus_texts
+
+    corpus = {"path": str(shared_data / "corpora" / "fr.jsonl.gz")}
+    train = {"seed": 3, "data": {"validation_fraction": 0.1, "max_documents": 60}}
+    texts = _corpus_texts(corpus, "fr", None, train)
+    encoded, _ = encode_corpus(CorpusSpec(path=corpus["path"]), AutoTokenizer.from_pretrained(minilm_dir), "fr",
+                               max_documents=60, cache_dir=tmp_path)
+    hashes = encoded.data.column("text_hash").to_pylist()
+    held_out = validation_mask(hashes, 0.1, 3, 1)
+    assert 0 < held_out.sum() < 20
+    assert [text_hash(t) for t in texts] == [h for h, v in zip(hashes, held_out) if not v]
+    assert _corpus_texts(corpus, "fr", 5, train) == texts[:5]
+    assert len(_corpus_texts(corpus, "fr", 60)) == 60  # without training options: the first documents

@@ -150,18 +150,44 @@ def _corpus_spec(cfg: RecipeConfig, pack) -> dict[str, Any]:
     return {"path": pack.corpora[0].path, "text_field": pack.corpora[0].text_field}
 
 
-def _corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None) -> list[str]:
+def _corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None,
+                  train: dict[str, Any] | None = None) -> list[str]:
+    """The first ``max_documents`` documents of the corpus (cleaned, de-duplicated) for tokenizer
+    training, vocabulary extension and bias calibration. With ``train`` (the recipe's training
+    options), the documents the engine will hold out for validation are left out, by the same rule
+    (hash of the text, ``data.validation_fraction``, ``seed``, ``data.max_documents``,
+    ``data.packing.min_validation_documents``): held-out text never shapes the vocabulary that is
+    scored on it."""
     from longadapt.data import CorpusSpec, read_corpus
+    from longadapt.data.corpus import text_hash
+    from longadapt.data.packing import PackingConfig
+    from longadapt.data.split import validation_mask
     from longadapt.training.config import ConfigSource
     from longadapt.training.resolve import resolve_corpus
 
     resolved = resolve_corpus(from_dict(CorpusSpec, spec, "corpus"), ConfigSource())
-    texts = []
+    if train is None:
+        texts = []
+        for doc in read_corpus(resolved, language=language):
+            texts.append(doc.text)
+            if max_documents and len(texts) >= max_documents:
+                break
+        return texts
+    data = dict(train.get("data") or {})
+    engine_docs = data.get("max_documents")
+    docs = []
     for doc in read_corpus(resolved, language=language):
-        texts.append(doc.text)
-        if max_documents and len(texts) >= max_documents:
+        docs.append(doc.text)
+        if engine_docs and len(docs) >= engine_docs:
             break
-    return texts
+    fraction = data.get("validation_fraction")
+    packing = from_dict(PackingConfig, dict(data.get("packing") or {}), "train.data.packing")
+    held_out = validation_mask(
+        [text_hash(t) for t in docs], 0.01 if fraction is None else float(fraction), int(train.get("seed", 0)),
+        packing.min_validation_documents,
+    )
+    texts = [t for t, v in zip(docs, held_out) if not v]
+    return texts[:max_documents] if max_documents else texts
 
 
 def _load_tokenizer(src) -> Any:
@@ -228,13 +254,13 @@ def build_continue(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any,
     elif arm == "replace":
         opts = dict(o.tokenizer)
         max_docs = opts.pop("max_documents", None)
-        texts = _corpus_texts(corpus, cfg.language, max_docs)
+        texts = _corpus_texts(corpus, cfg.language, max_docs, cfg.train)
         new_tok = train_tokenizer(texts, cfg.language, **opts)
         result = replace_vocabulary(model, tok, new_tok)
     else:
         opts = dict(o.extend)
         max_docs = opts.pop("max_documents", None)
-        texts = _corpus_texts(corpus, cfg.language, max_docs)
+        texts = _corpus_texts(corpus, cfg.language, max_docs, cfg.train)
         result = extend_vocabulary(model, tok, corpus=texts, language=cfg.language, **opts)
     result.tokenizer.model_max_length = model.config.max_position_embeddings
     info = {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes,
@@ -256,7 +282,7 @@ def build_scratch(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any, 
 
     opts = dict(cfg.scratch.tokenizer)
     max_docs = opts.pop("max_documents", None)
-    texts = _corpus_texts(corpus, cfg.language, max_docs)
+    texts = _corpus_texts(corpus, cfg.language, max_docs, cfg.train)
     tok = train_tokenizer(texts, cfg.language, **opts)
     model_kw = dict(cfg.scratch.model)
     model_kw.setdefault("max_position_embeddings", max(p.max_length for p in cfg.phases))
