@@ -262,3 +262,15 @@ def test_error_output_dir_holds_another_run(shared_data, cache_dir, tmp_path, ca
     (stray / "notes.txt").write_text("mine")
     assert cli_main(["pretrain", str(yml), f"output_dir={stray}"]) == 2
     assert "not a longadapt training run" in capsys.readouterr().err
+
+
+def test_token_budget_rounding_is_a_warning_with_the_drift(shared_data, cache_dir, tmp_path, caplog):
+    # 600 tokens per step at 256 tokens per row and micro-batches of 2 rows: 4 rows = 1,024 tokens
+    cfg = train_config_from_dict(tiny(shared_data, cache_dir, tmp_path / "run", tokens_per_step=600, steps=1,
+                                      eval_every=0, save_every=0))
+    caplog.set_level("WARNING", logger="longadapt.training.engine")
+    train(cfg)
+    warnings = [r.getMessage() for r in caplog.records if "tokens_per_step" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "each step takes 1024 (+70.7% of the token budget" in warnings[0]
+    assert "multiple of micro_batch_size x processes x max_length = 512" in warnings[0]

@@ -457,10 +457,14 @@ def train(
         )
     real_tokens_per_step = plan.rows_per_step * cfg.max_length
     if real_tokens_per_step != cfg.tokens_per_step:
-        logger.info(
-            "tokens_per_step %d rounded to %d (%d rows of %d = %d micro-batches of %d rows x %d process(es))",
-            cfg.tokens_per_step, real_tokens_per_step, plan.rows_per_step, cfg.max_length, accumulation,
-            cfg.micro_batch_size, world,
+        # a budget stated in tokens must not drift silently: say by how much every step differs
+        logger.warning(
+            "tokens_per_step %d is not a whole number of micro-batches: each step takes %d (%+.1f%% of the "
+            "token budget; %d rows of %d = %d micro-batches of %d rows x %d process(es)). Set tokens_per_step "
+            "to a multiple of micro_batch_size x processes x max_length = %d to keep the budget exact",
+            cfg.tokens_per_step, real_tokens_per_step, 100.0 * (real_tokens_per_step / cfg.tokens_per_step - 1),
+            plan.rows_per_step, cfg.max_length, accumulation, cfg.micro_batch_size, world,
+            cfg.micro_batch_size * world * cfg.max_length,
         )
     data_info = {
         "packed_fingerprint": _dataset_fingerprint([train_dataset, validation_dataset]),
