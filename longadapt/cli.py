@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("longadapt.evaluation.cli", "compare evaluation results in a report"),
 }
 
+# commands that train through accelerate, and so may be started by `accelerate launch`
+TRAINING_COMMANDS = ("pretrain", "adapt")
+
 
 def _load(command: str):
     module_name, _ = COMMANDS[command]
@@ -66,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 1
+    if args.command in TRAINING_COMMANDS:
+        from longadapt.launch import relaunch_cpu_workers, requested_cpu_processes
+
+        n = requested_cpu_processes()
+        if n > 1:  # accelerate launch --cpu --num_processes N without mpirun: start the N workers here
+            return relaunch_cpu_workers(n, argv)
     module = _load(args.command)
     try:
         return int(getattr(module, f"run_{args.command}")(args) or 0)

@@ -1,7 +1,9 @@
 """Two CPU processes (gloo) through ``accelerate launch``: different rows per process, the same
-global batch, and the loss curve of the one-process run. Two launch forms: ``--multi_gpu`` on a
-machine without CUDA (torchrun), and ``--cpu --mpirun_hostfile`` (accelerate's CPU multi-process
-path; needs ``mpirun``, e.g. Debian's openmpi-bin, and is skipped without it)."""
+global batch, and the loss curve of the one-process run. Three launch forms: ``--multi_gpu`` on a
+machine without CUDA (torchrun); ``--cpu --num_processes 2``, for which accelerate's own launcher
+starts one process and longadapt starts the two gloo workers (longadapt.launch); and
+``--cpu --mpirun_hostfile`` (accelerate's CPU multi-process path; needs ``mpirun``, e.g. Debian's
+openmpi-bin, and is skipped without it)."""
 
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ def _curve(run_dir: Path, kind: str) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in recs if r["kind"] == kind}
 
 
-@pytest.mark.parametrize("launcher", ["multi_gpu", "mpirun"])
+@pytest.mark.parametrize("launcher", ["multi_gpu", "cpu", "mpirun"])
 def test_two_processes_match_one_process(launcher, shared_data, tmp_path, caplog):
     if launcher == "mpirun" and shutil.which("mpirun") is None:
         pytest.skip("mpirun is not installed (apt-get install openmpi-bin)")
@@ -79,6 +81,8 @@ def test_two_processes_match_one_process(launcher, shared_data, tmp_path, caplog
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if launcher == "multi_gpu":
         form = ["--multi_gpu", "--num_processes", "2"]
+    elif launcher == "cpu":  # the form of the issue: accelerate alone would start one process
+        form = ["--cpu", "--num_processes", "2"]
     else:  # the form the accelerate docs give for CPU: --cpu plus an MPI host file
         hostfile = tmp_path / "hostfile"
         hostfile.write_text("localhost slots=2\n")
@@ -115,3 +119,45 @@ def test_two_processes_match_one_process(launcher, shared_data, tmp_path, caplog
     # the distributed run wrote complete checkpoints and a loadable model
     assert (tmp_path / "two" / "checkpoints" / "step-00000005" / "random_states_1.pkl").is_file()
     assert (tmp_path / "two" / "model" / "config.json").is_file()
+
+
+LAUNCH_ENV = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/usr/bin/python3", "/usr/local/bin/accelerate", "launch", "--cpu", "--num_processes", "2",
+      "-m", "longadapt", "pretrain", "x.yaml"], 2),
+    (["python", "-m", "accelerate.commands.launch", "--num_processes=4", "--cpu", "-m", "longadapt", "adapt",
+      "recipes/convert/fr-tiny.yaml", "steps=3"], 4),
+    (["python", "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "-m", "longadapt"], 1),
+    (["python", "train.py", "--num_processes", "2"], 1),  # not started by accelerate launch
+])
+def test_requested_cpu_processes_from_the_launcher_command_line(argv, expected):
+    from longadapt.launch import requested_cpu_processes
+
+    assert requested_cpu_processes(dict(LAUNCH_ENV), argv) == expected
+
+
+def test_requested_cpu_processes_from_the_accelerate_config_file(tmp_path):
+    from longadapt.launch import requested_cpu_processes
+
+    cfg = tmp_path / "cpu.yaml"
+    cfg.write_text(yaml.safe_dump({"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_CPU",
+                                   "num_processes": 3, "use_cpu": True, "mixed_precision": "no"}))
+    argv = ["accelerate", "launch", "--config_file", str(cfg), "--cpu", "-m", "longadapt", "pretrain", "x.yaml"]
+    assert requested_cpu_processes(dict(LAUNCH_ENV), argv) == 3
+
+
+@pytest.mark.parametrize("change", [
+    {"ACCELERATE_USE_CPU": "False"},  # not a CPU launch
+    {"WORLD_SIZE": "2"},  # torchrun already started the workers
+    {"OMPI_COMM_WORLD_SIZE": "2"},  # so did mpirun
+    {"MASTER_PORT": ""},  # accelerate sets the address only for several processes
+    {"LONGADAPT_CPU_WORKERS": "2"},  # a worker we started: never again
+])
+def test_no_relaunch_when_the_processes_are_already_there(change):
+    from longadapt.launch import requested_cpu_processes
+
+    argv = ["accelerate", "launch", "--cpu", "--num_processes", "2", "-m", "longadapt", "pretrain", "x.yaml"]
+    env = {**LAUNCH_ENV, **change}
+    assert requested_cpu_processes(env, argv) == 1
