@@ -127,3 +127,43 @@ def test_paired_test() -> None:
     assert n == 3 and p == pytest.approx(0.003317, abs=1e-5)
     assert paired_test({0: 0.8, 1: 0.8}, {0: 0.7, 1: 0.7}) == (None, 2)
     assert paired_test({0: 0.8, 1: 0.8, 5: 0.9}, {0: 0.7, 1: 0.7, 2: 0.9}) == (None, 2)  # seeds are paired
+
+
+def test_evaluate_save_models_keeps_the_selected_model(user_task: Path, models: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    """--save-models writes the best-on-dev model; loaded back, it scores exactly what run.json says."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForTokenClassification
+
+    from longadapt.evaluation import finetune as F
+    from longadapt.evaluation import windows as W
+    from longadapt.evaluation.tasks import load_task
+
+    out = tmp_path / "results"
+    assert main(["evaluate", "--model", str(models[0]), "--task-file", str(user_task), "--seeds", "1",
+                 "--epochs", "3", "--save-models", "--out", str(out)]) == 0
+    run_dir = out / "tiny-a" / "hospital-symptoms" / "seed-0"
+    run = json.loads((run_dir / "run.json").read_text())
+    saved = run_dir / "model"
+    assert run["score"] > 0.5  # the model learned, so reproducing its score means something
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+    model = AutoModelForTokenClassification.from_pretrained(saved).eval()
+    assert model.config.id2label == {0: "O", 1: "B-SYMPTOM", 2: "I-SYMPTOM"}
+    assert model.config.longadapt_task["best_epoch"] == run["best_epoch"]
+    base = AutoModelForTokenClassification.from_pretrained(models[0], num_labels=3)
+    assert not torch.equal(model.get_input_embeddings().weight, base.get_input_embeddings().weight)  # fine-tuned
+
+    task = load_task(str(user_task), None)
+    cfg = task.config.training.resolved(task.type)
+    tok = W.load_tokenizer(str(saved))
+    assert tok.model_max_length == W.load_tokenizer(str(models[0])).model_max_length
+    tok.model_max_length = 10**9
+    adapter = F.TokenAdapter(task, tok, cfg, W.model_max_length(tok, model.config, None))
+    runner = F._Runner(Accelerator(cpu=True), model, cfg.eval_batch_size)
+    test = task.load_split("test")
+    scores, _ = adapter.score(test, adapter.predict(runner, test), None, fit_threshold=False)
+    assert scores == pytest.approx(run["test"], abs=1e-12)
+    per_doc = [r["f1"] for r in run["per_example"]]
+    assert [r["f1"] for r in adapter.per_example(test, adapter.predict(runner, test), None)] == pytest.approx(per_doc)

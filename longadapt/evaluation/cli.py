@@ -6,6 +6,7 @@ languages/tasks/, ``--task-file`` for your own YAML) with ``--seeds`` seeds, and
     OUT/results.json                           one summary per (model, task)
     OUT/<model>/<task>/summary.json            mean ± std over seeds, per length bucket
     OUT/<model>/<task>/seed-<s>/run.json       one run: config, versions, data fingerprints, scores
+    OUT/<model>/<task>/seed-<s>/model/         with --save-models: the selected fine-tuned model
 
 A run whose run.json already exists is skipped (re-run the same command to resume), unless
 ``--force``.
@@ -48,6 +49,8 @@ def add_arguments_evaluate(parser: argparse.ArgumentParser) -> None:
                         help="window length in tokens (default: the model's maximum)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a task YAML key for every task, e.g. training.batch_size=8")
+    parser.add_argument("--save-models", action="store_true",
+                        help="keep each run's selected fine-tuned model in OUT/<model>/<task>/seed-<s>/model")
     parser.add_argument("--force", action="store_true", help="re-run runs whose run.json exists")
     parser.add_argument("--list-tasks", action="store_true", help="list the registry's tasks and exit")
     parser.add_argument("--out", required=False, help="output directory")
@@ -118,9 +121,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     runs.append(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
                     continue
                 logger.info("%s / %s / seed %d: fine-tuning", model_name, task.name, seed)
-                result = run(model_dir, task, seed, data=data, limits=limits, max_length=args.max_length,
-                             model_name=model_name).to_json()
-                with atomic_dir(run_dir) as tmp:
+                with atomic_dir(run_dir) as tmp:  # run.json (and the model) appear only when the run is complete
+                    result = run(model_dir, task, seed, data=data, limits=limits, max_length=args.max_length,
+                                 model_name=model_name,
+                                 save_dir=tmp / "model" if args.save_models else None).to_json()
                     atomic_write_json(tmp / "run.json", result)
                 logger.info("%s / %s / seed %d: test %s = %.4f", model_name, task.name, seed,
                             result["main_metric"], result["score"])

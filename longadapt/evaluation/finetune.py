@@ -25,6 +25,7 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -524,10 +525,30 @@ def _check_parameters(model: Any, missing: set[str], model_dir: str, config: Any
     return bad
 
 
+def _save_finetuned(model: Any, tok: Any, tokenizer_max_length: int, path: Path, task: Task, seed: int,
+                    best: dict[str, Any]) -> None:
+    """The selected fine-tuned model and its tokenizer, in transformers format (written by the caller's
+    atomic directory). The decision threshold of multi-label / MCQA tasks goes into the config."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.config.longadapt_task = {"task": task.name, "type": task.type, "seed": seed, "best_epoch": best["epoch"],
+                                   "threshold": best["threshold"], "metric": task.metric, "dev_score": best["score"]}
+    model.save_pretrained(path)
+    limit, tok.model_max_length = tok.model_max_length, tokenizer_max_length
+    try:
+        tok.save_pretrained(path)
+    finally:
+        tok.model_max_length = limit
+
+
 def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None = None,
         training: TrainingConfig | None = None, limits: RunLimits | None = None,
-        max_length: int | None = None, model_name: str | None = None) -> RunResult:
-    """Fine-tune ``model_dir`` on ``task`` with ``seed``; select on dev; score on test."""
+        max_length: int | None = None, model_name: str | None = None,
+        save_dir: str | Path | None = None) -> RunResult:
+    """Fine-tune ``model_dir`` on ``task`` with ``seed``; select on dev; score on test.
+
+    With ``save_dir``, the selected (best-on-dev) fine-tuned model is saved there with its tokenizer,
+    so that ``AutoModelFor<Task>.from_pretrained(save_dir)`` reproduces the test predictions.
+    """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -545,6 +566,7 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
     tok = W.load_tokenizer(model_dir)
     model_config = AutoConfig.from_pretrained(model_dir)
     length = W.model_max_length(tok, model_config, max_length or cfg.max_length)
+    tokenizer_max_length = tok.model_max_length
     tok.model_max_length = 10**9  # whole documents are tokenized on purpose, then cut into windows
     adapter = ADAPTERS[task.type](task, tok, cfg, length)
     try:
@@ -652,6 +674,8 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
         row["bucket"] = M.length_bucket(row["n_words"], edges)
     t_eval += time.time() - t0
 
+    if save_dir is not None:
+        _save_finetuned(unwrapped, tok, tokenizer_max_length, Path(save_dir), task, seed, best)
     n_params = sum(p.numel() for p in unwrapped.parameters())
     name = model_name or model_dir
     result = RunResult(
