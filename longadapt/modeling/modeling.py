@@ -250,6 +250,11 @@ class LongAdaptPreTrainedModel(PreTrainedModel):
             copy_(module.inv_freq, module._inv_freq())
 
 
+def _pad_hidden(layout: Layout, hidden: list[torch.Tensor] | None) -> tuple[torch.Tensor, ...] | None:
+    """Per-layer hidden states back in the (batch, length, hidden) shape of the input, if asked for."""
+    return tuple(layout.pad(h) for h in hidden) if hidden is not None else None
+
+
 class LongAdaptModel(LongAdaptPreTrainedModel):
     def __init__(self, config: LongAdaptConfig):
         super().__init__(config)
@@ -362,7 +367,7 @@ class LongAdaptModel(LongAdaptPreTrainedModel):
         )
         return BaseModelOutput(
             last_hidden_state=layout.pad(x),
-            hidden_states=tuple(layout.pad(h) for h in hidden) if hidden is not None else None,
+            hidden_states=_pad_hidden(layout, hidden),
         )
 
 
@@ -429,7 +434,7 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
         return MaskedLMOutput(
             loss=loss,
             logits=logits,
-            hidden_states=tuple(layout.pad(h) for h in hidden) if hidden is not None else None,
+            hidden_states=_pad_hidden(layout, hidden),
         )
 
 
@@ -486,7 +491,7 @@ class LongAdaptForSequenceClassification(LongAdaptPreTrainedModel):
         loss = _sequence_loss(self.config, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits,
-            hidden_states=tuple(layout.pad(h) for h in hidden) if hidden is not None else None,
+            hidden_states=_pad_hidden(layout, hidden),
         )
 
 
@@ -512,7 +517,7 @@ class LongAdaptForTokenClassification(LongAdaptPreTrainedModel):
             loss = F.cross_entropy(logits_flat.float(), layout.unpad(labels), ignore_index=-100)
         return TokenClassifierOutput(
             loss=loss, logits=layout.pad(logits_flat),
-            hidden_states=tuple(layout.pad(h) for h in hidden) if hidden is not None else None,
+            hidden_states=_pad_hidden(layout, hidden),
         )
 
 
