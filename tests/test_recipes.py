@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,36 @@ def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
     assert cfg.global_rope_theta == 160000.0 and cfg.local_rope_theta == 10000.0
     assert cfg.max_position_embeddings == 1024
     _check_output(out, "Le patient présente une MASK thoracique.")
+
+
+def test_stopped_recipe_resumes_to_the_same_model(tmp_path, caplog):
+    """A two-phase recipe stopped after its first phase: re-running it without --resume is refused with
+    the way out; with --resume the finished phase is reused and the result equals an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from longadapt.cli import main
+
+    out = tmp_path / "scratch"
+    recipe = tmp_path / "scratch.yaml"
+    recipe.write_text(yaml.safe_dump(_small("scratch", "fr", out)))
+    assert main(["adapt", str(recipe)]) == 0
+    reference = load_file(out / "model.safetensors")
+    # the state a crash during the extension phase leaves: phase 1 done, phase 2 begun, no final model
+    shutil.rmtree(out / "phases" / "extend" / "model")
+    for name in ("model.safetensors", "config.json", "run.json", "README.md"):
+        (out / name).unlink()
+    extend_run = json.loads((out / "phases" / "extend" / "run.json").read_text())
+    (out / "phases" / "extend" / "run.json").write_text(json.dumps({**extend_run, "status": "running"}))
+
+    assert main(["adapt", str(recipe)]) == 2  # refused: the phase folders hold this run
+    caplog.set_level("INFO", logger="longadapt.training.engine")
+    assert main(["adapt", str(recipe), "--resume"]) == 0
+    assert f"{out / 'phases' / 'short'} already holds this run, completed" in caplog.text  # reused, not retrained
+    resumed = load_file(out / "model.safetensors")
+    assert resumed.keys() == reference.keys()
+    assert max((resumed[k].float() - reference[k].float()).abs().max().item() for k in reference) <= 1e-5
+    run = json.loads((out / "run.json").read_text())
+    assert [p["name"] for p in run["phases"]] == ["short", "extend"]
 
 
 @pytest.mark.parametrize("strategy", ["convert", "continue", "scratch"])

@@ -318,13 +318,13 @@ class RecipeResult:
     tokenizer: Any = field(default=None, repr=False)
 
 
-def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any], out: Path):
+def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any], out: Path, resume: bool = False):
     from longadapt.config import deep_merge
     from longadapt.training import train_config_from_dict
 
     data = deep_merge(copy.deepcopy(cfg.train), copy.deepcopy(phase.train))
     data.update(max_length=phase.max_length, steps=phase.steps, language=cfg.language, corpus=dict(corpus),
-                output_dir=str(out / "phases" / phase.name))
+                output_dir=str(out / "phases" / phase.name), resume=resume)
     data.pop("tokenizer", None)
     data.pop("model", None)
     if phase.lr is not None:
@@ -343,10 +343,15 @@ def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any],
     return train_config_from_dict(data)
 
 
-def run_recipe(cfg: RecipeConfig) -> RecipeResult:
+def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
     """Build the strategy's model and tokenizer, train each phase, and write ``cfg.out``: a model
     directory (``AutoModelForMaskedLM`` / ``AutoTokenizer`` after ``import longadapt``), a model card
-    (README.md) and run.json."""
+    (README.md) and run.json.
+
+    ``resume``: continue a recipe that was stopped. The model and tokenizer are built again (the
+    build is deterministic: same seed, data and options; the engine refuses a phase whose packed
+    data or model config differ), completed phases are loaded from their ``phases/<name>/model``,
+    and the interrupted phase continues from its newest checkpoint (from step 0 without one)."""
     from longadapt.languages import load_language
     from longadapt.runinfo import run_record
     from longadapt.training import train
@@ -374,7 +379,7 @@ def run_recipe(cfg: RecipeConfig) -> RecipeResult:
                 )
             model.config.max_position_embeddings = phase.max_length
             tok.model_max_length = phase.max_length
-        tc = _phase_train_config(cfg, phase, corpus, out)
+        tc = _phase_train_config(cfg, phase, corpus, out, resume)
         logger.info("phase %s: %d steps at %d tokens", phase.name, tc.steps, tc.max_length)
         res = train(tc, model=model, tokenizer=tok)
         model, tok = res.model, res.tokenizer or tok

@@ -27,6 +27,9 @@ def add_arguments_adapt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", help="corpus path (jsonl[.gz], text, parquet, BRAT folder...)")
     p.add_argument("--out", help="output directory")
     p.add_argument("--steps", type=int, help="override the steps of every phase (smoke runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped run in --out: finished phases are reused, the interrupted one continues "
+                        "from its newest checkpoint (same recipe and overrides required)")
 
 
 def load_recipe_file(args: argparse.Namespace) -> tuple[dict, str]:
@@ -70,7 +73,7 @@ def run_adapt(args: argparse.Namespace) -> int:
             phase["steps"] = args.steps
         data.pop("token_budget", None)
     cfg = recipe_from_dict(data, where)
-    result = run_recipe(cfg)
+    result = run_recipe(cfg, resume=args.resume)
     logger.info("wrote %s; final validation metrics: %s", result.out,
                 {k: round(v, 4) for k, v in result.final_metrics.items() if isinstance(v, float) and "pos" not in k})
     return 0

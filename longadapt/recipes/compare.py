@@ -166,7 +166,7 @@ def run_comparison(runs_dir: str | Path, language: str = "fr", preset: str = "ti
                 data = smoke_recipe(data)
             data["out"] = str(out)
             log.info("training %s", name)
-            run_recipe(recipe_from_dict(data, str(path)))
+            run_recipe(recipe_from_dict(data, str(path)), resume=True)  # a stopped comparison run continues
             print(f"{name}: trained")
         else:
             print(f"{name}: loaded")
