@@ -45,6 +45,9 @@ def test_convert_recipe_french(tmp_path):
     result = run_recipe(recipe_from_dict(_small("convert", "fr", out)))
     run = _check_output(out, "Le patient présente une MASK thoracique.")
     assert run["strategy"] == "convert" and run["build"]["mlm_head"] == "initialised"
+    # a BERT-style core (post-norm, GELU, learned positions) has no stock ModernBERT form, and says why
+    assert run["modernbert_export"]["written"] is False and "norm_position" in run["modernbert_export"]["reason"]
+    assert not (out / "modernbert").exists()
     assert run["tokens_seen"] == 2 * 2048
     cfg = transformers.AutoConfig.from_pretrained(out)
     assert cfg.max_position_embeddings == 1024 and "sliding_attention" in cfg.layer_types
@@ -88,7 +91,21 @@ def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
     cfg = transformers.AutoConfig.from_pretrained(out)
     assert cfg.global_rope_theta == 160000.0 and cfg.local_rope_theta == 10000.0
     assert cfg.max_position_embeddings == 1024
-    _check_output(out, "Le patient présente une MASK thoracique.")
+    run = _check_output(out, "Le patient présente une MASK thoracique.")
+    # the knobs are ModernBERT's: a stock ModernBERT copy with the same weights and outputs
+    assert run["modernbert_export"] == {"written": True, "path": "modernbert"}
+    assert "modernbert/" in (out / "README.md").read_text()
+    stock = transformers.AutoModelForMaskedLM.from_pretrained(out / "modernbert").eval()
+    core = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
+    assert type(stock).__name__ == "ModernBertForMaskedLM" and stock.config.local_attention == cfg.local_attention
+    tok = transformers.AutoTokenizer.from_pretrained(out / "modernbert")
+    assert tok.model_max_length == 1024
+    enc = tok(["Le patient présente une douleur thoracique depuis trois jours, sans fièvre."] * 2, return_tensors="pt")
+    import torch
+
+    with torch.no_grad():
+        diff = (stock(**enc).logits - core(**enc).logits).abs().max().item()
+    assert diff < 1e-4
 
 
 def test_stopped_recipe_resumes_to_the_same_model(tmp_path, caplog):

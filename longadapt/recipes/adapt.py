@@ -390,10 +390,29 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
                        "run_dir": str(res.output_dir)})
     wall = time.time() - start
     final = phases[-1]["final_metrics"] if phases else {}
+    modernbert = _export_modernbert(model, tok, out, cfg)
     record = run_record("adapt", to_dict(cfg), strategy=cfg.strategy, language=cfg.language, corpus=corpus, build=info,
-                        phases=phases, tokens_seen=tokens_seen, wall_seconds=round(wall, 1), final_metrics=final)
+                        phases=phases, tokens_seen=tokens_seen, wall_seconds=round(wall, 1), final_metrics=final,
+                        modernbert_export=modernbert)
     _write_final(model, tok, out, record, cfg)
     return RecipeResult(out, phases, final, model, tok)
+
+
+def _export_modernbert(model, tok, out: Path, cfg: RecipeConfig) -> dict[str, Any]:
+    """Where the model's knobs are ModernBERT's (pre-norm, GeGLU, rotary, no token types: scratch, and
+    rope conversions of ModernBERT-style bases), also write ``out/modernbert``: a stock transformers
+    ModernBERT checkpoint with the same weights, which loads without longadapt. Otherwise say why not."""
+    from longadapt.interop import export_modernbert, save_exported
+
+    try:
+        hf_model = export_modernbert(model)
+    except LongAdaptError as exc:
+        logger.info("no stock ModernBERT copy: %s", exc)
+        return {"written": False, "reason": str(exc)}
+    save_exported(hf_model, out / "modernbert", tok, "adapt-export",
+                  {"strategy": cfg.strategy, "language": cfg.language, "format": "modernbert"})
+    logger.info("stock ModernBERT copy (loads with plain transformers): %s", out / "modernbert")
+    return {"written": True, "path": "modernbert"}
 
 
 def _write_final(model, tok, out: Path, record: dict[str, Any], cfg: RecipeConfig) -> None:
@@ -431,6 +450,9 @@ def model_card(cfg: RecipeConfig, record: dict[str, Any]) -> str:
         f"| final validation bits per byte | {bpb:.4f} |" if isinstance(bpb, float) else "| final validation bits per byte | n/a |",
         "",
         "Load it with `import longadapt, transformers; transformers.AutoModelForMaskedLM.from_pretrained(DIR)`.",
+        *(["`modernbert/` holds the same weights as a stock ModernBERT checkpoint: "
+            "`transformers.AutoModelForMaskedLM.from_pretrained(DIR + '/modernbert')` loads it without longadapt."]
+          if (record.get("modernbert_export") or {}).get("written") else []),
         "The exact configuration, package versions, data fingerprint and metrics are in `run.json`.",
     ]
     for p in record.get("phases", []):
