@@ -121,6 +121,14 @@ def test_evaluate_errors_are_reported(tmp_path: Path, models: tuple[Path, Path],
     assert "no run.json" in capsys.readouterr().err
 
 
+def test_evaluate_refuses_a_multi_process_launch(tmp_path: Path, models: tuple[Path, Path], monkeypatch,
+                                                 capsys) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--out", str(tmp_path / "o")])
+    assert code == 2 and "runs as one process, but it was started as 2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_paired_test() -> None:
     p, n = paired_test({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.70, 1: 0.73, 2: 0.70})
     # differences 0.10, 0.09, 0.11: mean 0.10, sd 0.01 -> t = 0.10 / (0.01 / sqrt 3) = 17.32, df 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,21 @@ def _model_specs(values: list[str]) -> list[tuple[str, str]]:
     return specs
 
 
+def _refuse_several_processes() -> None:
+    """evaluate is one process: under a multi-process launcher every process would fine-tune on its shard
+    and score its shard of the test set only, and all would write the same files."""
+    from longadapt.launch import WORLD_SIZE_VARS
+
+    world = next((int(os.environ[k]) for k in WORLD_SIZE_VARS if os.environ.get(k, "").isdigit()), 1)
+    if world > 1:
+        raise LongAdaptError(
+            f"longadapt evaluate runs as one process, but it was started as {world} (accelerate launch / torchrun / "
+            "mpirun): run it without a launcher; to use several GPUs, start one evaluate per GPU "
+            "(CUDA_VISIBLE_DEVICES=i) with its own --model or --tasks and its own --out, then longadapt compare "
+            "OUT1 OUT2 ..."
+        )
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from longadapt.evaluation.finetune import RunLimits, run
     from longadapt.evaluation.report import aggregate
@@ -92,6 +108,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise LongAdaptError("--out is required")
+    _refuse_several_processes()
     models = _model_specs(args.model)
     if not models:
         raise LongAdaptError("give at least one --model DIR")
