@@ -346,8 +346,9 @@ def _make_accelerator(cfg: TrainConfig) -> Any:
         "1", "true", "yes"
     ):
         logger.warning(
-            "accelerate launch --cpu started ONE process: accelerate %s runs several CPU processes only "
-            "through mpirun. Give it a host file (a line 'localhost slots=N'): accelerate launch --cpu "
+            "accelerate launch --cpu started ONE process (accelerate %s runs several CPU processes only "
+            "through mpirun) and longadapt could not read --num_processes from the launcher's command line to start "
+            "the workers itself. Give accelerate a host file (a line 'localhost slots=N'): accelerate launch --cpu "
             "--num_processes N --mpirun_hostfile FILE -m longadapt pretrain ...; or, on a machine without "
             "CUDA, accelerate launch --multi_gpu --num_processes N -m longadapt pretrain ... (gloo)",
             __import__("accelerate").__version__,
