@@ -175,3 +175,23 @@ def test_evaluate_save_models_keeps_the_selected_model(user_task: Path, models: 
     assert scores == pytest.approx(run["test"], abs=1e-12)
     per_doc = [r["f1"] for r in run["per_example"]]
     assert [r["f1"] for r in adapter.per_example(test, adapter.predict(runner, test), None)] == pytest.approx(per_doc)
+
+
+def test_batch_tokens_gives_windows_and_whole_documents_the_same_steps(user_task: Path, models: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """By examples, a 64-token model (many windows per document) takes about twice the optimizer steps
+    of a 128-token model on the same documents; with training.batch_tokens both take about the same."""
+    def steps(extra: list[str], out: Path) -> dict[str, dict]:
+        assert main(["evaluate", "--model", str(models[0]), "--model", f"small={models[1]}", "--task-file",
+                     str(user_task), "--seeds", "1", "--epochs", "1", *extra, "--out", str(out)]) == 0
+        runs = {m: json.loads((out / m / "hospital-symptoms" / "seed-0" / "run.json").read_text())
+                for m in ("tiny-a", "small")}
+        return {m: {"steps": r["timing"]["optimizer_steps"], **r["diagnostics"]} for m, r in runs.items()}
+
+    by_examples = steps([], tmp_path / "examples")
+    assert by_examples["small"]["steps"] >= 1.8 * by_examples["tiny-a"]["steps"]
+    by_tokens = steps(["--set", "training.batch_tokens=512"], tmp_path / "tokens")
+    for d in by_tokens.values():
+        assert d["steps"] == d["train_batches_per_epoch"] >= d["train_tokens"] / 512
+    ratio = by_tokens["small"]["steps"] / by_tokens["tiny-a"]["steps"]
+    assert 0.75 <= ratio <= 1.5

@@ -139,3 +139,22 @@ def test_longadapt_core_through_the_auto_classes(tiny_dir: Path, shared_data: Pa
     assert res.model["model_type"] == "longadapt" and res.model["max_length"] == 2048
     assert all(r["n_windows"] == 1 for r in res.per_example)  # whole documents in one window
     assert np.isfinite(res.history[0]["train_loss"])
+
+
+def test_token_budget_batches_cover_every_item_once_within_the_budget():
+    import torch
+
+    from longadapt.evaluation.finetune import TokenBudgetBatches
+
+    lengths = [512, 90, 510, 300, 700, 12, 512, 256, 1500, 40]  # 1,500 alone is over the budget
+    sampler = TokenBudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
+    epochs = [list(sampler) for _ in range(3)]
+    for batches in epochs:
+        assert len(batches) == len(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each item exactly once
+        for b in batches:
+            assert sum(lengths[i] for i in b) <= 1024 or len(b) == 1
+    assert epochs[0] != epochs[1]  # a new order every epoch, the same batches
+    assert sorted(map(sorted, epochs[0])) == sorted(map(sorted, epochs[1]))
+    again = TokenBudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
+    assert [list(again) for _ in range(3)] == epochs  # seeded

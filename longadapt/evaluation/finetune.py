@@ -484,6 +484,47 @@ class _Runner:
         return np.concatenate(rows)
 
 
+def item_tokens(item: Any) -> int:
+    """Tokens of one training item: a window, or a document / question as (windows or choices, target)."""
+    if isinstance(item, W.Window):
+        return len(item.input_ids)
+    return sum(len(ids) for ids, _ in item[0])
+
+
+class TokenBudgetBatches:
+    """A batch sampler whose batches hold at most ``max_tokens`` real tokens (one item at least).
+
+    The batches are formed once, greedily over a seeded permutation of the items, and visited in a new
+    seeded order every epoch, so the number of optimizer steps is known in advance (the schedule needs
+    it) and every item is seen exactly once per epoch.
+    """
+
+    def __init__(self, lengths: Sequence[int], max_tokens: int, generator: Any) -> None:
+        import torch
+
+        self.generator = generator
+        self.batches: list[list[int]] = []
+        current: list[int] = []
+        used = 0
+        for i in torch.randperm(len(lengths), generator=generator).tolist():
+            if current and used + lengths[i] > max_tokens:
+                self.batches.append(current)
+                current, used = [], 0
+            current.append(i)
+            used += lengths[i]
+        if current:
+            self.batches.append(current)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        import torch
+
+        for k in torch.randperm(len(self.batches), generator=self.generator).tolist():
+            yield list(self.batches[k])
+
+
 def _limit(examples: list[Any], n: int | None) -> list[Any]:
     return examples if n is None or n >= len(examples) else examples[:n]
 
@@ -580,8 +621,12 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     generator = torch.Generator().manual_seed(seed)
     items = adapter.train_items(train)
-    loader = torch.utils.data.DataLoader(items, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                                         collate_fn=adapter.collate)
+    if cfg.batch_tokens:
+        batches = TokenBudgetBatches([item_tokens(x) for x in items], int(cfg.batch_tokens), generator)
+        loader = torch.utils.data.DataLoader(items, batch_sampler=batches, collate_fn=adapter.collate)
+    else:
+        loader = torch.utils.data.DataLoader(items, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                                             collate_fn=adapter.collate)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
@@ -694,6 +739,7 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
         timing={"train_s": round(t_train, 2), "eval_s": round(t_eval, 2), "total_s": round(time.time() - t_start, 2),
                 "optimizer_steps": step},
         diagnostics={"device": str(accelerator.device), "train_items": len(items),
+                     "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
                      "reinitialised_parameters": reinitialised, **test_stats},
     )
     del model, optimizer, best

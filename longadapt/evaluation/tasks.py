@@ -78,6 +78,10 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     eval_batch_size: int | None = None  # default: batch_size
+    # training batches by tokens instead of examples: each batch holds up to this many real tokens (at
+    # least one example). With it a 512-token model (windows) and a long model (whole documents) take
+    # the same number of optimizer steps on the same text; batch_size then applies to prediction only
+    batch_tokens: int | None = None
     max_length: int | None = None  # default: the model's maximum length
     stride: int | None = None  # tokens between window starts; default: half the window
     merge: str = "max_context"  # token predictions of overlapping windows: max_context | average
@@ -94,6 +98,8 @@ class TrainingConfig:
         out.batch_size = self.batch_size if self.batch_size is not None else batch
         out.learning_rate = float(self.learning_rate) if self.learning_rate is not None else lr
         out.eval_batch_size = self.eval_batch_size or out.batch_size
+        if out.batch_tokens is not None and int(out.batch_tokens) < 1:
+            raise LongAdaptError(f"training.batch_tokens must be a positive number of tokens, not {out.batch_tokens!r}")
         if out.merge not in ("max_context", "average"):
             raise LongAdaptError(f"training.merge must be max_context or average, not {out.merge!r}")
         if out.pool not in ("mean", "max"):
