@@ -195,3 +195,26 @@ def test_batch_tokens_gives_windows_and_whole_documents_the_same_steps(user_task
         assert d["steps"] == d["train_batches_per_epoch"] >= d["train_tokens"] / 512
     ratio = by_tokens["small"]["steps"] / by_tokens["tiny-a"]["steps"]
     assert 0.75 <= ratio <= 1.5
+
+
+def test_compare_keeps_one_row_per_model_across_result_directories(tmp_path: Path) -> None:
+    """One evaluate per task (same model) gives one row; the same name for two models, or the same
+    task in two directories, gives one row per directory."""
+    from longadapt.evaluation.report import load_runs
+
+    def write(root: Path, name: str, model_dir: str, task: str, seed: int = 0) -> None:
+        run = {"kind": "longadapt.evaluate.run", "model": {"name": name, "dir": model_dir}, "task": task,
+               "seed": seed, "score": 0.5, "main_metric": "f1"}
+        path = root / name / task / f"seed-{seed}" / "run.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+
+    write(tmp_path / "fr", "m", "runs/m", "fr-task")
+    write(tmp_path / "es", "m", "runs/m", "es-task")
+    assert {r["model"]["name"] for r in load_runs([tmp_path / "fr", tmp_path / "es"])} == {"m"}
+    write(tmp_path / "again", "m", "runs/m", "fr-task")  # the same task twice: which one to show?
+    names = {r["model"]["name"] for r in load_runs([tmp_path / "fr", tmp_path / "again"])}
+    assert names == {"fr/m", "again/m"}
+    write(tmp_path / "other", "m", "runs/another-m", "es-task")  # another model under the same name
+    names = {r["model"]["name"] for r in load_runs([tmp_path / "fr", tmp_path / "other"])}
+    assert names == {"fr/m", "other/m"}

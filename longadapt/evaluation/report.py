@@ -66,10 +66,12 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every run.json under ``dirs``; model names that collide across directories are prefixed
-    with the directory's name."""
+    """Every run.json under ``dirs``. A model name found in several directories stays one row when it
+    names the same model directory and no task of it appears in two result directories (the usual case:
+    one evaluate per task or language); otherwise each is prefixed with its result directory's name."""
     runs: list[dict[str, Any]] = []
-    owners: dict[str, set[str]] = defaultdict(set)
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)  # (model name, task) -> result dirs
+    model_dirs: dict[str, set[str]] = defaultdict(set)  # model name -> model directories
     per_dir: list[tuple[Path, list[dict[str, Any]]]] = []
     unique: list[Path] = []
     for d in dirs:
@@ -88,13 +90,16 @@ def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
                 continue
             data["_file"] = str(f)
             found.append(data)
-            owners[data["model"]["name"]].add(str(d.resolve()))
+            owners[(data["model"]["name"], data["task"])].add(str(d.resolve()))
+            model_dirs[data["model"]["name"]].add(str(Path(data["model"].get("dir", "")).resolve()))
         if not found:
             raise LongAdaptError(f"{d}: no run.json from longadapt evaluate under this directory")
         per_dir.append((d, found))
+    clashing = {name for name, ds in model_dirs.items() if len(ds) > 1}
+    clashing |= {name for (name, _), ds in owners.items() if len(ds) > 1}
     for d, found in per_dir:
         for r in found:
-            if len(owners[r["model"]["name"]]) > 1:
+            if r["model"]["name"] in clashing:
                 r["model"] = {**r["model"], "name": f"{d.name}/{r['model']['name']}"}
             runs.append(r)
     return runs
