@@ -90,6 +90,34 @@ def test_each_word_gets_exactly_one_prediction_with_128_token_windows(tiny_dir: 
         assert np.allclose(avg.max(1), 1.0 / count)
 
 
+@pytest.mark.parametrize("stride", [126, 63])  # training windows (end-aligned last one), and half-overlapping
+def test_training_windows_label_every_word_exactly_once(tiny_dir: Path, stride: int) -> None:
+    """Overlapping windows see a token as context again but never count its label twice, so a windowed
+    model and a whole-document model train on the same labels."""
+    tok = W.load_tokenizer(str(tiny_dir))
+    prefix, suffix = W.special_tokens(tok)
+    docs = [_doc_of_tokens(tok, 1000, SINGLE + MULTI), SINGLE]
+    enc = W.encode_words(tok, docs)
+    word_labels = [[1 + (i % 2) for i in range(len(d))] for d in docs]  # every word labelled, never 0
+    wins = W.make_windows(enc, 128, prefix, suffix, stride=stride, word_labels=word_labels)
+    groups = W.group_by_sequence(wins)
+    assert len(groups[0]) > 1 and wins[groups[0][-1]].start < wins[groups[0][-2]].end  # windows overlap
+    for s, doc in enumerate(docs):
+        counts = np.zeros(len(doc), dtype=int)
+        for k in groups[s]:
+            win = wins[k]
+            body = win.labels[len(prefix): len(win.labels) - len(suffix)]
+            assert win.labels[: len(prefix)] == [-100] * len(prefix) and len(body) == win.end - win.start
+            for t, lab in zip(range(win.start, win.end), body):
+                if lab != -100:
+                    w = enc[s].word_ids[t]
+                    assert lab == word_labels[s][w] and enc[s].word_ids.index(w) == t  # on the first sub-token
+                    counts[w] += 1
+        assert (counts == 1).all()
+    whole = W.make_windows(enc, 4096, prefix, suffix, word_labels=word_labels)
+    assert sum(lab != -100 for w in whole for lab in w.labels) == sum(len(d) for d in docs)
+
+
 def test_long_model_sees_the_whole_document(tiny_dir: Path) -> None:
     tok = W.load_tokenizer(str(tiny_dir))
     prefix, suffix = W.special_tokens(tok)

@@ -178,21 +178,28 @@ def window_spans(n_tokens: int, max_content: int, stride: int) -> list[tuple[int
 def make_windows(encoded: Sequence[Encoded], max_length: int, prefix: list[int], suffix: list[int],
                  stride: int | None = None, word_labels: Sequence[Sequence[int]] | None = None) -> list[Window]:
     """Windows of every sequence; with ``word_labels`` each window carries token labels: the label
-    of a word on its first sub-token, -100 on other sub-tokens and on special tokens."""
+    of a word on its first sub-token, -100 on other sub-tokens and on special tokens. A token is
+    labelled in one window only (the first that holds it): where windows overlap (with a stride, or
+    the last window aligned on the sequence's end) the later window sees the token as context but does
+    not count it in the loss again, so every word weighs the same for a windowed and a whole-document
+    model."""
     max_content = max_length - len(prefix) - len(suffix)
     stride = stride or max(1, max_content // 2)
     stride = min(stride, max_content)
     windows = []
     for s, enc in enumerate(encoded):
         first_tokens = _first_token_mask(enc.word_ids)
+        labelled_until = 0  # tokens before this one already carry their label in an earlier window
         for start, end in window_spans(len(enc), max_content, stride):
             labels = None
             if word_labels is not None:
                 labels = [-100] * len(prefix)
                 for t in range(start, end):
                     w = enc.word_ids[t]
-                    labels.append(word_labels[s][w] if first_tokens[t] and w is not None else -100)
+                    keep = first_tokens[t] and w is not None and t >= labelled_until
+                    labels.append(word_labels[s][w] if keep else -100)
                 labels += [-100] * len(suffix)
+                labelled_until = max(labelled_until, end)
             windows.append(Window(s, start, end, prefix + enc.input_ids[start:end] + suffix, len(prefix), labels))
     return windows
 
