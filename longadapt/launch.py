@@ -27,6 +27,20 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes")
 
 
+def env_world_size(environ: dict[str, str] | None = None) -> int:
+    """The process count a launcher gave this process: torchrun-style WORLD_SIZE, or mpirun's own
+    variables (accelerate reads both); 1 without a launcher."""
+    env = os.environ if environ is None else environ
+    return next((int(env[k]) for k in WORLD_SIZE_VARS if env.get(k, "").strip().isdigit()), 1)
+
+
+def cpu_launch_without_workers(environ: dict[str, str] | None = None) -> bool:
+    """accelerate's CPU launcher was asked for several processes (it then sets MASTER_ADDR) but this
+    process runs alone."""
+    env = os.environ if environ is None else environ
+    return env_world_size(env) == 1 and bool(env.get("MASTER_ADDR")) and _truthy(env.get("ACCELERATE_USE_CPU"))
+
+
 def num_processes_from_launch_argv(argv: Sequence[str]) -> int | None:
     """The process count an ``accelerate launch`` command line asks for (flag or config file), or None.
 
@@ -69,12 +83,12 @@ def num_processes_from_launch_argv(argv: Sequence[str]) -> int | None:
 def requested_cpu_processes(environ: dict[str, str] | None = None, parent_argv: Sequence[str] | None = None) -> int:
     """N > 1 when accelerate's CPU launcher was asked for N processes but started only this one; else 1."""
     env = os.environ if environ is None else environ
-    if not _truthy(env.get("ACCELERATE_USE_CPU")) or env.get(RELAUNCHED):
+    if env.get(RELAUNCHED) or not cpu_launch_without_workers(env):
         return 1
     if any(env.get(k) for k in (*WORLD_SIZE_VARS, "RANK", "LOCAL_RANK")):
         return 1  # a real multi-process launcher (torchrun, mpirun) is already in charge
-    if not env.get("MASTER_ADDR") or not env.get("MASTER_PORT"):
-        return 1  # accelerate sets these only when more than one process was asked for
+    if not env.get("MASTER_PORT"):
+        return 1  # accelerate sets the address and port only when more than one process was asked for
     if parent_argv is None:
         try:
             import psutil  # a dependency of accelerate

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -81,9 +80,9 @@ def _model_specs(values: list[str]) -> list[tuple[str, str]]:
 def _refuse_several_processes() -> None:
     """evaluate is one process: under a multi-process launcher every process would fine-tune on its shard
     and score its shard of the test set only, and all would write the same files."""
-    from longadapt.launch import WORLD_SIZE_VARS
+    from longadapt.launch import env_world_size
 
-    world = next((int(os.environ[k]) for k in WORLD_SIZE_VARS if os.environ.get(k, "").isdigit()), 1)
+    world = env_world_size()
     if world > 1:
         raise LongAdaptError(
             f"longadapt evaluate runs as one process, but it was started as {world} (accelerate launch / torchrun / "

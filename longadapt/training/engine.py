@@ -337,14 +337,10 @@ def _make_accelerator(cfg: TrainConfig) -> Any:
     from accelerate.state import AcceleratorState, DistributedType
 
     mixed_precision = "bf16" if cfg.precision == "bf16" else "no"
-    # torchrun-style launchers set WORLD_SIZE; mpirun (accelerate launch --cpu --mpirun_hostfile F)
-    # sets its own variables, which accelerate reads too
-    env_world = next((int(os.environ[k]) for k in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
-                      if os.environ.get(k)), 1)
-    force_cpu = env_world > 1 and not torch.cuda.is_available()
-    if env_world == 1 and os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
-        "1", "true", "yes"
-    ):
+    from longadapt.launch import cpu_launch_without_workers, env_world_size
+
+    force_cpu = env_world_size() > 1 and not torch.cuda.is_available()
+    if cpu_launch_without_workers():
         logger.warning(
             "accelerate launch --cpu started ONE process (accelerate %s runs several CPU processes only "
             "through mpirun) and longadapt could not read --num_processes from the launcher's command line to start "
