@@ -141,7 +141,7 @@ def test_built_model_bf16_checkpointing_and_nan_stop(shared_data, cache_dir, tmp
                 return output * float("nan")
         return output
 
-    model.decoder.register_forward_hook(poison)
+    model.head.register_forward_hook(poison)
     cfg = train_config_from_dict(tiny(shared_data, cache_dir, tmp_path / "nan", steps=10, save_every=0))
     cfg.model.config = None
     with pytest.raises(TrainingDiverged) as err:

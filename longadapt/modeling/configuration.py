@@ -60,6 +60,8 @@ class LongAdaptConfig(PreTrainedConfig):
         head_activation, head_bias: the MLM prediction head (dense + activation + norm).
         decoder_bias: bias of the MLM decoder (whose weight is tied to the embeddings).
         sparse_prediction: with labels, compute MLM logits only at labelled (masked) positions.
+        mlm_loss_chunk_size: masked tokens per chunk of the logits-free MLM loss (``return_logits=False``);
+            None: about 4M logits per chunk on CPU, 128M on CUDA.
         classifier_pooling: ``"cls"`` (first token) or ``"mean"`` for sequence-level heads.
         classifier_activation, classifier_bias, classifier_norm, classifier_dropout: the pooler
             (dense + activation [+ norm]) and dropout before the classifier.
@@ -103,6 +105,7 @@ class LongAdaptConfig(PreTrainedConfig):
     head_bias: bool = False
     decoder_bias: bool = True
     sparse_prediction: bool = True
+    mlm_loss_chunk_size: int | None = None
     classifier_pooling: str = "cls"
     classifier_activation: str = "gelu"
     classifier_bias: bool = False
@@ -152,6 +155,8 @@ class LongAdaptConfig(PreTrainedConfig):
             raise ValueError("global_first_token needs global_token_projections=True (the layers that host global tokens)")
         if self.classifier_pooling not in ("cls", "mean"):
             raise ValueError(f"classifier_pooling {self.classifier_pooling!r} must be 'cls' or 'mean'")
+        if self.mlm_loss_chunk_size is not None and self.mlm_loss_chunk_size < 1:
+            raise ValueError(f"mlm_loss_chunk_size ({self.mlm_loss_chunk_size}) must be at least 1, or None (automatic)")
         if self.position_embedding_type == "rope" and self.head_dim % 2:
             raise ValueError(f"rotary positions need an even head dimension, got {self.head_dim}")
 

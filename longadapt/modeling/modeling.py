@@ -36,6 +36,7 @@ from longadapt.modeling.attention import (
     resolve_backend,
 )
 from longadapt.modeling.configuration import GLOBAL, LOCAL, LongAdaptConfig
+from longadapt.modeling.loss import chunked_linear_cross_entropy
 
 
 def _norm(config: LongAdaptConfig) -> nn.LayerNorm:
@@ -415,13 +416,24 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
         global_attention_mask=None,
+        return_logits: bool = True,
         **kwargs,
     ) -> MaskedLMOutput:
+        """``return_logits=False`` (with ``labels``): only the loss, computed chunk by chunk without the
+        ``(N_masked, vocab)`` logits (:mod:`longadapt.modeling.loss`), and ``logits`` is None. The loss
+        and its gradients are those of the default path; the training engine uses it."""
         x, layout, hidden = self.model.encode(
             input_ids, attention_mask, document_ids, position_ids, token_type_ids, inputs_embeds,
             bool(output_hidden_states), global_attention_mask,
         )
         loss = None
+        if labels is not None and not return_logits:
+            flat = layout.unpad(labels)
+            keep = flat != -100
+            loss = chunked_linear_cross_entropy(
+                self.head(x[keep]), self.decoder.weight, self.decoder.bias, flat[keep], self.config.mlm_loss_chunk_size
+            )
+            return MaskedLMOutput(loss=loss, logits=None, hidden_states=_pad_hidden(layout, hidden))
         if labels is not None and self.config.sparse_prediction:
             flat = layout.unpad(labels)
             keep = flat != -100

@@ -404,6 +404,8 @@ def train(
         model = build_model(cfg, tokenizer, source)
     check_model_fits(model, tokenizer, cfg, source)
     takes_document_ids = "document_ids" in inspect.signature(model.forward).parameters
+    # the core computes the training loss without the (masked tokens x vocabulary) logits
+    loss_only = {"return_logits": False} if "return_logits" in inspect.signature(model.forward).parameters else {}
     if not takes_document_ids:
         logger.warning(
             "%s.forward has no document_ids argument: attention will cross document boundaries in packed rows",
@@ -592,12 +594,12 @@ def train(
                 n_m = float(counts[m])
                 sync = contextlib.nullcontext() if m == accumulation - 1 else accelerator.no_sync(model)
                 with sync:
-                    out = model(**inputs)
+                    out = model(**inputs, **loss_only)
                     if n_m > 0:
                         loss = out.loss * (n_m * world / max(n_masked_global, 1.0))
                         stats[0] += out.loss.detach().double() * n_m
-                    else:
-                        loss = out.logits.sum() * 0.0
+                    else:  # nothing masked: a zero that still reaches every parameter (DDP waits for all)
+                        loss = (out.loss if out.logits is None else out.logits.sum()) * 0.0
                     accelerator.backward(loss)
                 stats[1] += n_m
                 stats[2] += batch["token_bytes"][batch["labels"] != -100].sum().double().item()
