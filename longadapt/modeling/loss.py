@@ -44,13 +44,18 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             # the matmul runs in the input dtype (or autocast's), the softmax in float32, as
             # F.cross_entropy(logits.float()) after a bf16 decoder would
             logits = torch.nn.functional.linear(h, weight, bias).to(acc)
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            # log-sum-exp by hand, in place (torch.logsumexp allocates two more chunk-sized temporaries)
+            true_logit = logits.gather(1, t[:, None]).squeeze(1)
+            peak = logits.amax(dim=-1, keepdim=True)
+            probs = logits.sub_(peak).exp_()
+            norm = probs.sum(dim=-1)
+            total += (peak.squeeze(1) + norm.log() - true_logit).sum()
             if not need_grad:
                 continue
-            # d(sum of losses)/d(logits) = softmax - one_hot(target), computed in place
-            logits.sub_(lse[:, None]).exp_()
-            logits[torch.arange(h.shape[0], device=h.device), t] -= 1.0
+            # d(sum of losses)/d(logits) = softmax - one_hot(target), in place
+            probs.div_(norm[:, None])
+            probs[torch.arange(h.shape[0], device=h.device), t] -= 1.0
+            logits = probs
             g = logits.to(h.dtype)
             if need_h:
                 grad_h[s : s + chunk_size] = g @ weight.to(g.dtype)
