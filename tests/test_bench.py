@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from longadapt.bench.encoder import Shape, model_flops_per_token
 
@@ -41,3 +42,16 @@ def test_flop_count_local_layers_are_linear_in_length():
     assert model_flops_per_token("core", s, 8192) == model_flops_per_token("core", s, 1024)
     g = Shape(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, window=128, global_every=3)
     assert model_flops_per_token("hf-modernbert", g, 8192) > model_flops_per_token("hf-modernbert", g, 1024)
+
+
+def test_bench_mlm_loss_writes_json(tmp_path):
+    out = tmp_path / "loss.json"
+    res = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mlm_loss.py"), "--vocab", "500", "--hidden", "16", "--masked", "40",
+         "--chunk", "16", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    records = json.loads(out.read_text())["records"]
+    assert [(r["arm"], r["masked"], r["chunk"]) for r in records] == [("full", 40, None), ("chunked", 40, 16)]
+    assert all(r["us_per_masked_token"] > 0 and "peak_extra_mb" in r for r in records)
