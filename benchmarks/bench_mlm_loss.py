@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -30,15 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def measure(arm: str, vocab: int, hidden: int, masked: int, chunk: int | None, device: str, dtype: str,
             repeats: int, threads: int | None) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from longadapt.bench.encoder import PeakMemory
     from longadapt.modeling.loss import chunked_linear_cross_entropy, default_chunk_size
 
     if threads:
@@ -63,17 +59,14 @@ def measure(arm: str, vocab: int, hidden: int, masked: int, chunk: int | None, d
         if cuda:
             torch.cuda.synchronize()
 
-    base = _rss_mb()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
+    memory = PeakMemory(device)
     step()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda else _rss_mb()) - base
+    peak = memory.extra_mb()
     best = min(times)
     return {
         "arm": arm, "vocab": vocab, "hidden": hidden, "masked": masked, "device": device, "dtype": dtype,

@@ -107,8 +107,26 @@ def model_flops_per_token(name: str, shape: Shape, length: int) -> float:
     return total
 
 
-def _rss_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+class PeakMemory:
+    """Peak memory above the moment of creation, in MB: ``torch.cuda.max_memory_allocated`` on CUDA,
+    else the process's RSS high-water mark (meaningful in a fresh process per measurement)."""
+
+    def __init__(self, device: str):
+        import torch
+
+        self.cuda = str(device).startswith("cuda")
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated() / 2**20
+        else:
+            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    def extra_mb(self) -> float:
+        import torch
+
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**20 - self.base
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - self.base
 
 
 def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dtype: str,
@@ -138,10 +156,7 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
         if cuda:
             torch.cuda.synchronize()
 
-    base_rss = _rss_peak_mb()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base_cuda = torch.cuda.memory_allocated() / 2**20
+    memory = PeakMemory(device)
     step()  # warm-up (also the first peak)
     runs, start = 0, time.perf_counter()
     while True:
@@ -151,7 +166,7 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
         if elapsed >= min_time and runs >= 2 or elapsed >= 4 * min_time:
             break
     seconds = elapsed / runs
-    peak = (torch.cuda.max_memory_allocated() / 2**20 - base_cuda) if cuda else (_rss_peak_mb() - base_rss)
+    peak = memory.extra_mb()
     tokens = batch * length
     flops = model_flops_per_token(name, shape, length) * (3 if mode == "train" else 1)
     return {
