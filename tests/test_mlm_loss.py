@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
-from longadapt.modeling.loss import chunked_linear_cross_entropy, default_chunk_size
+from longadapt.modeling.loss import chunked_linear_cross_entropy, chunked_token_losses, default_chunk_size
 
 
 def _reference(h, w, b, t):
@@ -135,3 +135,31 @@ def test_model_without_masked_tokens_keeps_every_parameter_in_the_graph():
     assert float(out.loss.detach()) == 0.0
     (out.loss * 0.0).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_token_losses_without_gradients_match_per_token_cross_entropy():
+    h, w, b, t = _leaves(45, 8, 33, True, dtype=torch.float32, seed=3)
+    ref = F.cross_entropy(F.linear(h, w, b), t, reduction="none")
+    got = chunked_token_losses(h, w, b, t, 10)
+    assert got.shape == (45,) and not got.requires_grad
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_model_gives_token_losses_in_evaluation():
+    cfg = LongAdaptConfig(vocab_size=80, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=16, local_attention=8, mlm_loss_chunk_size=3)
+    torch.manual_seed(1)
+    model = LongAdaptForMaskedLM(cfg).eval()
+    ids = torch.randint(1, 80, (2, 20))
+    mask = torch.ones_like(ids)
+    mask[0, 15:] = 0
+    labels = torch.full_like(ids, -100)
+    labels[0, [2, 9]] = ids[0, [2, 9]]
+    labels[1, [0, 5, 19]] = ids[1, [0, 5, 19]]
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, return_logits=False)
+    expected = F.cross_entropy(ref.logits.float(), labels[labels != -100], reduction="none")
+    assert out.logits is None
+    assert torch.allclose(out.token_losses, expected, atol=1e-5)
+    assert torch.allclose(out.loss, ref.loss, atol=1e-5)

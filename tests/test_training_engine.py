@@ -118,7 +118,7 @@ def test_built_model_bf16_checkpointing_and_nan_stop(shared_data, cache_dir, tmp
 
     # an already-built model + tokenizer (what the adapt recipes pass), bf16 and gradient checkpointing
     model = LongAdaptForMaskedLM(LongAdaptConfig(**core))
-    decoder_calls = {True: 0, False: 0}  # training steps take the logits-free loss; evaluations the logits
+    decoder_calls = {True: 0, False: 0}  # training steps and evaluations both take the logits-free loss
     model.decoder.register_forward_hook(lambda module, args, out: decoder_calls.__setitem__(
         module.training, decoder_calls[module.training] + 1))
     cfg = train_config_from_dict(
@@ -129,7 +129,7 @@ def test_built_model_bf16_checkpointing_and_nan_stop(shared_data, cache_dir, tmp
     result = train(cfg, model=model, tokenizer=tok)
     assert result.steps == 4 and math.isfinite(result.metrics["loss"])
     assert result.metrics["loss"] < result.initial_metrics["loss"]
-    assert decoder_calls[True] == 0 and decoder_calls[False] > 0
+    assert decoder_calls == {True: 0, False: 0}
     assert json.loads((tmp_path / "bf16" / "run.json").read_text())["config"]["model"]["built"]["class"] == (
         "LongAdaptForMaskedLM"
     )

@@ -27,47 +27,52 @@ def default_chunk_size(vocab_size: int, device: torch.device) -> int:
     return max(16, elements // max(vocab_size, 1))
 
 
+def _chunk_pass(hidden, weight, bias, target, chunk_size, need_h, need_w, need_b):
+    """One pass over the chunks: the loss of every row, and the gradients of the *sum* of the losses
+    with respect to the inputs asked for (None for the others)."""
+    n = hidden.shape[0]
+    acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # at least float32
+    losses = hidden.new_empty(n, dtype=acc)
+    grad_h = torch.empty_like(hidden) if need_h else None
+    grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
+    grad_b = torch.zeros_like(bias, dtype=acc) if (need_b and bias is not None) else None
+    for s in range(0, n, chunk_size):
+        h = hidden[s : s + chunk_size]
+        t = target[s : s + chunk_size]
+        # the matmul runs in the input dtype (or autocast's), the softmax in float32, as
+        # F.cross_entropy(logits.float()) after a bf16 decoder would
+        logits = torch.nn.functional.linear(h, weight, bias).to(acc)
+        # log-sum-exp by hand, in place (torch.logsumexp allocates two more chunk-sized temporaries)
+        true_logit = logits.gather(1, t[:, None]).squeeze(1)
+        peak = logits.amax(dim=-1, keepdim=True)
+        probs = logits.sub_(peak).exp_()
+        norm = probs.sum(dim=-1)
+        losses[s : s + chunk_size] = peak.squeeze(1) + norm.log() - true_logit
+        if not (need_h or need_w or grad_b is not None):
+            continue
+        # d(loss of each row)/d(logits) = softmax - one_hot(target), in place
+        probs.div_(norm[:, None])
+        probs[torch.arange(h.shape[0], device=h.device), t] -= 1.0
+        g = probs.to(h.dtype)
+        if need_h:
+            grad_h[s : s + chunk_size] = g @ weight.to(g.dtype)
+        if need_w:
+            grad_w += (g.t() @ h).to(acc)
+        if grad_b is not None:
+            grad_b += probs.sum(0)
+    return losses, grad_h, grad_w, grad_b
+
+
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, target, chunk_size):
+        losses, grad_h, grad_w, grad_b = _chunk_pass(hidden, weight, bias, target, chunk_size,
+                                                     *ctx.needs_input_grad[:3])
         n = hidden.shape[0]
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        need_grad = need_h or need_w or need_b
-        acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # at least float32
-        total = hidden.new_zeros((), dtype=acc)
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
-        grad_b = torch.zeros_like(bias, dtype=acc) if (need_b and bias is not None) else None
-        for s in range(0, n, chunk_size):
-            h = hidden[s : s + chunk_size]
-            t = target[s : s + chunk_size]
-            # the matmul runs in the input dtype (or autocast's), the softmax in float32, as
-            # F.cross_entropy(logits.float()) after a bf16 decoder would
-            logits = torch.nn.functional.linear(h, weight, bias).to(acc)
-            # log-sum-exp by hand, in place (torch.logsumexp allocates two more chunk-sized temporaries)
-            true_logit = logits.gather(1, t[:, None]).squeeze(1)
-            peak = logits.amax(dim=-1, keepdim=True)
-            probs = logits.sub_(peak).exp_()
-            norm = probs.sum(dim=-1)
-            total += (peak.squeeze(1) + norm.log() - true_logit).sum()
-            if not need_grad:
-                continue
-            # d(sum of losses)/d(logits) = softmax - one_hot(target), in place
-            probs.div_(norm[:, None])
-            probs[torch.arange(h.shape[0], device=h.device), t] -= 1.0
-            logits = probs
-            g = logits.to(h.dtype)
-            if need_h:
-                grad_h[s : s + chunk_size] = g @ weight.to(g.dtype)
-            if need_w:
-                grad_w += (g.t() @ h).to(acc)
-            if grad_b is not None:
-                grad_b += logits.sum(0)
-        denom = max(n, 1)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
-        ctx.denom = denom
+        ctx.denom = max(n, 1)
         ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
-        return total / denom if n else total
+        return losses.sum() / ctx.denom
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -83,6 +88,31 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         )
 
 
+def _check(hidden, target, chunk_size, vocab_size):
+    if hidden.dim() != 2 or target.shape != hidden.shape[:1]:
+        raise ValueError(f"hidden must be (N, H) and target (N,), got {tuple(hidden.shape)} and {tuple(target.shape)}")
+    if chunk_size is None:
+        chunk_size = default_chunk_size(vocab_size, hidden.device)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    return int(chunk_size)
+
+
+@torch.no_grad()
+def chunked_token_losses(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The cross-entropy (nats) of every row, ``(N,)`` in at least float32, without gradients and
+    without the ``(N, V)`` logits: ``F.cross_entropy(F.linear(hidden, weight, bias).float(), target,
+    reduction="none")``. For evaluation."""
+    chunk_size = _check(hidden, target, chunk_size, weight.shape[0])
+    return _chunk_pass(hidden, weight, bias, target, chunk_size, False, False, False)[0]
+
+
 def chunked_linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -95,13 +125,8 @@ def chunked_linear_cross_entropy(
     ``F.cross_entropy(F.linear(hidden, weight, bias).float(), target)`` and its gradients, without
     the ``(N, V)`` logits. ``hidden`` (N, H), ``weight`` (V, H), ``bias`` (V,) or None, ``target`` (N,).
     With N = 0 the loss is 0 and every gradient is zero (the graph stays connected, as DDP needs)."""
-    if hidden.dim() != 2 or target.shape != hidden.shape[:1]:
-        raise ValueError(f"hidden must be (N, H) and target (N,), got {tuple(hidden.shape)} and {tuple(target.shape)}")
-    if chunk_size is None:
-        chunk_size = default_chunk_size(weight.shape[0], hidden.device)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    return _ChunkedLinearCrossEntropy.apply(hidden, weight, bias, target, int(chunk_size))
+    chunk_size = _check(hidden, target, chunk_size, weight.shape[0])
+    return _ChunkedLinearCrossEntropy.apply(hidden, weight, bias, target, chunk_size)
 
 
-__all__ = ["chunked_linear_cross_entropy", "default_chunk_size"]
+__all__ = ["chunked_linear_cross_entropy", "chunked_token_losses", "default_chunk_size"]

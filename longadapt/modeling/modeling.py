@@ -12,6 +12,8 @@ its document, and global tokens attend to their whole document with their own pr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,7 +38,7 @@ from longadapt.modeling.attention import (
     resolve_backend,
 )
 from longadapt.modeling.configuration import GLOBAL, LOCAL, LongAdaptConfig
-from longadapt.modeling.loss import chunked_linear_cross_entropy
+from longadapt.modeling.loss import chunked_linear_cross_entropy, chunked_token_losses
 
 
 def _norm(config: LongAdaptConfig) -> nn.LayerNorm:
@@ -385,6 +387,14 @@ class LongAdaptHead(nn.Module):
         return self.norm(self.act(self.dense(x)))
 
 
+@dataclass
+class LongAdaptMaskedLMOutput(MaskedLMOutput):
+    """:class:`MaskedLMOutput` plus ``token_losses`` (N_masked,): the loss of each labelled position,
+    given by ``forward(..., return_logits=False)`` without gradients."""
+
+    token_losses: torch.Tensor | None = None
+
+
 class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
     """Masked LM. With ``labels`` and ``config.sparse_prediction`` the logits are computed only at
     labelled positions and returned as ``(N_masked, vocab)`` in row-major order of those positions."""
@@ -421,7 +431,9 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
     ) -> MaskedLMOutput:
         """``return_logits=False`` (with ``labels``): only the loss, computed chunk by chunk without the
         ``(N_masked, vocab)`` logits (:mod:`longadapt.modeling.loss`), and ``logits`` is None. The loss
-        and its gradients are those of the default path; the training engine uses it."""
+        and its gradients are those of the default path; the training engine uses it. Without gradients
+        (``torch.no_grad``) the output also holds ``token_losses``: the loss of every labelled position,
+        in row-major order of ``labels != -100``."""
         x, layout, hidden = self.model.encode(
             input_ids, attention_mask, document_ids, position_ids, token_type_ids, inputs_embeds,
             bool(output_hidden_states), global_attention_mask,
@@ -430,10 +442,15 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
         if labels is not None and not return_logits:
             flat = layout.unpad(labels)
             keep = flat != -100
-            loss = chunked_linear_cross_entropy(
-                self.head(x[keep]), self.decoder.weight, self.decoder.bias, flat[keep], self.config.mlm_loss_chunk_size
-            )
-            return MaskedLMOutput(loss=loss, logits=None, hidden_states=_pad_hidden(layout, hidden))
+            h, target, chunk = self.head(x[keep]), flat[keep], self.config.mlm_loss_chunk_size
+            token_losses = None
+            if torch.is_grad_enabled():
+                loss = chunked_linear_cross_entropy(h, self.decoder.weight, self.decoder.bias, target, chunk)
+            else:
+                token_losses = chunked_token_losses(h, self.decoder.weight, self.decoder.bias, target, chunk)
+                loss = token_losses.mean() if token_losses.numel() else token_losses.sum()
+            return LongAdaptMaskedLMOutput(loss=loss, logits=None, hidden_states=_pad_hidden(layout, hidden),
+                                           token_losses=token_losses)
         if labels is not None and self.config.sparse_prediction:
             flat = layout.unpad(labels)
             keep = flat != -100

@@ -291,7 +291,7 @@ def _validation_batches(dataset: Any, masker: _Masker, cfg: TrainConfig) -> list
 
 @torch.no_grad()
 def evaluate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: Any, cfg: TrainConfig,
-             takes_document_ids: bool) -> dict[str, float]:
+             takes_document_ids: bool, loss_only: dict | None = None) -> dict[str, float]:
     """Validation loss (nats per masked token), bits per byte and per-position-bucket bits per byte.
 
     Batches are dealt round-robin to processes; every process runs the same number of forward passes
@@ -307,11 +307,12 @@ def evaluate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: An
         counted = i < len(batches)
         batch = batches[i if counted else 0]
         inputs = _model_kwargs(batch, takes_document_ids, accelerator.device)
-        out = model(**inputs)
+        out = model(**inputs, **(loss_only or {}))
         if counted:
             labels = inputs["labels"]
+            losses = getattr(out, "token_losses", None)  # the core's, without logits
             tally.add(
-                masked_token_losses(out.logits, labels),
+                masked_token_losses(out.logits, labels) if losses is None else losses,
                 labels,
                 batch["token_bytes"].to(accelerator.device),
                 batch["document_ids"].to(accelerator.device),
@@ -558,7 +559,7 @@ def train(
     initial_metrics = record.get("initial_metrics")
     last_eval: dict[str, float] | None = None
     if state.step == 0:
-        initial_metrics = evaluate(model, val_batches, accelerator, cfg, takes_document_ids)
+        initial_metrics = evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
         last_eval = initial_metrics
         _log_eval(writer, 0, initial_metrics, state)
         record["initial_metrics"] = initial_metrics
@@ -647,7 +648,7 @@ def train(
                 window.zero_()
                 window_time, window_steps = 0.0, 0
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
-                last_eval = evaluate(model, val_batches, accelerator, cfg, takes_document_ids)
+                last_eval = evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
                 _log_eval(writer, state.step, last_eval, state)
             if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.steps:
                 state.elapsed_s += train_time
@@ -664,7 +665,7 @@ def train(
 
     # -- final model -----------------------------------------------------------------------------
     state.elapsed_s += train_time
-    final_metrics = last_eval if last_eval is not None else evaluate(model, val_batches, accelerator, cfg, takes_document_ids)
+    final_metrics = last_eval if last_eval is not None else evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
     tokens_per_s = state.tokens / state.elapsed_s if state.elapsed_s > 0 else None
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
