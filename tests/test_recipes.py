@@ -56,6 +56,23 @@ def test_convert_recipe_french(tmp_path):
     assert "bpb" in phase["initial_metrics"] and "bpb_pos_0_511" in phase["final_metrics"]
 
 
+def test_convert_recipe_with_a_head_warm_up_phase(tmp_path):
+    out = tmp_path / "convert-head"
+    d = _small("convert", "fr", out)
+    d["phases"] = [dict(name="head", max_length=1024, steps=2, freeze=["model.*"]),
+                   dict(name="mlm", max_length=1024, steps=2)]
+    result = run_recipe(recipe_from_dict(d))
+    head, mlm = (json.loads((out / "phases" / name / "run.json").read_text())["derived"] for name in ("head", "mlm"))
+    # the warm-up trains the new MLM head only (dense + norm + decoder bias), the next phase everything
+    assert head["trainable_parameters"] == 384 * 384 + 3 * 384 + 30522  # dense weight + bias, norm weight + bias
+    assert mlm["trainable_parameters"] == mlm["parameters"]
+    assert [p["name"] for p in result.phases] == ["head", "mlm"] and result.phases[1]["tokens_seen"] == 2 * 2 * 2048
+    bad = _small("convert", "fr", tmp_path / "bad")
+    bad["phases"] = [dict(name="head", max_length=1024, steps=2, freeze=["encoder.*"])]
+    with pytest.raises(LongAdaptError, match="'encoder.\\*' matches no parameter"):
+        run_recipe(recipe_from_dict(bad))
+
+
 @pytest.mark.parametrize("arm", ["keep", "replace", "extend"])
 def test_continue_recipe_vocabulary_arms(arm, tmp_path):
     out = tmp_path / arm

@@ -278,3 +278,37 @@ def test_token_budget_rounding_is_a_warning_with_the_drift(shared_data, cache_di
     assert len(warnings) == 1, warnings
     assert "each step takes 1024 (+70.7% of the token budget" in warnings[0]
     assert "multiple of micro_batch_size x processes x max_length = 512" in warnings[0]
+
+
+def test_frozen_parameters_stay_put_and_come_back_trainable(shared_data, cache_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
+    from longadapt.training.config import ConfigSource
+    from longadapt.training.resolve import resolve_tokenizer_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_tokenizer_path(TOKENIZER, ConfigSource()))
+    model = LongAdaptForMaskedLM(LongAdaptConfig(**TINY_CORE, vocab_size=30528, pad_token_id=tok.pad_token_id))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = train_config_from_dict(tiny(shared_data, cache_dir, tmp_path / "head", steps=3, save_every=0, eval_every=0,
+                                      **{"model.freeze": ["model.*"]}))
+    cfg.model.config = None
+    result = train(cfg, model=model, tokenizer=tok)
+    after = dict(result.model.named_parameters())
+    for name, value in before.items():
+        moved = not torch.equal(after[name].detach(), value)
+        # the encoder and the embeddings (with the tied decoder weight) are frozen; head and bias train
+        assert moved == (not name.startswith("model.")), name
+    assert torch.equal(result.model.decoder.weight, before["model.embeddings.tok_embeddings.weight"])
+    assert all(p.requires_grad for p in result.model.parameters())
+    run = json.loads((tmp_path / "head" / "run.json").read_text())
+    assert 0 < run["derived"]["trainable_parameters"] < run["derived"]["parameters"]
+
+    # a pattern that matches nothing, or everything, stops before training with the key named
+    for patterns, message in ((["encoder.*"], "matches no parameter"), (["*"], "freezes every parameter")):
+        cfg = train_config_from_dict(tiny(shared_data, cache_dir, tmp_path / "bad", steps=3,
+                                          **{"model.freeze": patterns}))
+        cfg.model.config = None
+        with pytest.raises(LongAdaptError, match=message) as err:
+            train(cfg, model=LongAdaptForMaskedLM(LongAdaptConfig(**TINY_CORE, vocab_size=30528)), tokenizer=tok)
+        assert "model.freeze" in str(err.value)

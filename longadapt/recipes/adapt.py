@@ -76,6 +76,9 @@ class Phase:
     tokens_per_step: int | None = None
     global_rope_theta: float | None = None  # context extension raises the global layers' base
     local_rope_theta: float | None = None
+    # glob patterns of parameter names this phase does not train (model.freeze of the engine), e.g.
+    # ["model.*"]: a head warm-up that trains only a newly initialised MLM head
+    freeze: list[str] | None = None
     train: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig override
 
 
@@ -327,6 +330,8 @@ def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any],
                 output_dir=str(out / "phases" / phase.name), resume=resume)
     data.pop("tokenizer", None)
     data.pop("model", None)
+    if phase.freeze:
+        data["model"] = {"freeze": list(phase.freeze)}
     if phase.lr is not None:
         data["lr"] = phase.lr
     if phase.tokens_per_step is not None:

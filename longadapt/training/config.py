@@ -31,12 +31,17 @@ class ModelSection:
 
     ``config`` holds the keyword arguments of the model config (``model_type`` defaults to
     ``"longadapt"``, the core). ``vocab_size`` defaults to the tokenizer's length rounded up to a
-    multiple of 64, and the special-token ids default to the tokenizer's.
+    multiple of 64, and the special-token ids default to the tokenizer's. ``freeze`` lists glob
+    patterns of parameter names left untrained (a head warm-up: ``["model.*"]`` trains only the MLM
+    head and the decoder bias; the decoder weight is tied to the embeddings, so it is frozen with them).
     """
 
     config: dict[str, Any] | None = None
     path: str | None = None
     gradient_checkpointing: bool = False
+    # glob patterns of parameter names (as in model.named_parameters(), e.g. "model.*" for the whole
+    # encoder and the embeddings) that this run does not train
+    freeze: list[str] | None = None
 
 
 @dataclass

@@ -49,7 +49,7 @@ from longadapt.training.config import (
     config_to_dict,
 )
 from longadapt.training.metrics import LossTally, MetricsWriter, masked_token_losses
-from longadapt.training.optim import build_optimizer, build_scheduler
+from longadapt.training.optim import build_optimizer, build_scheduler, freeze_parameters
 from longadapt.training.resolve import load_tokenizer, resolve_corpus
 from longadapt.training.schedule_data import BatchPlan, derive_accumulation, masking_seed
 
@@ -507,6 +507,7 @@ def train(
             model.activation_checkpointing_enable({"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    frozen = freeze_parameters(model, cfg.model.freeze, source.where("model.freeze")) if cfg.model.freeze else []
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps)
@@ -541,6 +542,9 @@ def train(
             "rows_per_step": plan.rows_per_step,
             "tokens_per_step": real_tokens_per_step,
             "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+            "trainable_parameters": sum(
+                p.numel() for p in accelerator.unwrap_model(model).parameters() if p.requires_grad
+            ),
         },
         data=data_info,
     )
@@ -691,6 +695,9 @@ def train(
             state.step, final_metrics["loss"], final_metrics["bpb"], model_dir,
         )
     accelerator.wait_for_everyone()
+    for name, param in unwrapped.named_parameters():  # the model goes back as it came (a next phase trains it all)
+        if name in frozen:
+            param.requires_grad_(True)
     return TrainResult(
         output_dir=run_dir,
         model_dir=model_dir,

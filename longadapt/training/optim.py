@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 
 import torch
@@ -13,9 +14,35 @@ from transformers import (
     get_wsd_schedule,
 )
 
+from longadapt.errors import LongAdaptError
 from longadapt.training.config import OptimizerConfig, ScheduleConfig
 
 logger = logging.getLogger(__name__)
+
+
+def freeze_parameters(model: torch.nn.Module, patterns: list[str], where: str) -> list[str]:
+    """Stop training the parameters whose name matches one of the glob ``patterns``; returns their
+    names. A pattern that matches nothing, or freezing everything, is an error (a typo would otherwise
+    silently train the whole model, or nothing)."""
+    names = [name for name, _ in model.named_parameters()]  # a tied weight appears once, first name
+    frozen: set[str] = set()
+    for pattern in patterns:
+        matched = fnmatch.filter(names, pattern)
+        if not matched:
+            raise LongAdaptError(
+                f"{where}: {pattern!r} matches no parameter of {type(model).__name__}; names look like "
+                f"{', '.join(names[:3])} ... {names[-1]} (glob patterns: model.* is the whole encoder)"
+            )
+        frozen.update(matched)
+    if len(frozen) == len(names):
+        raise LongAdaptError(f"{where}: {patterns} freezes every parameter: nothing would be trained")
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("froze %d parameter tensors (%s); %d parameters left to train", len(frozen), ", ".join(patterns),
+                trainable)
+    return sorted(frozen)
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
