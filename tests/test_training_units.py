@@ -142,6 +142,8 @@ def test_invalid_values_and_corpus_without_path():
         train_config_from_dict({"corpus": {"format": "jsonl"}})
     with pytest.raises(LongAdaptError, match="not both"):
         train_config_from_dict({"model": {"config": {"hidden_size": 8}, "path": "x"}})
+    with pytest.raises(LongAdaptError, match=r"model.freeze must be a list of glob patterns .*got 'model\.\*'"):
+        train_config_from_dict({"model": {"freeze": "model.*"}})
 
 
 def test_config_differences_ignore_resume_and_bookkeeping_keys():

@@ -147,6 +147,12 @@ class TrainConfig:
             (self.keep_last >= 1, "keep_last", "must be at least 1"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (self.position_bucket_size >= 0, "position_bucket_size", "must be >= 0"),
+            (
+                self.model.freeze is None
+                or (isinstance(self.model.freeze, list) and all(isinstance(x, str) for x in self.model.freeze)),
+                "model.freeze",
+                'must be a list of glob patterns of parameter names, e.g. ["model.*"]',
+            ),
         ]
         for ok, key, what in checks:
             if not ok:
