@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -571,12 +572,23 @@ def train(
             atomic_write_json(run_dir / "run.json", record)
     train_time = 0.0
     window = torch.zeros(4, dtype=torch.float64)  # loss_sum, masked, bytes, real tokens
-    window_time, window_steps = 0.0, 0
+    window_time, window_wait, window_steps = 0.0, 0.0, 0
     progress = tqdm(total=cfg.steps, initial=state.step, desc="pretrain", unit="step",
                     disable=not accelerator.is_main_process, dynamic_ncols=True)
     device = accelerator.device
     start_step = state.step
     wall_start = time.perf_counter()
+
+    def step_batches(step: int) -> list[dict[str, torch.Tensor]]:
+        # rows and masks depend on the step only (seeded per step), so building them ahead changes nothing
+        return [masker(_rows(train_dataset, plan.rows(step, rank, m)), masking_seed(cfg.seed, step))
+                for m in range(accumulation)]
+
+    # the next step's batches are read and masked in a background thread while this step computes;
+    # data_wait_s is the time a step still had to wait for them
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="longadapt-data")
+    pending = prefetch.submit(step_batches, state.step) if state.step < cfg.steps else None
+    data_wait = session_step_time = 0.0
     try:
         while state.step < cfg.steps:
             step = state.step
@@ -586,8 +598,9 @@ def train(
                     "step %d: process %d/%d reads rows %s", step + 1, rank, world,
                     [plan.rows(step, rank, m) for m in range(accumulation)],
                 )
-            step_seed = masking_seed(cfg.seed, step)
-            batches = [masker(_rows(train_dataset, plan.rows(step, rank, m)), step_seed) for m in range(accumulation)]
+            batches = pending.result()
+            pending = prefetch.submit(step_batches, step + 1) if step + 1 < cfg.steps else None
+            waited = time.perf_counter() - t0
             counts = torch.tensor(
                 [float((b["labels"] != -100).sum()) for b in batches], dtype=torch.float64, device=device
             )
@@ -631,8 +644,11 @@ def train(
             state.masked_tokens += int(stats[1])
             dt = time.perf_counter() - t0
             train_time += dt
+            data_wait += waited
+            session_step_time += dt
             window += stats.cpu()
             window_time += dt
+            window_wait += waited
             window_steps += 1
             progress.update(1)
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
@@ -642,6 +658,7 @@ def train(
                     "lr": scheduler.get_last_lr()[0],
                     "grad_norm": grad_norm,
                     "tokens_per_s": float(window[3]) / max(window_time, 1e-9),
+                    "data_wait_fraction": window_wait / max(window_time, 1e-9),
                     "tokens": state.tokens,
                     "epoch": plan.epoch_at(state.step),
                     "elapsed_s": time.perf_counter() - wall_start,
@@ -650,7 +667,7 @@ def train(
                     writer.write({"step": state.step, "kind": "train", **rec})
                 progress.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}")
                 window.zero_()
-                window_time, window_steps = 0.0, 0
+                window_time, window_wait, window_steps = 0.0, 0.0, 0
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
                 last_eval = evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
                 _log_eval(writer, state.step, last_eval, state)
@@ -663,6 +680,7 @@ def train(
                     cfg.keep_last,
                 )
     finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
         progress.close()
         if writer is not None:
             writer.close()
@@ -681,6 +699,8 @@ def train(
         tokens_seen=state.tokens,
         train_time_s=state.elapsed_s,
         train_tokens_per_s=tokens_per_s,
+        # share of this session's step time spent waiting for data (0 = the loop never waited)
+        data_wait_fraction=data_wait / session_step_time if session_step_time > 0 else None,
         initial_metrics=initial_metrics,
         final_metrics=final_metrics,
     )
