@@ -78,6 +78,7 @@ def test_tiny_run_learns_and_writes_a_complete_run_dir(shared_data, cache_dir, t
     assert [r["step"] for r in evals] == [0, 20, 40]
     assert [r["step"] for r in trains] == list(range(5, 41, 5))
     assert all(math.isfinite(r["loss"]) and r["tokens_per_s"] > 0 for r in trains)
+    assert all(0.0 <= r["data_wait_fraction"] < 1.0 for r in trains)
     assert evals[-1]["loss"] == pytest.approx(result.metrics["loss"])
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -88,6 +89,7 @@ def test_tiny_run_learns_and_writes_a_complete_run_dir(shared_data, cache_dir, t
 
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "completed" and run["steps_done"] == 40
+    assert 0.0 <= run["data_wait_fraction"] < 1.0
     assert run["config"]["lr"] == 3e-3 and run["config"]["corpus"]["path"].endswith("fr.jsonl.gz")
     assert run["versions"]["torch"] and run["versions"]["transformers"] and run["versions"]["accelerate"]
     assert run["data"]["train"]["fingerprint"] and run["data"]["packed_fingerprint"]
