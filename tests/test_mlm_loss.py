@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
-from longadapt.modeling.loss import chunked_linear_cross_entropy, chunked_token_losses, default_chunk_size
+from longadapt.modeling.loss import chunked_linear_cross_entropy, default_chunk_size
 
 
 def _reference(h, w, b, t):
@@ -140,9 +140,14 @@ def test_model_without_masked_tokens_keeps_every_parameter_in_the_graph():
 def test_token_losses_without_gradients_match_per_token_cross_entropy():
     h, w, b, t = _leaves(45, 8, 33, True, dtype=torch.float32, seed=3)
     ref = F.cross_entropy(F.linear(h, w, b), t, reduction="none")
-    got = chunked_token_losses(h, w, b, t, 10)
+    with torch.no_grad():
+        got = chunked_linear_cross_entropy(h, w, b, t, 10, reduction="none")
     assert got.shape == (45,) and not got.requires_grad
     assert torch.allclose(got, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="computes no gradients"):
+        chunked_linear_cross_entropy(h, w, b, t, 10, reduction="none")
+    with pytest.raises(ValueError, match="reduction must be"):
+        chunked_linear_cross_entropy(h, w, b, t, 10, reduction="sum")
 
 
 def test_model_gives_token_losses_in_evaluation():

@@ -98,35 +98,30 @@ def _check(hidden, target, chunk_size, vocab_size):
     return int(chunk_size)
 
 
-@torch.no_grad()
-def chunked_token_losses(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    target: torch.Tensor,
-    chunk_size: int | None = None,
-) -> torch.Tensor:
-    """The cross-entropy (nats) of every row, ``(N,)`` in at least float32, without gradients and
-    without the ``(N, V)`` logits: ``F.cross_entropy(F.linear(hidden, weight, bias).float(), target,
-    reduction="none")``. For evaluation."""
-    chunk_size = _check(hidden, target, chunk_size, weight.shape[0])
-    return _chunk_pass(hidden, weight, bias, target, chunk_size, False, False, False)[0]
-
-
 def chunked_linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     target: torch.Tensor,
     chunk_size: int | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Mean cross-entropy of ``hidden @ weight.T + bias`` against ``target`` (every target a real
-    class id: select the labelled rows first), equal to
-    ``F.cross_entropy(F.linear(hidden, weight, bias).float(), target)`` and its gradients, without
-    the ``(N, V)`` logits. ``hidden`` (N, H), ``weight`` (V, H), ``bias`` (V,) or None, ``target`` (N,).
-    With N = 0 the loss is 0 and every gradient is zero (the graph stays connected, as DDP needs)."""
+    """Cross-entropy of ``hidden @ weight.T + bias`` against ``target`` (every target a real class id:
+    select the labelled rows first) without the ``(N, V)`` logits. ``hidden`` (N, H), ``weight`` (V, H),
+    ``bias`` (V,) or None, ``target`` (N,).
+
+    ``reduction="mean"``: equal to ``F.cross_entropy(F.linear(hidden, weight, bias).float(), target)``
+    and its gradients; with N = 0 the loss is 0 and every gradient is zero (the graph stays connected,
+    as DDP needs). ``reduction="none"``: the loss of every row, ``(N,)`` in at least float32, without
+    gradients (for evaluation; refused where autograd would need them)."""
     chunk_size = _check(hidden, target, chunk_size, weight.shape[0])
-    return _ChunkedLinearCrossEntropy.apply(hidden, weight, bias, target, chunk_size)
+    if reduction == "mean":
+        return _ChunkedLinearCrossEntropy.apply(hidden, weight, bias, target, chunk_size)
+    if reduction != "none":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias)):
+        raise ValueError("reduction='none' computes no gradients: call it under torch.no_grad()")
+    return _chunk_pass(hidden, weight, bias, target, chunk_size, False, False, False)[0]
 
 
-__all__ = ["chunked_linear_cross_entropy", "chunked_token_losses", "default_chunk_size"]
+__all__ = ["chunked_linear_cross_entropy", "default_chunk_size"]

@@ -38,7 +38,7 @@ from longadapt.modeling.attention import (
     resolve_backend,
 )
 from longadapt.modeling.configuration import GLOBAL, LOCAL, LongAdaptConfig
-from longadapt.modeling.loss import chunked_linear_cross_entropy, chunked_token_losses
+from longadapt.modeling.loss import chunked_linear_cross_entropy
 
 
 def _norm(config: LongAdaptConfig) -> nn.LayerNorm:
@@ -447,7 +447,8 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
             if torch.is_grad_enabled():
                 loss = chunked_linear_cross_entropy(h, self.decoder.weight, self.decoder.bias, target, chunk)
             else:
-                token_losses = chunked_token_losses(h, self.decoder.weight, self.decoder.bias, target, chunk)
+                token_losses = chunked_linear_cross_entropy(h, self.decoder.weight, self.decoder.bias, target, chunk,
+                                                            reduction="none")
                 loss = token_losses.mean() if token_losses.numel() else token_losses.sum()
             return LongAdaptMaskedLMOutput(loss=loss, logits=None, hidden_states=_pad_hidden(layout, hidden),
                                            token_losses=token_losses)
