@@ -126,6 +126,7 @@ def run_arm(name: str, model_name: str, train_ds, val_ds, args, tokenizer) -> di
         "real_tokens_per_s_windows": windows,
         "mean_real_tokens_per_s": result.train_tokens_per_s,
         "real_tokens_per_step": run["tokens_seen"] / run["steps_done"],
+        "data_wait_fraction": run.get("data_wait_fraction"),  # share of step time spent waiting for batches
         "wall_s": wall,
         "load_average_1min": [load_before, os.getloadavg()[0]],  # other work on the machine skews timings
     }
