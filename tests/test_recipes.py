@@ -58,9 +58,13 @@ def test_convert_recipe_french(tmp_path):
 
 def test_convert_recipe_with_a_head_warm_up_phase(tmp_path):
     out = tmp_path / "convert-head"
-    d = _small("convert", "fr", out)
-    d["phases"] = [dict(name="head", max_length=1024, steps=2, freeze=["model.*"]),
-                   dict(name="mlm", max_length=1024, steps=2)]
+    shipped = yaml.safe_load((REPO / "recipes" / "convert" / "fr-tiny.yaml").read_text())
+    shipped["phases"] = [dict(name="head", max_length=4096, steps=4, freeze=["model.*"]),
+                         dict(name="mlm", max_length=4096, steps=12)]
+    d = {**smoke_recipe(shipped), "out": str(out)}
+    # the smoke version keeps the phases (names, frozen parameters), only shorter
+    assert d["phases"] == [dict(name="head", max_length=1024, steps=2, freeze=["model.*"]),
+                           dict(name="mlm", max_length=1024, steps=2)]
     result = run_recipe(recipe_from_dict(d))
     head, mlm = (json.loads((out / "phases" / name / "run.json").read_text())["derived"] for name in ("head", "mlm"))
     # the warm-up trains the new MLM head only (dense + norm + decoder bias), the next phase everything

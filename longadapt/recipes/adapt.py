@@ -489,16 +489,19 @@ def smoke_recipe(data: dict[str, Any], steps: int = 2, max_length: int = 1024, d
     d = copy.deepcopy(data)
     d.pop("token_budget", None)
     strategy = d.get("strategy")
+    # convert and continue keep the recipe's phases (names, frozen parameters), only shorter
+    shrunk = [dict(name=p.get("name", "mlm"), max_length=max_length, steps=steps,
+                   **({"freeze": p["freeze"]} if p.get("freeze") else {})) for p in d.get("phases") or [{}]]
     if strategy == "convert":
         d.setdefault("convert", {})["max_length"] = max_length
-        d["phases"] = [dict(name="mlm", max_length=max_length, steps=steps)]
+        d["phases"] = shrunk
     elif strategy == "continue":
         cont = d.setdefault("continue", {})
         if cont.get("make_long"):
             cont["make_long"]["max_length"] = max_length
         cont["tokenizer"] = {"vocab_size": 1500, "max_documents": max(20, documents // 2)}
         cont["extend"] = {"max_documents": max(20, documents // 2), "max_words": 100, "min_frequency": 3}
-        d["phases"] = [dict(name="mlm", max_length=max_length, steps=steps)]
+        d["phases"] = shrunk
     else:
         scratch = d.setdefault("scratch", {})
         scratch["tokenizer"] = {"vocab_size": 1500, "max_documents": max(20, documents // 2)}
