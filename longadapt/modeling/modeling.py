@@ -439,9 +439,10 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
             bool(output_hidden_states), global_attention_mask,
         )
         loss = None
-        if labels is not None and not return_logits:
+        if labels is not None and (self.config.sparse_prediction or not return_logits):
             flat = layout.unpad(labels)
             keep = flat != -100
+        if labels is not None and not return_logits:
             h, target, chunk = self.head(x[keep]), flat[keep], self.config.mlm_loss_chunk_size
             token_losses = None
             if torch.is_grad_enabled():
@@ -453,8 +454,6 @@ class LongAdaptForMaskedLM(LongAdaptPreTrainedModel):
             return LongAdaptMaskedLMOutput(loss=loss, logits=None, hidden_states=_pad_hidden(layout, hidden),
                                            token_losses=token_losses)
         if labels is not None and self.config.sparse_prediction:
-            flat = layout.unpad(labels)
-            keep = flat != -100
             logits = self.decoder(self.head(x[keep]))
             loss = F.cross_entropy(logits.float(), flat[keep]) if logits.shape[0] else logits.sum() * 0.0
         else:

@@ -585,7 +585,7 @@ def train(
                 for m in range(accumulation)]
 
     # the next step's batches are read and masked in a background thread while this step computes;
-    # data_wait_s is the time a step still had to wait for them
+    # data_wait_fraction is the share of step time still spent waiting for them
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="longadapt-data")
     pending = prefetch.submit(step_batches, state.step) if state.step < cfg.steps else None
     data_wait = session_step_time = 0.0
@@ -598,9 +598,10 @@ def train(
                     "step %d: process %d/%d reads rows %s", step + 1, rank, world,
                     [plan.rows(step, rank, m) for m in range(accumulation)],
                 )
+            t_wait = time.perf_counter()
             batches = pending.result()
+            waited = time.perf_counter() - t_wait
             pending = prefetch.submit(step_batches, step + 1) if step + 1 < cfg.steps else None
-            waited = time.perf_counter() - t0
             counts = torch.tensor(
                 [float((b["labels"] != -100).sum()) for b in batches], dtype=torch.float64, device=device
             )
