@@ -58,7 +58,7 @@ def user_task(tmp_path_factory) -> Path:
         "# a hospital's own BRAT data, no code\n"
         "name: hospital-symptoms\nlanguage: fr\ntype: ner\nreader: brat\nlabels: [SYMPTOM]\n"
         "data_root: brat\nsplits:\n  train: train\n  dev: dev\n  test: test\n"
-        "length_buckets: [100, 300]\ntraining:\n  batch_size: 4\n  learning_rate: 0.005\n",
+        "length_buckets: [100, 300]\ntraining:\n  batch_tokens: 256\n  learning_rate: 0.005\n",
         encoding="utf-8")
     return yaml_path
 
@@ -80,7 +80,7 @@ def test_evaluate_user_brat_task_then_compare(user_task: Path, models: tuple[Pat
         for seed in range(3):
             run = json.loads((out / model / "hospital-symptoms" / f"seed-{seed}" / "run.json").read_text())
             assert run["seed"] == seed and run["task"] == "hospital-symptoms" and run["main_metric"] == "f1"
-            assert run["config"]["training"]["epochs"] == 2 and run["config"]["training"]["batch_size"] == 4
+            assert run["config"]["training"]["epochs"] == 2 and run["config"]["training"]["batch_tokens"] == 256
             assert run["data"]["train"]["examples"] == 6 and run["data"]["test"]["files"] == 8
         summary = json.loads((out / model / "hospital-symptoms" / "summary.json").read_text())
         assert summary["seeds"] == [0, 1, 2] and summary["score"]["n"] == 3
@@ -94,7 +94,7 @@ def test_evaluate_user_brat_task_then_compare(user_task: Path, models: tuple[Pat
     caplog.set_level(logging.INFO, logger="longadapt")
     caplog.clear()
     assert main(args) == 0
-    assert "fine-tuning" not in caplog.text and caplog.text.count("skipped") == 6
+    assert ": fine-tuning" not in caplog.text and caplog.text.count(": reused (same fingerprint") == 6
 
     report = tmp_path / "report" / "report.md"
     assert main(["compare", str(out), "--out", str(report)]) == 0
@@ -158,23 +158,38 @@ def test_evaluate_save_models_keeps_the_selected_model(user_task: Path, models: 
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no temporary left behind
 
     model = AutoModelForTokenClassification.from_pretrained(saved).eval()
-    assert model.config.id2label == {0: "O", 1: "B-SYMPTOM", 2: "I-SYMPTOM"}
-    assert model.config.longadapt_task["best_epoch"] == run["best_epoch"]
-    base = AutoModelForTokenClassification.from_pretrained(models[0], num_labels=3)
+    # the fixture nests a SYMPTOM inside a SYMPTOM: two B/I/O layers of the type
+    assert model.config.id2label == {0: "O:SYMPTOM", 1: "B-SYMPTOM", 2: "I-SYMPTOM",
+                                     3: "O:SYMPTOM^2", 4: "B-SYMPTOM^2", 5: "I-SYMPTOM^2"}
+    info = model.config.longadapt_task
+    assert info["best_epoch"] == run["best_epoch"] and info["scheme"] == run["entities"]["scheme"]
+    base = AutoModelForTokenClassification.from_pretrained(models[0], num_labels=6)
     assert not torch.equal(model.get_input_embeddings().weight, base.get_input_embeddings().weight)  # fine-tuned
 
     task = load_task(str(user_task), None)
-    cfg = task.config.training.resolved(task.type)
+    cfg = task.training()
     tok = W.load_tokenizer(str(saved))
     assert tok.model_max_length == W.load_tokenizer(str(models[0])).model_max_length
     tok.model_max_length = 10**9
-    adapter = F.TokenAdapter(task, tok, cfg, W.model_max_length(tok, model.config, None))
+    data = task.load_data()
+    adapter = F.TokenAdapter(task, tok, cfg, W.model_max_length(tok, model.config, None), data)
     runner = F._Runner(Accelerator(cpu=True), model, cfg.eval_batch_size)
-    test = task.load_split("test")
-    scores, _ = adapter.score(test, adapter.predict(runner, test), None, fit_threshold=False)
+    test = data["test"]
+    out_test = adapter.predict(runner, test)
+    scores, _ = adapter.score(test, out_test, None, fit_threshold=False)
     assert scores == pytest.approx(run["test"], abs=1e-12)
     per_doc = [r["f1"] for r in run["per_example"]]
-    assert [r["f1"] for r in adapter.per_example(test, adapter.predict(runner, test), None)] == pytest.approx(per_doc)
+    assert [r["f1"] for r in adapter.per_example(test, out_test, None)] == pytest.approx(per_doc)
+    # the written predictions are the model's: the BRAT folder reads back to the same mentions
+    from longadapt.evaluation.readers import read_brat
+
+    predicted = {d.id: {(e.start, e.end, e.label) for e in d.entities}
+                 for d in read_brat(run_dir / "predictions" / "brat", labels=["SYMPTOM"])}
+    assert predicted == {d: m for d, m in adapter.mentions(test, out_test).items()}
+    rows = [json.loads(line) for line in (run_dir / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert sum(len(r["mentions"]) for r in rows) == run["entities"]["test"]["total"]["predicted"]
+    assert sum(m["correct"] for r in rows for m in r["mentions"]) == run["entities"]["test"]["total"]["correct"]
+    assert "| SYMPTOM | 84 | 84 |" in (run_dir / "entities.md").read_text()
 
 
 def test_batch_tokens_gives_windows_and_whole_documents_the_same_steps(user_task: Path, models: tuple[Path, Path],
@@ -188,7 +203,7 @@ def test_batch_tokens_gives_windows_and_whole_documents_the_same_steps(user_task
                 for m in ("tiny-a", "small")}
         return {m: {"steps": r["timing"]["optimizer_steps"], **r["diagnostics"]} for m, r in runs.items()}
 
-    by_examples = steps([], tmp_path / "examples")
+    by_examples = steps(["--set", "training.batch_tokens=null", "--set", "training.batch_size=4"], tmp_path / "examples")
     assert by_examples["small"]["steps"] >= 1.8 * by_examples["tiny-a"]["steps"]
     by_tokens = steps(["--set", "training.batch_tokens=512"], tmp_path / "tokens")
     for d in by_tokens.values():

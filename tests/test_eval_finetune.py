@@ -87,15 +87,17 @@ def test_user_regression_and_single_label_tasks(tiny_dir: Path, tmp_path: Path) 
     rng = np.random.default_rng(0)
     words = "fièvre toux douleur patient examen normal sévère".split()
     texts = [" ".join(rng.choice(words, size=rng.integers(5, 400))) for _ in range(30)]
-    _tsv(tmp_path / "sts.tsv", [(t, f"{rng.uniform(0, 5):.2f}") for t in texts], "text\tscore")
-    _tsv(tmp_path / "cls.tsv", [(t, "long" if len(t.split()) > 150 else "short") for t in texts], "text\tlabel")
+    for split, part in (("train", texts[:14]), ("dev", texts[14:22]), ("test", texts[22:])):
+        _tsv(tmp_path / f"sts-{split}.tsv", [(t, f"{rng.uniform(0, 5):.2f}") for t in part], "text\tscore")
+        _tsv(tmp_path / f"cls-{split}.tsv", [(t, "long" if len(t.split()) > 150 else "short") for t in part],
+             "text\tlabel")
     (tmp_path / "sts.yaml").write_text(
         "type: regression\nreader: tsv\nreader_options: {score_column: score, label_column: null}\n"
-        "data_root: .\nsplits: {train: sts.tsv, dev: sts.tsv, test: sts.tsv}\n", encoding="utf-8")
+        "data_root: .\nsplits: {train: sts-train.tsv, dev: sts-dev.tsv, test: sts-test.tsv}\n", encoding="utf-8")
     (tmp_path / "cls.yaml").write_text(
         "type: classification\nreader: tsv\nlabels: [long, short]\nlength_buckets: [150]\n"
-        "data_root: .\nsplits: {train: cls.tsv, dev: cls.tsv, test: cls.tsv}\n", encoding="utf-8")
-    sts = run(str(tiny_dir), load_task(tmp_path / "sts.yaml"), seed=0, training=TrainingConfig(epochs=1),
+        "data_root: .\nsplits: {train: cls-train.tsv, dev: cls-dev.tsv, test: cls-test.tsv}\n", encoding="utf-8")
+    sts = run(str(tiny_dir), load_task(tmp_path / "sts.yaml"), seed=0, training=TrainingConfig(epochs=1, batch_size=4),
               limits=RunLimits(max_steps=2))
     assert {"spearman", "edrm", "pearson", "rmse"} <= set(sts.test) and sts.main_metric == "spearman"
     assert sts.config["training"]["epochs"] == 1 and sts.timing["optimizer_steps"] == 2

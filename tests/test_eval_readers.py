@@ -8,7 +8,8 @@ import pytest
 
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import readers as R
-from longadapt.evaluation.data import Document, Entity, document_to_tagged, resolve_overlaps, tags_to_spans
+from longadapt.evaluation import entities as E
+from longadapt.evaluation.data import document_words, tags_to_spans
 
 E3C = [("fr", "French"), ("es", "Spanish"), ("en", "English")]
 
@@ -53,10 +54,16 @@ def test_e3c_xmi_details(shared_data: Path) -> None:
     assert (first.start, first.end, first.label) == (115, 144, "CLINENTITY")
     assert first.text == "diabète non-insulinodépendant"
     assert first.attributes["entityID"] == "C0011860"
-    tagged = document_to_tagged(doc)
-    i = tagged.words.index("diabète")
-    assert tagged.tags[i : i + 4] == ["B-CLINENTITY", "I-CLINENTITY", "I-CLINENTITY", "I-CLINENTITY"]  # non - insulino...
-    assert tagged.words[i : i + 4] == ["diabète", "non", "-", "insulinodépendant"]
+    (seq,), units, counts = document_words(doc, "regex", "fragments")
+    assert counts == {"annotations": len(doc.entities), "discontinuous": 0, "duplicates": 0, "trimmed": 0}
+    assert (115, 144, "CLINENTITY") in units
+    scheme = E.FlattenScheme(["CLINENTITY"])
+    words = E.Words(seq.offsets)
+    tags = scheme.tags(scheme.encode(E.to_word_mentions(units, words), len(words)))
+    i = seq.words.index("diabète")
+    assert tags[i : i + 4] == ["B-CLINENTITY", "I-CLINENTITY", "I-CLINENTITY", "I-CLINENTITY"]  # non - insulino...
+    assert seq.words[i : i + 4] == ["diabète", "non", "-", "insulinodépendant"]
+    assert words.char_span(i, i + 4) == (115, 144)
 
 
 @pytest.mark.parametrize("lang,name", E3C)
@@ -78,11 +85,17 @@ CANTEMIST = {"train-set": (501, 382229, 6396), "dev-set1": (250, 189357, 3341),
 def test_cantemist_brat_counts(shared_data: Path, split: str) -> None:
     docs = R.read_brat(shared_data / "tasks/es/cantemist" / split / "cantemist-ner", labels=["MORFOLOGIA_NEOPLASIA"])
     assert _counts(docs) == CANTEMIST[split]
-    # overlapping mentions exist; the longest-span policy removes every overlap
-    for doc in docs[:50]:
-        kept, dropped = resolve_overlaps(doc.entities)
-        assert len(kept) + len(dropped) == len(doc.entities)
-        assert all(a.end <= b.start for a, b in zip(kept, kept[1:]))
+    # overlapping mentions exist: flattening loses some, the layers scheme represents all but a few
+    # (a mention boundary inside a word)
+    docs_words = [(document_words(d, "regex", "fragments")[1], E.Words(document_words(d, "regex", "fragments")[0][0].offsets))
+                  for d in docs[:60]]
+    assert E.overlapping(docs_words) > 0
+    layers = E.build_scheme("layers", ["MORFOLOGIA_NEOPLASIA"], docs_words)
+    flat = E.FlattenScheme(["MORFOLOGIA_NEOPLASIA"])
+    n = sum(len(u) for u, _ in docs_words)
+    rep_layers = sum(len(E.representable(layers, u, w)[0]) for u, w in docs_words)
+    rep_flat = sum(len(E.representable(flat, u, w)[0]) for u, w in docs_words)
+    assert rep_flat < rep_layers and rep_layers >= n - 3
 
 
 CODIESP = {"train": (500, 174509), "dev": (250, 88074), "test": (250, 88178)}
@@ -162,7 +175,7 @@ def test_brat_unknown_label(tmp_path: Path) -> None:
         R.read_brat(tmp_path, labels=["SYMPTOM"])
 
 
-def test_brat_discontinuous_and_overlap_policy(tmp_path: Path) -> None:
+def test_brat_discontinuous_fragments_are_kept(tmp_path: Path) -> None:
     text = "douleur thoracique et abdominale"
     ann = ("T1\tSYMPTOM 0 18\tdouleur thoracique\n"
            "T2\tSYMPTOM 0 7;22 32\tdouleur abdominale\n"
@@ -170,19 +183,19 @@ def test_brat_discontinuous_and_overlap_policy(tmp_path: Path) -> None:
            "R1\tRel Arg1:T1 Arg2:T3\n")
     doc = R.read_brat(_brat(tmp_path, text, ann))[0]
     t2 = doc.entities[1]
-    assert (t2.start, t2.end, t2.fragments) == (22, 32, ((0, 7), (22, 32)))  # longest fragment kept
-    tagged = document_to_tagged(doc)
-    assert tagged.words == ["douleur", "thoracique", "et", "abdominale"]
-    # T1 (18 chars) wins over the nested T3; T2's kept fragment does not overlap T1
-    assert tagged.tags == ["B-SYMPTOM", "I-SYMPTOM", "O", "B-SYMPTOM"]
-    assert tagged.meta["dropped_overlapping"] == 1
+    assert (t2.start, t2.end, t2.fragments, t2.text) == (0, 32, ((0, 7), (22, 32)), "douleur abdominale")
+    assert [e.label for e in doc.entities] == ["SYMPTOM", "SYMPTOM", "ORGAN"]  # relations are not read
 
 
 def test_brat_missing_ann(tmp_path: Path) -> None:
     _brat(tmp_path, "a", "")
     (tmp_path / "doc2.txt").write_text("b", encoding="utf-8")
-    with pytest.raises(LongAdaptError, match=r"doc2\.txt: has no \.ann file"):
+    with pytest.raises(LongAdaptError, match=r"doc2\.txt: has no \.ann file.*ids_mode: exclude"):
         R.read_brat(tmp_path)
+    # a document outside the selection may lack its .ann: ids are applied before files are read
+    assert [d.id for d in R.read_brat(tmp_path, select=R.IdSelection(["doc2"], "exclude", "ids.txt"))] == ["doc1"]
+    with pytest.raises(LongAdaptError, match=r"ids\.txt: 1 of its 2 ids match no document in .*: doc9"):
+        R.read_brat(tmp_path, select=R.IdSelection(["doc1", "doc9"], "include", "ids.txt"))
 
 
 def test_xmi_offset_outside_text(tmp_path: Path) -> None:
@@ -240,11 +253,3 @@ def test_reader_options_are_checked(tmp_path: Path) -> None:
         R.read("tsv", tmp_path / "x.tsv", {"text_col": "abstract"})
     with pytest.raises(LongAdaptError, match=r"unknown reader 'csv'"):
         R.read("csv", tmp_path)
-
-
-def test_overlap_resolution_is_longest_first() -> None:
-    ents = [Entity(0, 5, "A"), Entity(3, 12, "B"), Entity(10, 14, "C"), Entity(20, 25, "D")]
-    kept, dropped = resolve_overlaps(ents)
-    assert [e.label for e in kept] == ["B", "D"] and {e.label for e in dropped} == {"A", "C"}
-    doc = Document("d", "x" * 30, ents)
-    assert document_to_tagged(doc, splitter="whitespace").tags == ["B-B"]  # one 30-char word

@@ -39,15 +39,19 @@ def test_e3c_sentence_task_protocol(shared_data: Path, name: str) -> None:
 
 def test_e3c_document_task(shared_data: Path) -> None:
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)
-    train, dev, test = (task.load_split(s) for s in ("train", "dev", "test"))
+    data = task.load_data()
+    train, dev, test = data["train"], data["dev"], data["test"]
     assert (len(train), len(dev), len(test)) == (30, 6, 45)
     assert not {d.id for d in train} & {d.id for d in dev}
     assert dev[0].id == "FR100275" and all(d.id.startswith("FR") for d in dev)  # 6th train id in order
-    # every CLINENTITY is a word-level entity, except the overlapping ones (longest kept)
-    assert _entities(train) + _entities(dev) + sum(d.meta["dropped_overlapping"] for d in train + dev) == 596
-    assert _entities(test) + sum(d.meta["dropped_overlapping"] for d in test) == 731
+    # every CLINENTITY of the README is a gold mention, and the default scheme represents all of them
+    gold = {s: data.stats[s].entities["total"] for s in ("train", "dev", "test")}
+    assert gold["train"]["gold"] + gold["dev"]["gold"] == 596 and gold["test"]["gold"] == 731
+    assert all(g["representable"] == g["gold"] for g in gold.values())
+    assert data.scheme.name == "layers" and data.scheme.n_layers == 4  # "hépatites virales A, B et C" nests 4 deep
     assert sum(d.meta["n_whitespace_words"] for d in test) == 13382
     assert all(d.offsets is not None and len(d.offsets) == len(d.words) for d in test)
+    assert task.training().batch_tokens == 2048  # a document task trains by tokens
 
 
 def test_other_builtin_tasks(shared_data: Path) -> None:
@@ -88,7 +92,7 @@ def test_user_task_file_and_overrides(tmp_path: Path) -> None:
         ("type: ner\nreader: iob\nlabels: [A]\nsplits:\n  train: a\n  dev: a\n", r"split 'test' is missing"),
         ("type: ner\nreader: iob\nlabels: [A]\nepochs: 3\n", r"unknown key 'epochs'"),
         ("type: ner\nreader: iob\nlabels: [A]\nsplits: {train: a, dev: a, test: a}\ntraining: {epoch: 3}\n",
-         r"training: unknown key 'epoch'"),
+         r"t\.yaml: unknown key 'training\.epoch' \(did you mean 'training\.epochs'\?\)"),
     ],
 )
 def test_bad_task_yaml(tmp_path: Path, body: str, message: str) -> None:

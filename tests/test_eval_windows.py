@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from longadapt.evaluation import entities as E
 from longadapt.evaluation import windows as W
 from longadapt.evaluation.testing import tiny_bert, tiny_roberta
 
@@ -138,10 +140,12 @@ def test_windowed_prediction_with_a_real_model(tiny_dir: Path, shared_data: Path
     tok = W.load_tokenizer(str(tiny_dir))
     words = _doc_of_tokens(tok, 1000, SINGLE + MULTI)
     docs = [TaggedSentence("long", words, ["O"] * len(words)), TaggedSentence("short", SINGLE, ["O"] * len(SINGLE))]
-    adapter = TokenAdapter(task, tok, task.training(), 128)
-    model = AutoModelForTokenClassification.from_pretrained(tiny_dir, num_labels=3)
+    scheme = E.LayersScheme(["CLINENTITY"], {"CLINENTITY": 2})  # 2 layers x O/B/I
+    adapter = TokenAdapter(task, tok, task.training(), 128, SimpleNamespace(scheme=scheme))
+    model = AutoModelForTokenClassification.from_pretrained(tiny_dir, num_labels=adapter.n_layers * 3)
     out = adapter.predict(_Runner(Accelerator(cpu=True), model, 8), docs)
-    assert [len(t) for t in out["tags"]] == [len(words), len(SINGLE)]
+    assert [c.shape for c in out["classes"]] == [(len(words), scheme.n_layers), (len(SINGLE), scheme.n_layers)]
+    assert all(s.all() for s in out["seen"])
     assert out["n_windows"][0] == len(W.window_spans(1000, 126, 63)) and out["n_windows"][1] == 1
     assert adapter.stats["words_without_subtoken"] == 0
 

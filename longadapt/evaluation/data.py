@@ -3,30 +3,24 @@
 Every reader returns one of four kinds of examples:
 
 - :class:`Document`: a text with character-offset entity spans (BRAT, UIMA XMI);
-- :class:`TaggedSentence`: a word-level tagged sequence (IOB/CoNLL columns);
-- :class:`ClassificationExample`: a text with zero or more labels, or a score (TSV, CodiEsp);
+- :class:`TaggedSentence`: a word-level tagged sequence (IOB/CoNLL columns, datasets);
+- :class:`ClassificationExample`: a text with zero or more labels, or a score (TSV, CodiEsp, datasets);
 - :class:`MCQAItem`: a question, its options and the correct options (JSON).
 
 Named-entity tasks are trained and scored on *words*: a :class:`Document` becomes a
-:class:`TaggedSentence` (all the words of the document, BIO tags derived from its spans) with
-:func:`document_to_tagged`, so that models with different tokenizers are scored on the same units.
-
-Span policy (documented in docs/evaluation.md):
-
-- a discontinuous BRAT entity keeps its longest fragment (the fragments are kept in
-  ``Entity.fragments``); E3C XMI stores discontinuous entities as one extent, which is used as is;
-- overlapping or nested entities are resolved *longest span first*: spans are taken in order of
-  decreasing length (then increasing start) and a span that overlaps one already kept is dropped.
-  The same resolution is applied to the gold spans of every split, so that the gold standard is
-  something a BIO tagger can produce.
+:class:`TaggedSentence` holding all the words of the document with their character offsets and the
+document's gold mentions (:func:`document_words`, optionally cut into segments); a scheme of
+:mod:`.entities` then gives every word its classes. Nothing about nesting is decided here: every gold
+mention is kept, and :mod:`.entities` scores against all of them.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from longadapt.evaluation.entities import gold_units, tags_to_spans  # noqa: F401  (tags_to_spans re-exported)
 
 WORD_PATTERNS: dict[str, str] = {
     # letters/digits runs, every other non-space character on its own
@@ -66,7 +60,14 @@ class Document:
 
 @dataclass
 class TaggedSentence:
-    """A word-level tagged sequence (a sentence, or all the words of a document)."""
+    """A word-level tagged sequence (a sentence, or all the words of a document or of a segment of it).
+
+    For entity tasks ``text`` is the document's text, ``offsets`` the words' character offsets into it,
+    ``mentions`` the gold mentions ``(start, end, label)`` that lie inside this sequence and ``doc_id`` the
+    document it belongs to (several segments share one). ``tags`` holds the IOB tags read from a tagged
+    file (empty for documents); ``classes`` the word classes of the task's scheme, set when the task's
+    data is prepared.
+    """
 
     id: str
     words: list[str]
@@ -75,6 +76,10 @@ class TaggedSentence:
     line: int = 0
     offsets: list[tuple[int, int]] | None = None  # character offsets of the words, when known
     meta: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+    mentions: list[tuple[int, int, str]] | None = None
+    doc_id: str | None = None
+    classes: Any = None  # numpy (n_words, n_layers) class ids of the scheme
 
     @property
     def n_words(self) -> int:
@@ -127,86 +132,47 @@ def split_words(text: str, splitter: str = "regex") -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(pattern, text)]
 
 
-def resolve_overlaps(entities: list[Entity]) -> tuple[list[Entity], list[Entity]]:
-    """Keep the longest span of each group of overlapping spans.
+def document_words(doc: Document, splitter: str, discontinuous: str,
+                   segment_on: str | None = None) -> tuple[list[TaggedSentence], list[tuple[int, int, str]], dict[str, int]]:
+    """The words of ``doc`` (as one sequence, or as segments ending after each word equal to
+    ``segment_on``), its gold mentions, and counts (``annotations``, ``discontinuous``, ``duplicates``,
+    ``trimmed``).
 
-    Returns ``(kept, dropped)``; ``kept`` is sorted by start offset.
+    A segment holds the gold mentions that lie inside it; a mention that crosses a segment boundary is in
+    no segment (it stays in the document's gold and counts as not representable).
     """
-    order = sorted(entities, key=lambda e: (-(e.end - e.start), e.start, e.label))
-    kept: list[Entity] = []
-    dropped: list[Entity] = []
-    for ent in order:
-        if any(ent.start < k.end and k.start < ent.end for k in kept):
-            dropped.append(ent)
-        else:
-            kept.append(ent)
-    kept.sort(key=lambda e: (e.start, e.end))
-    return kept, dropped
-
-
-def document_to_tagged(doc: Document, splitter: str = "regex") -> TaggedSentence:
-    """All the words of ``doc`` with BIO tags derived from its entities.
-
-    Overlaps are resolved by :func:`resolve_overlaps`. A word belongs to an entity when it
-    overlaps the entity's span; the first such word is tagged ``B-``. Two kept entities that touch
-    the same word cannot both be tagged: the one that starts first keeps it and the other is dropped.
-    The number of entity boundaries falling inside a word, of dropped overlapping entities and of
-    entities dropped for a shared word are stored in ``meta``.
-    """
+    units, counts = gold_units(doc.entities, discontinuous, doc.text)
     offsets = split_words(doc.text, splitter)
-    words = [doc.text[s:e] for s, e in offsets]
-    tags = ["O"] * len(offsets)
-    kept, dropped = resolve_overlaps(doc.entities)
-    starts = [s for s, _ in offsets]
-    misaligned = 0
-    empty = 0
-    shared = 0
-    for ent in kept:
-        # the words that overlap [ent.start, ent.end)
-        i = max(bisect.bisect_right(starts, ent.start) - 1, 0)
-        while i < len(offsets) and offsets[i][1] <= ent.start:
-            i += 1
-        j = i
-        while j < len(offsets) and offsets[j][0] < ent.end:
-            j += 1
-        if j == i:
-            empty += 1  # a span made only of spaces: no word to tag
-            continue
-        if any(tags[k] != "O" for k in range(i, j)):
-            shared += 1  # shares a word with an entity kept before it (earlier start wins)
-            continue
-        tags[i] = "B-" + ent.label
-        for k in range(i + 1, j):
-            tags[k] = "I-" + ent.label
-        misaligned += (offsets[i][0] != ent.start) + (offsets[j - 1][1] != ent.end)
-    return TaggedSentence(
-        id=doc.id,
-        words=words,
-        tags=tags,
-        source=doc.source,
-        offsets=offsets,
-        meta={
-            "n_entities": len(doc.entities),
-            "dropped_overlapping": len(dropped),
-            "misaligned_boundaries": misaligned,
-            "entities_without_words": empty,
-            "entities_sharing_a_word": shared,
-            "n_whitespace_words": doc.n_words,
-        },
-    )
+    cuts: list[tuple[int, int]] = []  # word ranges of the segments
+    if segment_on:
+        first = 0
+        for i, (s, e) in enumerate(offsets):
+            if doc.text[s:e] == segment_on:
+                cuts.append((first, i + 1))
+                first = i + 1
+        if first < len(offsets):
+            cuts.append((first, len(offsets)))
+    else:
+        cuts.append((0, len(offsets)))
+    seqs = []
+    for k, (a, b) in enumerate(cuts):
+        offs = offsets[a:b]
+        lo = offs[0][0] if offs else 0
+        hi = offs[-1][1] if offs else 0
+        inside = [u for u in units if lo <= u[0] and u[1] <= hi] if segment_on else list(units)
+        seqs.append(TaggedSentence(
+            id=f"{doc.id}#{k}" if segment_on else doc.id, words=[doc.text[s:e] for s, e in offs], tags=[],
+            source=doc.source, offsets=offs, text=doc.text, mentions=inside, doc_id=doc.id,
+            meta={"n_whitespace_words": len(doc.text[lo:hi].split()) if segment_on else doc.n_words,
+                  **({"ignored_labels": doc.meta["ignored_labels"]} if k == 0 and doc.meta.get("ignored_labels")
+                     else {})}))
+    return seqs, units, counts
 
 
-def tags_to_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """Word spans ``(first, last_exclusive, label)`` of a BIO(IOB1-tolerant) tag sequence."""
-    spans: list[tuple[int, int, str]] = []
-    start: int | None = None
-    label = ""
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, typ = tag.partition("-")
-        begins = prefix == "B" or (prefix == "I" and (start is None or typ != label))
-        if start is not None and (prefix == "O" or begins):
-            spans.append((start, i, label))
-            start = None
-        if begins:
-            start, label = i, typ
-    return spans
+def sentence_text(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """A text for pre-split words (joined by single spaces) and each word's character offsets."""
+    offsets, pos = [], 0
+    for w in words:
+        offsets.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return " ".join(words), offsets

@@ -33,10 +33,11 @@ import numpy as np
 import longadapt  # noqa: F401  (registers the core with the Auto classes)
 from longadapt.config import to_dict
 from longadapt.errors import LongAdaptError
+from longadapt.evaluation import entities as E
 from longadapt.evaluation import metrics as M
 from longadapt.evaluation import windows as W
 from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence
-from longadapt.evaluation.tasks import Task, TrainingConfig
+from longadapt.evaluation.tasks import Task, TaskData, TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,25 +71,31 @@ class RunResult:
     versions: dict[str, str] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    entities: dict[str, Any] = field(default_factory=dict)  # scheme, per split and type: gold/representable/...
+    warnings: list[str] = field(default_factory=list)
+    predictions: list[dict[str, Any]] = field(default_factory=list)  # test outputs; written next to run.json
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "longadapt.evaluate.run", **asdict(self)}
+        out = {"kind": "longadapt.evaluate.run", **asdict(self)}
+        out.pop("predictions")
+        return out
 
 
-def versions() -> dict[str, str]:
-    import accelerate
-    import scipy
-    import seqeval
-    import sklearn
-    import torch
-    import transformers
+VERSIONED = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "scikit-learn", "scipy", "seqeval",
+             "numpy")
 
-    return {
-        "longadapt": longadapt.__version__, "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "accelerate": accelerate.__version__,
-        "scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
-        "seqeval": getattr(seqeval, "__version__", "unknown"), "numpy": np.__version__,
-    }
+
+def versions() -> dict[str, str | None]:
+    """The versions that can change a score (installed distributions, read by importlib.metadata)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"longadapt": longadapt.__version__, "python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def _n_words(ex: Any) -> int:
@@ -104,8 +111,8 @@ def _n_words(ex: Any) -> int:
 class _Adapter:
     """Builds features, batches, losses and predictions for one head type."""
 
-    def __init__(self, task: Task, tok: Any, cfg: TrainingConfig, max_length: int) -> None:
-        self.task, self.tok, self.cfg, self.max_length = task, tok, cfg, max_length
+    def __init__(self, task: Task, tok: Any, cfg: TrainingConfig, max_length: int, data: TaskData | None = None) -> None:
+        self.task, self.tok, self.cfg, self.max_length, self.data = task, tok, cfg, max_length, data
         self.prefix, self.suffix = W.special_tokens(tok)
         self.max_content = max_length - len(self.prefix) - len(self.suffix)
         self.eval_stride = min(cfg.stride or max(1, self.max_content // 2), self.max_content)
@@ -137,6 +144,11 @@ class _Adapter:
         types = enc.get("token_type_ids") if "token_type_ids" in self.tok.model_input_names else None
         return [(list(ids), list(types[i]) if types is not None else None) for i, ids in enumerate(enc["input_ids"])]
 
+    def predictions(self, examples: Sequence[Any], out: dict[str, Any]) -> list[dict[str, Any]]:
+        """Test outputs to write next to run.json (entity tasks: mentions with offsets); others: none
+        beyond run.json's per-example rows."""
+        return []
+
     def cached(self, key: str, examples: Sequence[Any], build: Any) -> Any:
         """Features of an example list, computed once per list (dev is predicted every epoch)."""
         cache = self.__dict__.setdefault("_cache", {})
@@ -147,12 +159,26 @@ class _Adapter:
 
 
 class TokenAdapter(_Adapter):
-    """NER / POS: token classification, word labels on first sub-tokens, windows merged per token."""
+    """NER / POS: token classification of words (first sub-token), windows merged per token.
+
+    NER heads have ``n_layers x n_classes`` outputs, one softmax per layer of the task's scheme
+    (:mod:`.entities`); a word's classes become mentions again and are scored against every gold mention
+    of its document (``TaskData.gold``), segments and windows merged back onto the document.
+    """
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.labels = self.task.tag_labels
-        self.label2id = {lab: i for i, lab in enumerate(self.labels)}
+        if self.task.type == "ner":
+            self.scheme = self.data.scheme
+            self.n_layers, self.n_classes = self.scheme.n_layers, self.scheme.n_classes
+            self.output_names = self.scheme.output_names()
+        else:
+            self.scheme = None
+            self.tags = self.task.tag_labels
+            self.tag_id = {t: i for i, t in enumerate(self.tags)}
+            self.n_layers, self.n_classes = 1, len(self.tags)
+            self.output_names = list(self.tags)
+        self.table: dict[str, Any] = {}
 
     def model_class(self) -> Any:
         from transformers import AutoModelForTokenClassification
@@ -160,76 +186,130 @@ class TokenAdapter(_Adapter):
         return AutoModelForTokenClassification
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)), "label2id": self.label2id}
+        return {"num_labels": len(self.output_names), "id2label": dict(enumerate(self.output_names)),
+                "label2id": {n: i for i, n in enumerate(self.output_names)}}
 
-    def _gold_ids(self, examples: Sequence[TaggedSentence]) -> list[list[int]]:
+    def _gold_classes(self, examples: Sequence[TaggedSentence]) -> list[np.ndarray]:
+        if self.scheme is not None:
+            return [ex.classes for ex in examples]
         out = []
         for ex in examples:
             try:
-                out.append([self.label2id[t] for t in ex.tags])
+                out.append(np.array([[self.tag_id[t]] for t in ex.tags], dtype=np.int64).reshape(-1, 1))
             except KeyError as exc:
                 raise LongAdaptError(f"{ex.source}:{ex.line}: tag {exc.args[0]!r} is not one of the task's tags "
-                                     f"{self.labels}") from None
+                                     f"{self.tags}") from None
         return out
 
     def train_items(self, examples: Sequence[TaggedSentence]) -> list[Any]:
         enc = W.encode_words(self.tok, [ex.words for ex in examples])
         return W.make_windows(enc, self.max_length, self.prefix, self.suffix, stride=self.max_content,
-                              word_labels=self._gold_ids(examples))
+                              word_labels=self._gold_classes(examples), truncate=self.cfg.truncate)
 
     def collate(self, items: Sequence[W.Window]) -> dict[str, Any]:
+        import torch
+
         batch = self.encode_ids([w.input_ids for w in items])
-        batch["labels"] = self.pad([w.labels for w in items], -100)
+        longest = batch["input_ids"].shape[1]
+        labels = torch.full((len(items), longest, self.n_layers), -100, dtype=torch.long)
+        for i, w in enumerate(items):
+            labels[i, : len(w.labels)] = torch.tensor(w.labels, dtype=torch.long).view(len(w.labels), -1)
+        batch["labels"] = labels
         return batch
 
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
         import torch.nn.functional as F
 
         labels = batch.pop("labels")
-        logits = model(**batch).logits
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+        logits = model(**batch).logits.float()
+        return F.cross_entropy(logits.reshape(-1, self.n_classes), labels.reshape(-1), ignore_index=-100)
 
     def predict(self, runner: _Runner, examples: Sequence[TaggedSentence]) -> dict[str, Any]:
         def build() -> tuple[list[W.Encoded], list[W.Window]]:
             enc = W.encode_words(self.tok, [ex.words for ex in examples])
-            return enc, W.make_windows(enc, self.max_length, self.prefix, self.suffix, stride=self.eval_stride)
+            return enc, W.make_windows(enc, self.max_length, self.prefix, self.suffix, stride=self.eval_stride,
+                                       truncate=self.cfg.truncate)
 
         enc, wins = self.cached("predict", examples, build)
         logits = runner.forward_windows(self, wins, per_token=True)
         groups = W.group_by_sequence(wins)
-        preds, n_windows, no_token = [], [], 0
+        classes, seen, n_windows, no_token = [], [], [], 0
         for s, ex in enumerate(examples):
             ks = groups[s]
-            tok_logits, _ = W.merge_token_logits(len(enc[s]), [wins[k] for k in ks], [logits[k] for k in ks],
-                                                 self.cfg.merge)
-            wl, has = W.word_logits(tok_logits, enc[s].word_ids, len(ex.words))
-            ids = wl.argmax(-1)
-            tags = [self.labels[i] if h else "O" for i, h in zip(ids, has)]
+            used = max(wins[k].end for k in ks)  # tokens past a truncation are never seen
+            tok_logits, _ = W.merge_token_logits(used, [wins[k] for k in ks], [logits[k] for k in ks], self.cfg.merge)
+            wl, has = W.word_logits(tok_logits, enc[s].word_ids[:used], len(ex.words))
+            cls = wl.reshape(len(ex.words), self.n_layers, self.n_classes).argmax(-1)
+            cls[~has] = 0  # a word without a sub-token in view is predicted outside every mention
             no_token += int((~has).sum())
-            preds.append(tags)
+            classes.append(cls)
+            seen.append(has)
             n_windows.append(len(ks))
         self.stats = {"windows": len(wins), "words_without_subtoken": no_token,
                       "max_windows_per_sequence": max(n_windows)}
-        return {"tags": preds, "n_windows": n_windows}
+        return {"classes": classes, "seen": seen, "n_windows": n_windows}
+
+    def mentions(self, examples: Sequence[TaggedSentence], out: dict[str, Any]) -> dict[str, set[E.Span]]:
+        """Predicted mentions per document (segments merged)."""
+        pred: dict[str, set[E.Span]] = {}
+        for ex, cls in zip(examples, out["classes"]):
+            pred.setdefault(ex.doc_id, set()).update(E.decode_chars(self.scheme, cls, E.Words(ex.offsets)))
+        return pred
 
     def score(self, examples: Sequence[TaggedSentence], out: dict[str, Any], threshold: float | None,
-              fit_threshold: bool) -> tuple[dict[str, float], float | None]:
-        gold = [ex.tags for ex in examples]
+              fit_threshold: bool, split: str = "test") -> tuple[dict[str, float], float | None]:
         if self.task.type == "pos":
-            return M.pos_accuracy(gold, out["tags"]), None
-        return M.ner_scores(gold, out["tags"]), None
+            gold = [ex.tags for ex in examples]
+            return M.pos_accuracy(gold, [[self.tags[c] for c in cls[:, 0]] for cls in out["classes"]]), None
+        docs = list(dict.fromkeys(ex.doc_id for ex in examples))
+        gold = {d: self.data.gold[split][d] for d in docs}
+        rep = {d: self.data.representable[split][d] for d in docs}
+        lost = {d: self.data.lost[split].get(d, {}) for d in docs}
+        scores, self.table = E.mention_scores(gold, self.mentions(examples, out), self.scheme.labels, rep, lost)
+        right = total = 0
+        gold_tags: list[list[str]] = []
+        pred_tags: list[list[str]] = []
+        for ex, cls, has in zip(examples, out["classes"], out["seen"]):
+            right += int((cls[has] == ex.classes[has]).all(-1).sum())
+            total += int(has.sum())
+            if self.scheme.n_layers == 1:  # seqeval on the words the model saw, as DrBenchmark scores
+                gold_tags.append([t for t, h in zip(self.scheme.tags(ex.classes), has) if h])
+                pred_tags.append([t for t, h in zip(self.scheme.tags(cls), has) if h])
+        scores["word_accuracy"] = right / total if total else 0.0
+        if self.scheme.n_layers == 1:
+            scores["seqeval_f1"] = M.ner_scores(gold_tags, pred_tags)["f1"]
+        return scores, None
 
     def subset(self, out: dict[str, Any], idx: Sequence[int]) -> dict[str, Any]:
         return {k: [v[i] for i in idx] for k, v in out.items()}
 
-    def per_example(self, examples: Sequence[TaggedSentence], out: dict[str, Any], threshold: float | None) -> list[dict]:
+    def per_example(self, examples: Sequence[TaggedSentence], out: dict[str, Any], threshold: float | None,
+                    split: str = "test") -> list[dict]:
         if self.task.config.reader not in ("brat", "xmi"):
             return []  # sentences: scored together, no per-document rows
         rows = []
-        for ex, tags, nw in zip(examples, out["tags"], out["n_windows"]):
-            s = M.ner_scores([ex.tags], [tags]) if self.task.type == "ner" else M.pos_accuracy([ex.tags], [tags])
-            rows.append({"id": ex.id, "n_words": _n_words(ex), "n_windows": nw, **s})
+        by_doc: dict[str, list[int]] = {}
+        for i, ex in enumerate(examples):
+            by_doc.setdefault(ex.doc_id, []).append(i)
+        for doc, idx in by_doc.items():
+            sub = [examples[i] for i in idx]
+            s, _ = self.score(sub, self.subset(out, idx), None, False, split)
+            t = self.table["total"]
+            rows.append({"id": doc, "n_words": sum(_n_words(x) for x in sub),
+                         "n_windows": sum(out["n_windows"][i] for i in idx),
+                         "gold": t["gold"], "representable": t["representable"], "predicted": t["predicted"],
+                         "correct": t["correct"], **{k: s[k] for k in ("f1", "precision", "recall")}})
         return rows
+
+    def predictions(self, examples: Sequence[TaggedSentence], out: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per document: its text and the predicted mentions with character offsets (test outputs)."""
+        if self.scheme is None:
+            return []
+        pred = self.mentions(examples, out)
+        texts = {ex.doc_id: ex.text for ex in examples}
+        return [{"id": d, "text": texts[d],
+                 "mentions": [{"start": s, "end": e, "label": lab, "text": texts[d][s:e]}
+                              for s, e, lab in sorted(m)]} for d, m in pred.items()]
 
 
 class SequenceAdapter(_Adapter):
@@ -332,7 +412,7 @@ class SequenceAdapter(_Adapter):
         return np.array([self._target(ex) for ex in examples], dtype=int).reshape(len(examples), len(self.labels))
 
     def score(self, examples: Sequence[ClassificationExample], out: dict[str, Any], threshold: float | None,
-              fit_threshold: bool) -> tuple[dict[str, float], float | None]:
+              fit_threshold: bool, split: str = "test") -> tuple[dict[str, float], float | None]:
         logits = out["logits"]
         if self.kind == "regression":
             lo, hi = self.task.config.score_scale
@@ -348,7 +428,8 @@ class SequenceAdapter(_Adapter):
         scores = M.multilabel_scores(gold, M.apply_threshold(probs, threshold, self.cfg.at_least_one))
         return scores, threshold
 
-    def per_example(self, examples: Sequence[ClassificationExample], out: dict[str, Any], threshold: float | None) -> list[dict]:
+    def per_example(self, examples: Sequence[ClassificationExample], out: dict[str, Any], threshold: float | None,
+                    split: str = "test") -> list[dict]:
         rows = []
         logits = out["logits"]
         for i, ex in enumerate(examples):
@@ -419,7 +500,7 @@ class ChoiceAdapter(_Adapter):
         return {"logits": out["logits"][list(idx)]}
 
     def score(self, items: Sequence[MCQAItem], out: dict[str, Any], threshold: float | None,
-              fit_threshold: bool) -> tuple[dict[str, float], float | None]:
+              fit_threshold: bool, split: str = "test") -> tuple[dict[str, float], float | None]:
         probs = 1.0 / (1.0 + np.exp(-out["logits"]))
         gold = np.array([[1 if o in it.answers else 0 for o in self.options] for it in items])
         metric = self.task.metric
@@ -430,7 +511,8 @@ class ChoiceAdapter(_Adapter):
         to_sets = lambda m: [[self.options[j] for j in np.flatnonzero(r)] for r in m]  # noqa: E731
         return M.mcqa_scores(to_sets(gold), to_sets(pred)), threshold
 
-    def per_example(self, items: Sequence[MCQAItem], out: dict[str, Any], threshold: float | None) -> list[dict]:
+    def per_example(self, items: Sequence[MCQAItem], out: dict[str, Any], threshold: float | None,
+                    split: str = "test") -> list[dict]:
         probs = 1.0 / (1.0 + np.exp(-out["logits"]))
         pred = M.apply_threshold(probs, threshold if threshold is not None else 0.5, at_least_one=True)
         return [{"id": it.id, "n_words": it.n_words, "gold": it.answers,
@@ -449,8 +531,9 @@ ADAPTERS = {"ner": TokenAdapter, "pos": TokenAdapter, "classification": Sequence
 class _Runner:
     """Holds the accelerator and the model; batches forward passes for prediction."""
 
-    def __init__(self, accelerator: Any, model: Any, batch_size: int) -> None:
+    def __init__(self, accelerator: Any, model: Any, batch_size: int, batch_tokens: int = 16384) -> None:
         self.accelerator, self.model, self.batch_size = accelerator, model, batch_size
+        self.batch_tokens = batch_tokens
 
     def _forward(self, batch: dict[str, Any]) -> Any:
         import torch
@@ -465,8 +548,16 @@ class _Runner:
         out: list[np.ndarray | None] = [None] * len(wins)
         from tqdm.auto import tqdm
 
-        for i in tqdm(range(0, len(order), self.batch_size), desc="predict", leave=False, disable=None):
-            idx = order[i : i + self.batch_size]
+        # batches of at most batch_size windows and batch_tokens padded tokens (lengths sorted, so padding
+        # is small): prediction memory stays bounded whatever the window length
+        batches: list[list[int]] = []
+        for k in order:
+            n = len(wins[k].input_ids)
+            if batches and len(batches[-1]) < self.batch_size and n * (len(batches[-1]) + 1) <= self.batch_tokens:
+                batches[-1].append(k)
+            else:
+                batches.append([k])
+        for idx in tqdm(batches, desc="predict", leave=False, disable=None):
             types = [wins[k].type_ids for k in idx] if wins[idx[0]].type_ids is not None else None
             logits = self._forward(adapter.encode_ids([wins[k].input_ids for k in idx], types))
             for row, k in enumerate(idx):
@@ -525,10 +616,6 @@ class TokenBudgetBatches:
             yield list(self.batches[k])
 
 
-def _limit(examples: list[Any], n: int | None) -> list[Any]:
-    return examples if n is None or n >= len(examples) else examples[:n]
-
-
 def _check_parameters(model: Any, missing: set[str], model_dir: str, config: Any) -> list[str]:
     """Refuse non-finite loaded weights; re-draw garbage in *new* (head) weights.
 
@@ -567,12 +654,18 @@ def _check_parameters(model: Any, missing: set[str], model_dir: str, config: Any
 
 
 def _save_finetuned(model: Any, tok: Any, tokenizer_max_length: int, path: Path, task: Task, seed: int,
-                    best: dict[str, Any]) -> None:
+                    best: dict[str, Any], adapter: _Adapter) -> None:
     """The selected fine-tuned model and its tokenizer, in transformers format (written by the caller's
-    atomic directory). The decision threshold of multi-label / MCQA tasks goes into the config."""
+    atomic directory). The decision threshold of multi-label / MCQA tasks, and an entity task's scheme and
+    word splitter, go into the config (``longadapt_task``)."""
     path.mkdir(parents=True, exist_ok=True)
-    model.config.longadapt_task = {"task": task.name, "type": task.type, "seed": seed, "best_epoch": best["epoch"],
-                                   "threshold": best["threshold"], "metric": task.metric, "dev_score": best["score"]}
+    info = {"task": task.name, "type": task.type, "seed": seed, "best_epoch": best["epoch"],
+            "threshold": best["threshold"], "metric": task.metric, "dev_score": best["score"],
+            "labels": list(task.config.labels)}
+    if getattr(adapter, "scheme", None) is not None:
+        info.update(scheme=adapter.scheme.to_config(), word_splitter=task.config.word_splitter,
+                    truncate=adapter.cfg.truncate)
+    model.config.longadapt_task = info
     model.save_pretrained(path)
     limit, tok.model_max_length = tok.model_max_length, tokenizer_max_length
     try:
@@ -581,14 +674,82 @@ def _save_finetuned(model: Any, tok: Any, tokenizer_max_length: int, path: Path,
         tok.model_max_length = limit
 
 
-def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None = None,
+def _load_model(adapter: _Adapter, model_dir: str, task: Task) -> tuple[Any, list[str], list[str]]:
+    """The task model through the Auto classes. transformers' load-report table (new head weights MISSING,
+    the MLM head UNEXPECTED: both expected when fine-tuning) becomes one log line."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = adapter.model_class().from_pretrained(model_dir, output_loading_info=True,
+                                                            **adapter.model_kwargs())
+    except (ValueError, KeyError) as exc:
+        raise LongAdaptError(f"{model_dir}: cannot build a {task.type} model with the Auto classes ({exc})") from exc
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = sorted(info.get("missing_keys", ()))
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    logger.info("%s: loaded for %s; new (trained from scratch): %s; not used from the checkpoint: %s", model_dir,
+                task.type, ", ".join(missing) or "none", ", ".join(unexpected) or "none")
+    return model, missing, unexpected
+
+
+def _doc_buckets(examples: Sequence[Any], edges: Sequence[int]) -> dict[str, list[int]]:
+    """Example indices per length bucket of their *document* (segments of one document stay together)."""
+    words: dict[str, int] = {}
+    for ex in examples:
+        d = getattr(ex, "doc_id", None) or ex.id
+        words[d] = words.get(d, 0) + _n_words(ex)
+    out: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        out.setdefault(M.length_bucket(words[getattr(ex, "doc_id", None) or ex.id], edges), []).append(i)
+    return out
+
+
+def _output_warnings(task: Task, adapter: _Adapter, examples: Sequence[Any], out: dict[str, Any],
+                     scores: dict[str, float]) -> list[str]:
+    """Warnings when a model predicts nothing or a single class on test (worth knowing before reading F1)."""
+    warnings = []
+    if task.type == "ner":
+        table = adapter.table
+        pred = {lab: t["predicted"] for lab, t in table["per_type"].items()}
+        gold_types = [lab for lab, t in table["per_type"].items() if t["gold"]]
+        if sum(pred.values()) == 0:
+            warnings.append(f"{task.name}: the model predicted no entity on the test split "
+                            f"({table['total']['gold']} gold mentions); it has not learned the task at this budget")
+        elif len(gold_types) > 1 and sum(1 for v in pred.values() if v) == 1:
+            only = next(lab for lab, v in pred.items() if v)
+            warnings.append(f"{task.name}: every predicted mention on test is {only} "
+                            f"(gold has {len(gold_types)} types)")
+    elif task.type == "classification" and len(examples) > 1:
+        classes = set(np.asarray(out["logits"]).argmax(-1).tolist())
+        if len(classes) == 1:
+            warnings.append(f"{task.name}: the model predicted one class ({adapter.labels[classes.pop()]}) for every "
+                            "test example")
+    elif task.type == "multilabel" and len(examples) > 1:
+        rows = {tuple(r["pred"]) for r in adapter.per_example(examples, out, adapter.last_threshold)}
+        if len(rows) == 1:
+            warnings.append(f"{task.name}: the model predicted the same labels {list(rows.pop())} for every test "
+                            "example")
+    for w in warnings:
+        logger.warning(w)
+    return warnings
+
+
+def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
         training: TrainingConfig | None = None, limits: RunLimits | None = None,
         max_length: int | None = None, model_name: str | None = None,
         save_dir: str | Path | None = None) -> RunResult:
     """Fine-tune ``model_dir`` on ``task`` with ``seed``; select on dev; score on test.
 
     With ``save_dir``, the selected (best-on-dev) fine-tuned model is saved there with its tokenizer,
-    so that ``AutoModelFor<Task>.from_pretrained(save_dir)`` reproduces the test predictions.
+    so that ``AutoModelFor<Task>.from_pretrained(save_dir)`` reproduces the test predictions. The test
+    outputs (entity tasks: every document's predicted mentions) are in ``RunResult.predictions``.
     """
     import torch
     from accelerate import Accelerator
@@ -596,26 +757,23 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
     from transformers import AutoConfig, get_linear_schedule_with_warmup
 
     limits = limits or RunLimits()
-    cfg = (training or task.config.training).resolved(task.type)
+    cfg = (training or task.config.training).resolved(task.type, task.document_task)
     t_start = time.time()
     set_seed(seed)
-    data = data or {s: task.load_split(s) for s in ("train", "dev", "test")}
-    train = _limit(data["train"], limits.max_train_docs)
-    dev = _limit(data["dev"], limits.max_eval_docs)
-    test = _limit(data["test"], limits.max_eval_docs)
+    data = data if data is not None else task.load_data()
+    train = data.limited("train", limits.max_train_docs)
+    dev = data.limited("dev", limits.max_eval_docs)
+    test = data.limited("test", limits.max_eval_docs)
+    select = cfg.select_metric or task.metric
 
     tok = W.load_tokenizer(model_dir)
     model_config = AutoConfig.from_pretrained(model_dir)
     length = W.model_max_length(tok, model_config, max_length or cfg.max_length)
     tokenizer_max_length = tok.model_max_length
     tok.model_max_length = 10**9  # whole documents are tokenized on purpose, then cut into windows
-    adapter = ADAPTERS[task.type](task, tok, cfg, length)
-    try:
-        model, info = adapter.model_class().from_pretrained(model_dir, output_loading_info=True,
-                                                            **adapter.model_kwargs())
-    except (ValueError, KeyError) as exc:
-        raise LongAdaptError(f"{model_dir}: cannot build a {task.type} model with the Auto classes ({exc})") from exc
-    reinitialised = _check_parameters(model, set(info.get("missing_keys", ())), model_dir, model_config)
+    adapter = ADAPTERS[task.type](task, tok, cfg, length, data)
+    model, missing, unexpected = _load_model(adapter, model_dir, task)
+    reinitialised = _check_parameters(model, set(missing), model_dir, model_config)
 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
@@ -639,7 +797,7 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
         total_steps = min(total_steps, limits.max_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), max(total_steps, 1))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    runner = _Runner(accelerator, model, cfg.eval_batch_size)
+    runner = _Runner(accelerator, model, cfg.eval_batch_size, cfg.eval_batch_tokens)
 
     best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "state": None, "threshold": None, "dev": {}}
     history: list[dict[str, Any]] = []
@@ -673,17 +831,18 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
         t_train += time.time() - t0
         stop = limits.max_steps is not None and step >= limits.max_steps
         if epoch % cfg.eval_every_epochs and epoch != cfg.epochs and not stop:
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None})
+            history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else None})
             continue
         t0 = time.time()
         out = adapter.predict(runner, dev)
-        dev_scores, threshold = adapter.score(dev, out, None, fit_threshold=True)
+        dev_scores, threshold = adapter.score(dev, out, None, fit_threshold=True, split="dev")
         t_eval += time.time() - t0
-        value = dev_scores[task.metric]
+        value = dev_scores[select]
         history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
                         "dev": dev_scores, "threshold": threshold})
-        logger.info("%s seed %d epoch %d: loss %.4f, dev %s %.4f", task.name, seed, epoch,
-                    np.mean(losses) if losses else float("nan"), task.metric, value)
+        logger.info("%s seed %d epoch %d/%d (step %d): loss %.4f, dev %s %.4f%s", task.name, seed, epoch, cfg.epochs,
+                    step, np.mean(losses) if losses else float("nan"), select, value,
+                    f" ({task.metric} {dev_scores[task.metric]:.4f})" if select != task.metric else "")
         if value > best["score"]:
             state = accelerator.unwrap_model(model).state_dict()
             best = {"score": value, "epoch": epoch, "threshold": threshold, "dev": dev_scores,
@@ -695,52 +854,81 @@ def run(model_dir: str, task: Task, seed: int, data: dict[str, list[Any]] | None
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.load_state_dict(best["state"])
     t0 = time.time()
-    dev_again, _ = adapter.score(dev, adapter.predict(runner, dev), best["threshold"], fit_threshold=False)
-    if abs(dev_again[task.metric] - best["score"]) > 1e-6:
+    dev_again, _ = adapter.score(dev, adapter.predict(runner, dev), best["threshold"], fit_threshold=False, split="dev")
+    dev_table = dict(getattr(adapter, "table", {}) or {})
+    if abs(dev_again[select] - best["score"]) > 1e-6:
         logger.warning("%s: the restored model scores %.6f on dev, the selected checkpoint %.6f",
-                       task.name, dev_again[task.metric], best["score"])
+                       task.name, dev_again[select], best["score"])
     out = adapter.predict(runner, test)
-    test_scores, _ = adapter.score(test, out, best["threshold"], fit_threshold=False)
+    test_scores, _ = adapter.score(test, out, best["threshold"], fit_threshold=False, split="test")
+    test_table = dict(getattr(adapter, "table", {}) or {})
+    adapter.last_threshold = best["threshold"]
+    warnings = list(data.warnings) + _output_warnings(task, adapter, test, out, test_scores)
     test_stats = dict(adapter.stats)
+    predictions = adapter.predictions(test, out)
 
     edges = task.config.length_buckets
     buckets: dict[str, dict[str, float]] = {}
-    by_bucket: dict[str, list[int]] = {}
-    for i, ex in enumerate(test):
-        by_bucket.setdefault(M.length_bucket(_n_words(ex), edges), []).append(i)
+    by_bucket = _doc_buckets(test, edges)
     for name in M.bucket_order(edges):
         idx = by_bucket.get(name)
         if idx:
             sub = [test[i] for i in idx]
-            scores, _ = adapter.score(sub, adapter.subset(out, idx), best["threshold"], fit_threshold=False)
-            buckets[name] = {"n": len(idx), "words": sum(_n_words(test[i]) for i in idx), **scores}
-    per_example = adapter.per_example(test, out, best["threshold"])
+            scores, _ = adapter.score(sub, adapter.subset(out, idx), best["threshold"], fit_threshold=False,
+                                      split="test")
+            n_docs = len({getattr(x, "doc_id", None) or x.id for x in sub})
+            buckets[name] = {"n": n_docs, "words": sum(_n_words(test[i]) for i in idx), **scores}
+    per_example = adapter.per_example(test, out, best["threshold"], split="test")
     for row in per_example:
         row["bucket"] = M.length_bucket(row["n_words"], edges)
     t_eval += time.time() - t0
 
     if save_dir is not None:
-        _save_finetuned(unwrapped, tok, tokenizer_max_length, Path(save_dir), task, seed, best)
+        _save_finetuned(unwrapped, tok, tokenizer_max_length, Path(save_dir), task, seed, best, adapter)
     n_params = sum(p.numel() for p in unwrapped.parameters())
     name = model_name or model_dir
+    split_data = {}
+    for s_name, x in (("train", train), ("dev", dev), ("test", test)):
+        st = data.stats[s_name]
+        split_data[s_name] = {
+            "examples": len(x), "examples_total": len(data[s_name]),
+            "documents": len({getattr(e, "doc_id", None) or e.id for e in x}), "documents_total": st.documents,
+            "words": sum(_n_words(e) for e in x), **task.fingerprint(s_name)}
+        if task.type == "ner":
+            split_data[s_name].update(annotations=st.annotations, discontinuous=st.discontinuous,
+                                      duplicates=st.duplicates, trimmed=st.trimmed)
+        if st.ignored_labels:
+            split_data[s_name]["ignored_labels"] = st.ignored_labels
+    entity_info: dict[str, Any] = {}
+    if task.type == "ner":
+        train_table = data.stats["train"].entities if limits.max_train_docs is None else E.mention_scores(
+            {d: data.gold["train"][d] for d in {e.doc_id for e in train}}, {}, task.config.labels,
+            data.representable["train"], data.lost["train"])[1]
+        entity_info = {"scheme": adapter.scheme.to_config(), "nested": task.config.nested,
+                       "discontinuous": task.config.discontinuous, "train": train_table, "dev": dev_table,
+                       "test": test_table, "coverage": {"train": E.coverage_of(train_table),
+                                                        "dev": E.coverage_of(dev_table),
+                                                        "test": E.coverage_of(test_table)}}
     result = RunResult(
         task=task.name, task_type=task.type,
         model={"name": name, "dir": str(model_dir), "model_type": getattr(model_config, "model_type", "?"),
                "max_length": length, "parameters": n_params, "tokenizer": type(tok).__name__},
         seed=seed, main_metric=task.metric, score=float(test_scores[task.metric]),
-        dev={**best["dev"], "restored": dev_again[task.metric]}, test=test_scores, buckets=buckets,
+        dev={**best["dev"], "restored": dev_again[select]}, test=test_scores, buckets=buckets,
         best_epoch=best["epoch"], threshold=best["threshold"], history=history, per_example=per_example,
         config={"training": to_dict(cfg), "task": to_dict(task.config), "task_file": str(task.yaml_path),
                 "limits": to_dict(limits), "max_length": length, "stride": adapter.eval_stride,
+                "truncate": cfg.truncate, "select_metric": select, "protocol": task.config.protocol,
                 "data_root": str(task.data_root)},
-        data={s: {"examples": len(x), "examples_total": len(data[s]), "words": sum(_n_words(e) for e in x),
-                  **task.fingerprint(s)} for s, x in (("train", train), ("dev", dev), ("test", test))},
+        data=split_data,
         versions=versions(),
         timing={"train_s": round(t_train, 2), "eval_s": round(t_eval, 2), "total_s": round(time.time() - t_start, 2),
                 "optimizer_steps": step},
         diagnostics={"device": str(accelerator.device), "train_items": len(items),
                      "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
-                     "reinitialised_parameters": reinitialised, **test_stats},
+                     "epochs_run": len(history), "reinitialised_parameters": reinitialised,
+                     "new_parameters": missing, "unused_checkpoint_parameters": unexpected, **test_stats},
+        entities=entity_info, warnings=warnings, predictions=predictions,
     )
     del model, optimizer, best
     return result

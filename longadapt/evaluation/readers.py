@@ -26,6 +26,7 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,27 @@ def _error(path: Path | str, line: int | None, message: str, fix: str = "") -> L
     return LongAdaptError(f"{where}: {message}" + (f". {fix}" if fix else ""))
 
 
-def _check_label(label: str, labels: Sequence[str] | None, path: Path, line: int | None, what: str = "label") -> None:
-    if labels is not None and label not in labels:
-        raise _error(
-            path,
-            line,
-            f"unknown {what} {label!r}; the task's labels are: {', '.join(labels)}",
-            "Fix the data or add the label to 'labels' in the task YAML",
-        )
+OTHER_LABELS = ("error", "ignore")
+
+
+def _check_label(label: str, labels: Sequence[str] | None, path: Path, line: int | None, what: str = "label",
+                 other_labels: str = "error") -> bool:
+    """True when ``label`` is one of the task's; False when it is not and ``other_labels`` is ``ignore``
+    (the caller leaves the annotation out and counts it); an error otherwise."""
+    if labels is None or label in labels:
+        return True
+    if other_labels == "ignore":
+        return False
+    if other_labels != "error":
+        raise LongAdaptError(f"other_labels must be one of {', '.join(OTHER_LABELS)}, not {other_labels!r}")
+    raise _error(
+        path,
+        line,
+        f"unknown {what} {label!r}; the task's labels are: {', '.join(labels)}",
+        "Add it to 'labels' in the task YAML, or set 'other_labels: ignore' there to leave annotations of "
+        "other labels out (they are counted in run.json)" if what == "label" else
+        "Fix the data or add the tag to 'labels' in the task YAML",
+    )
 
 
 def _read_text(path: Path) -> str:
@@ -74,6 +88,30 @@ def _files(path: Path, suffix: str) -> list[Path]:
     raise _error(path, None, "does not exist", "Check the task's data paths and --data-root")
 
 
+@dataclass
+class IdSelection:
+    """The documents a source keeps: the ids of an id list, included or excluded (``ids_file``)."""
+
+    ids: list[str]
+    mode: str = "include"  # include | exclude
+    origin: str = ""  # the id list, for messages
+
+    def apply(self, names: Sequence[str], where: Path | str) -> list[str]:
+        """The ``names`` (document ids, in order) kept; an id that matches none of them is an error."""
+        if self.mode not in ("include", "exclude"):
+            raise LongAdaptError(f"{self.origin}: ids_mode must be include or exclude, not {self.mode!r}")
+        present = set(names)
+        unknown = [i for i in self.ids if i not in present]
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            raise LongAdaptError(
+                f"{self.origin}: {len(unknown)} of its {len(self.ids)} ids match no document in {where}: {shown}. "
+                "Fix the id list or the data path (ids are file names without extension, or the reader's id "
+                "column)")
+        keep = set(self.ids)
+        return [n for n in names if (n in keep) == (self.mode == "include")]
+
+
 # --------------------------------------------------------------------------------------------
 # IOB / CoNLL columns
 # --------------------------------------------------------------------------------------------
@@ -86,12 +124,15 @@ def read_iob(
     tag_column: int = -1,
     separator: str | None = None,
     scheme: str = "bio",
+    other_labels: str = "error",
 ) -> list[TaggedSentence]:
     """Read CoNLL-style columns: one token per line, blank line between sentences.
 
     ``separator`` splits the columns (default: any whitespace). With ``scheme: bio`` tags are ``O``
     or ``B-X``/``I-X`` with ``X`` in ``labels`` (when given); with ``scheme: raw`` (POS tagging)
-    each tag must itself be in ``labels``. ``-DOCSTART-`` lines are skipped.
+    each tag must itself be in ``labels``. ``-DOCSTART-`` lines are skipped. With
+    ``other_labels: ignore`` a tag of another type becomes ``O`` and is counted in the sentence's
+    ``meta["ignored_labels"]`` (one count per mention, i.e. per ``B-`` tag).
     """
     if scheme not in ("bio", "raw"):
         raise LongAdaptError(f"iob reader: scheme must be bio or raw, not {scheme!r}")
@@ -100,16 +141,20 @@ def read_iob(
     sentences: list[TaggedSentence] = []
     words: list[str] = []
     tags: list[str] = []
+    ignored: dict[str, int] = {}
+    raw_tags: list[str] = []  # the tags as read, before other labels became O
     first_line = 0
 
     def flush() -> None:
         if words:
             sentences.append(
                 TaggedSentence(id=f"{path.stem}:{len(sentences)}", words=list(words), tags=list(tags),
-                               source=str(path), line=first_line)
+                               source=str(path), line=first_line,
+                               meta={"ignored_labels": dict(ignored)} if ignored else {})
             )
             words.clear()
             tags.clear()
+            ignored.clear()
 
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip("\r\n")
@@ -127,14 +172,25 @@ def read_iob(
             token, tag = cols[token_column], cols[tag_column]
         except IndexError:
             raise _error(path, lineno, f"no column {tag_column} in {line!r}") from None
+        if not words:
+            raw_tags = []
         if scheme == "raw":
             _check_label(tag, labels, path, lineno, "tag")
+            raw_tags.append(tag)
         elif tag != "O":
             prefix, dash, typ = tag.partition("-")
             if not dash or prefix not in ("B", "I") or not typ:
                 raise _error(path, lineno, f"tag {tag!r} is not O, B-<label> or I-<label>",
                              "Use IOB2 tags")
-            _check_label(typ, labels, path, lineno)
+            if not _check_label(typ, labels, path, lineno, other_labels=other_labels):
+                if prefix == "B" or not words or raw_tags[-1].partition("-")[2] != typ:
+                    ignored[typ] = ignored.get(typ, 0) + 1  # one per mention
+                raw_tags.append(tag)
+                tag = "O"
+            else:
+                raw_tags.append(tag)
+        else:
+            raw_tags.append(tag)
         if not words:
             first_line = lineno
         words.append(token)
@@ -156,32 +212,48 @@ def read_brat(
     path: str | Path,
     labels: Sequence[str] | None = None,
     check_text: bool = True,
+    other_labels: str = "error",
+    select: IdSelection | None = None,
 ) -> list[Document]:
     """Read BRAT standoff: ``<doc>.txt`` with its ``<doc>.ann`` (a folder of pairs, or one file).
 
     Only text-bound annotations (``T`` lines) are read; relations, events, attributes and notes
-    are ignored. A discontinuous entity (``start end;start end``) keeps its longest fragment; the
-    fragments are kept in ``Entity.fragments``. With ``check_text`` the span text in the ``.ann``
-    must equal the text at the offsets (fragments joined by a space, newlines read as spaces).
+    are ignored. A discontinuous entity (``start end;start end``) keeps every fragment in
+    ``Entity.fragments`` (``start``/``end`` are its extent); the task's ``discontinuous`` option decides
+    what is scored. With ``check_text`` the span text in the ``.ann`` must equal the text at the offsets
+    (fragments joined by a space, newlines read as spaces). With ``other_labels: ignore`` mentions of
+    labels outside ``labels`` are left out and counted in ``meta["ignored_labels"]``.
+
+    ``select`` (the task's ``ids_file``) is applied to the file names *before* any file is read, so a
+    document outside the selection may lack its ``.ann``; an id that matches no document is an error.
     """
     path = Path(path)
     if path.is_file():
-        anns = [path.with_suffix(".ann")]
+        stems = {path.stem: path.parent}
+    elif path.is_dir():
+        stems = {p.stem: path for p in sorted(path.glob("*.txt"))}
+        for p in sorted(path.glob("*.ann")):
+            stems.setdefault(p.stem, path)
+        if not stems:
+            raise _error(path, None, "no .txt or .ann file in this folder", "Check the task's data paths")
     else:
-        anns = _files(path, ".ann")
-        txts = sorted(path.glob("*.txt"))
-        missing = [t.name for t in txts if not t.with_suffix(".ann").is_file()]
-        if missing:
-            raise _error(path / missing[0], None, f"has no .ann file ({len(missing)} such .txt files)",
-                         "Give every .txt its .ann (an empty .ann for a document without entities)")
+        raise _error(path, None, "does not exist", "Check the task's data paths and --data-root")
+    names = select.apply(sorted(stems), path) if select is not None else sorted(stems)
     docs = []
-    for ann in anns:
-        txt_path = ann.with_suffix(".txt")
+    for stem in names:
+        folder = stems[stem]
+        txt_path, ann = folder / f"{stem}.txt", folder / f"{stem}.ann"
         if not txt_path.is_file():
             raise _error(ann, None, f"has no text file {txt_path.name}", "Put the .txt next to its .ann")
+        if not ann.is_file():
+            raise _error(txt_path, None, "has no .ann file",
+                         "Add its .ann (BRAT writes an empty one for a document without entities), or leave the "
+                         "document out of the split with ids_file and ids_mode: exclude in the task YAML")
         text = _read_text_exact(txt_path)
-        docs.append(Document(id=ann.stem, text=text, entities=_read_ann(ann, text, labels, check_text),
-                             source=str(txt_path)))
+        ignored: dict[str, int] = {}
+        entities = _read_ann(ann, text, labels, check_text, other_labels, ignored)
+        docs.append(Document(id=stem, text=text, entities=entities, source=str(txt_path),
+                             meta={"ignored_labels": ignored} if ignored else {}))
     return docs
 
 
@@ -197,7 +269,8 @@ def _read_text_exact(path: Path) -> str:
         raise _error(path, line, f"not valid UTF-8 ({exc.reason})", "Convert the file to UTF-8") from None
 
 
-def _read_ann(ann: Path, text: str, labels: Sequence[str] | None, check_text: bool) -> list[Entity]:
+def _read_ann(ann: Path, text: str, labels: Sequence[str] | None, check_text: bool, other_labels: str = "error",
+              ignored: dict[str, int] | None = None) -> list[Entity]:
     entities = []
     for lineno, raw in enumerate(_read_text_exact(ann).split("\n"), start=1):
         line = raw.rstrip("\r")
@@ -208,7 +281,10 @@ def _read_ann(ann: Path, text: str, labels: Sequence[str] | None, check_text: bo
             raise _error(ann, lineno, f"malformed text-bound annotation {line!r}",
                          "Expected 'T<n><TAB><label> <start> <end>[;<start> <end>]<TAB><text>'")
         tid, label, offsets, surface = m.groups()
-        _check_label(label, labels, ann, lineno)
+        if not _check_label(label, labels, ann, lineno, other_labels=other_labels):
+            if ignored is not None:
+                ignored[label] = ignored.get(label, 0) + 1
+            continue
         fragments = []
         for frag in offsets.split(";"):
             parts = frag.split()
@@ -226,9 +302,10 @@ def _read_ann(ann: Path, text: str, labels: Sequence[str] | None, check_text: bo
                 raise _error(ann, lineno,
                              f"{tid}: span text {surface!r} does not match the text at {offsets} ({found!r})",
                              "The .ann does not belong to this .txt, or the text was changed")
-        start, end = max(fragments, key=lambda f: (f[1] - f[0], -f[0]))
-        entities.append(Entity(start=start, end=end, label=label, text=text[start:end], id=tid,
-                               fragments=tuple(fragments) if len(fragments) > 1 else None))
+        fragments.sort()
+        start, end = fragments[0][0], max(e for _, e in fragments)
+        entities.append(Entity(start=start, end=end, label=label, text=" ".join(text[s:e] for s, e in fragments),
+                               id=tid, fragments=tuple(fragments) if len(fragments) > 1 else None))
     return entities
 
 
@@ -247,13 +324,16 @@ def read_xmi(
     label: str | None = None,
     label_attribute: str | None = None,
     labels: Sequence[str] | None = None,
+    other_labels: str = "error",
+    select: IdSelection | None = None,
 ) -> list[Document]:
     """Read UIMA CAS XMI documents (a folder of ``.xml``/``.xmi`` files, or one file).
 
     ``annotation`` is the ``prefix:Type`` of the span annotations to read (E3C clinical entities:
     ``custom:CLINENTITY``); the label is ``label_attribute``'s value when given, else ``label``,
     else the type name. Offsets (``begin``/``end``) index the ``sofaString`` of the ``cas:Sofa``
-    the annotation points to.
+    the annotation points to. ``select`` (the task's ``ids_file``) keeps file names before any file is
+    read; ``other_labels: ignore`` leaves out (and counts) annotations of labels outside ``labels``.
     """
     path = Path(path)
     if path.is_dir():
@@ -262,15 +342,18 @@ def read_xmi(
             raise _error(path, None, "no .xml/.xmi file in this folder", "Check the task's data paths")
     else:
         files = _files(path, path.suffix or ".xml")
+    if select is not None:
+        by_stem = {f.stem: f for f in files}
+        files = [by_stem[n] for n in select.apply(list(by_stem), path)]
     prefix, _, local = annotation.rpartition(":")
     docs = []
     for f in files:
-        docs.append(_read_one_xmi(f, prefix, local, label or local, label_attribute, labels))
+        docs.append(_read_one_xmi(f, prefix, local, label or local, label_attribute, labels, other_labels))
     return docs
 
 
 def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribute: str | None,
-                  labels: Sequence[str] | None) -> Document:
+                  labels: Sequence[str] | None, other_labels: str = "error") -> Document:
     raw = _read_text(path)
     namespaces: dict[str, str] = {}
     try:
@@ -290,6 +373,7 @@ def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribu
     default_sofa = next(iter(sofas))
     text = sofas[default_sofa]
     entities = []
+    ignored: dict[str, int] = {}
     for el in root.iter(tag):
         xid = el.get(f"{{{XMI_NS}}}id", "?")
         line = _xmi_line(raw, xid)
@@ -309,11 +393,14 @@ def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribu
         lab = el.get(label_attribute) if label_attribute else label
         if lab is None:
             raise _error(path, line, f"{local} xmi:id={xid} has no attribute {label_attribute!r}")
-        _check_label(lab, labels, path, line)
+        if not _check_label(lab, labels, path, line, other_labels=other_labels):
+            ignored[lab] = ignored.get(lab, 0) + 1
+            continue
         attributes = {k: v for k, v in el.attrib.items() if "}" not in k and k not in ("begin", "end", "sofa")}
         entities.append(Entity(start=begin, end=end, label=lab, text=text[begin:end], id=xid, attributes=attributes))
     entities.sort(key=lambda e: (e.start, e.end))
-    return Document(id=path.stem, text=text, entities=entities, source=str(path))
+    return Document(id=path.stem, text=text, entities=entities, source=str(path),
+                    meta={"ignored_labels": ignored} if ignored else {})
 
 
 def _xmi_line(raw: str, xid: str) -> int | None:
@@ -563,6 +650,7 @@ def read_codiesp(
     codes_file: str | Path | None = None,
     label_mode: str = "chapter",
     labels: Sequence[str] | None = None,
+    select: IdSelection | None = None,
 ) -> list[ClassificationExample]:
     """Read CodiEsp: ``<path>/text_files/<doc>.txt`` and a headerless TSV of ``doc<TAB>code``.
 
@@ -579,6 +667,7 @@ def read_codiesp(
     if label_mode not in ("chapter", "code"):
         raise LongAdaptError(f"codiesp reader: label_mode must be 'chapter' or 'code', not {label_mode!r}")
     texts = {p.stem: p for p in sorted(text_dir.glob("*.txt"))}
+    selected = set(select.apply(list(texts), text_dir)) if select is not None else set(texts)
     doc_labels: dict[str, list[str]] = {doc: [] for doc in texts}
     for lineno, raw in enumerate(_read_text(codes_path).splitlines(), start=1):
         if not raw.strip():
@@ -603,8 +692,174 @@ def read_codiesp(
     return [
         ClassificationExample(id=doc, text=_read_text(p), labels=sorted(doc_labels[doc]), source=str(p),
                               meta={"codes_file": str(codes_path)})
-        for doc, p in texts.items()
+        for doc, p in texts.items() if doc in selected
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Hugging Face datasets (DrBenchmark's hub datasets, or any local datasets / Parquet / JSON file)
+# --------------------------------------------------------------------------------------------
+
+DATASET_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".gz": "json", ".csv": "csv"}
+
+
+def _load_hf_split(path: Path | str, hub_id: str | None, split: str, name: str | None, revision: str | None) -> Any:
+    """One split of a dataset: a ``save_to_disk`` folder (Dataset or DatasetDict), a Parquet / JSON Lines
+    / CSV file, or a hub id (``datasets.load_dataset``, which needs a network or the local hub cache)."""
+    import datasets
+
+    local = Path(path)
+    try:
+        if local.is_dir():
+            if not ((local / "dataset_dict.json").is_file() or (local / "state.json").is_file()):
+                raise _error(local, None, "is not a datasets.save_to_disk folder (no dataset_dict.json or state.json)",
+                             "Point the source at a save_to_disk folder or at one Parquet / JSON Lines file")
+            ds = datasets.load_from_disk(str(local))
+        elif local.is_file():
+            suffix = local.suffix.lower()
+            if suffix not in DATASET_FILE_BUILDERS:
+                raise _error(local, None, f"unknown dataset file type {suffix!r}",
+                             f"Use one of {', '.join(sorted(DATASET_FILE_BUILDERS))}")
+            ds = datasets.load_dataset(DATASET_FILE_BUILDERS[suffix], data_files=str(local), split="train")
+        elif hub_id:
+            ds = datasets.load_dataset(hub_id, name, split=split, revision=revision)
+        else:
+            raise _error(local, None, "does not exist", "Check the task's data paths, or give a hub id")
+    except LongAdaptError:
+        raise
+    except Exception as exc:  # network, unknown dataset or config, script datasets under datasets >= 4
+        raise LongAdaptError(
+            f"{hub_id or local}: cannot load the dataset ({type(exc).__name__}: {exc}). Offline, save it with "
+            "datasets' save_to_disk and point the task at that folder; a hub dataset that needs a loading "
+            "script may have a Parquet conversion (reader option revision: refs/convert/parquet)") from exc
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise LongAdaptError(f"{hub_id or local}: no split {split!r}; the dataset has {', '.join(ds)}. "
+                                 "Set the source's options: {split: NAME}")
+        ds = ds[split]
+    return ds
+
+
+def _feature_names(feature: Any) -> list[str] | None:
+    """Class names of a ClassLabel feature (or of a Sequence of ClassLabel)."""
+    inner = getattr(feature, "feature", feature)
+    return list(inner.names) if hasattr(inner, "names") else None
+
+
+def read_datasets(
+    path: str | Path,
+    labels: Sequence[str] | None = None,
+    columns: dict[str, str] | None = None,
+    name: str | None = None,
+    split: str | None = None,
+    revision: str | None = None,
+    tag_names: list[str] | None = None,
+    label_separator: str | None = "|",
+    other_labels: str = "error",
+    task_type: str = "ner",
+    hub_id: str | None = None,
+    split_name: str = "train",
+) -> list[Any]:
+    """Read a Hugging Face dataset split into the data model.
+
+    ``columns`` maps our fields to the dataset's columns. Token tasks (``ner``, ``pos``): ``tokens``
+    (default ``tokens``), ``tags`` (``ner_tags`` for NER, ``pos_tags`` for POS) and optionally ``id``; the
+    tags may be strings or class ids (names from the dataset's ClassLabel feature, or ``tag_names``).
+    Text tasks: ``text`` (``text``), ``label`` (``label``: a class name or id, a list of them, or names
+    joined by ``label_separator``), ``text_pair``, ``score`` and ``id``. ``split`` is the dataset's split
+    name (default: ``train``, ``validation``, ``test`` for our train, dev and test).
+    """
+    columns = dict(columns or {})
+    token_task = task_type in ("ner", "pos")
+    known = {"id", "tokens", "tags"} if token_task else {"id", "text", "label", "text_pair", "score"}
+    bad = sorted(set(columns) - known)
+    if bad:
+        raise LongAdaptError(f"datasets reader: unknown column key(s) {', '.join(bad)} for a {task_type} task; "
+                             f"map {', '.join(sorted(known))}")
+    hf_split = split or {"train": "train", "dev": "validation", "test": "test"}.get(split_name, split_name)
+    ds = _load_hf_split(path, hub_id, hf_split, name, revision)
+    where = f"{hub_id or path}[{hf_split}]"
+
+    def column(key: str, default: str | None, required: bool = True) -> str | None:
+        col = columns.get(key, default)
+        if col is None:
+            return None
+        if col not in ds.column_names:
+            if not required and key not in columns:
+                return None
+            raise LongAdaptError(f"{where}: no column {col!r} for {key!r}; the columns are "
+                                 f"{', '.join(ds.column_names)}. Map it in reader_options.columns")
+        return col
+
+    id_col = column("id", "id", required=False)
+    out: list[Any] = []
+    if token_task:
+        tok_col = column("tokens", "tokens")
+        tag_col = column("tags", "ner_tags" if task_type == "ner" else "pos_tags")
+        names = tag_names or _feature_names(ds.features[tag_col])
+        for row_i, row in enumerate(ds):
+            raw = row[tag_col]
+            try:
+                tags = [names[t] if isinstance(t, int) else str(t) for t in raw] if names else [str(t) for t in raw]
+            except IndexError:
+                raise LongAdaptError(f"{where} row {row_i}: a tag id is outside tag_names") from None
+            if any(isinstance(t, int) for t in raw) and not names:
+                raise LongAdaptError(f"{where}: the tags are class ids without names; give reader_options.tag_names")
+            words = [str(w) for w in row[tok_col]]
+            if len(words) != len(tags):
+                raise LongAdaptError(f"{where} row {row_i}: {len(words)} tokens but {len(tags)} tags")
+            ignored: dict[str, int] = {}
+            checked = []
+            for k, tag in enumerate(tags):
+                if task_type == "pos":
+                    _check_label(tag, labels, Path(str(where)), row_i + 1, "tag")
+                    checked.append(tag)
+                    continue
+                if tag == "O":
+                    checked.append(tag)
+                    continue
+                prefix, dash, typ = tag.partition("-")
+                if not dash or prefix not in ("B", "I") or not typ:
+                    raise LongAdaptError(f"{where} row {row_i}: tag {tag!r} is not O, B-<label> or I-<label>")
+                if not _check_label(typ, labels, Path(str(where)), row_i + 1, other_labels=other_labels):
+                    if prefix == "B" or k == 0 or tags[k - 1].partition("-")[2] != typ:
+                        ignored[typ] = ignored.get(typ, 0) + 1
+                    tag = "O"
+                checked.append(tag)
+            out.append(TaggedSentence(id=str(row[id_col]) if id_col else f"{hf_split}:{row_i}", words=words,
+                                      tags=checked, source=str(where), line=row_i + 1,
+                                      meta={"ignored_labels": ignored} if ignored else {}))
+        return out
+    text_col = column("text", "text")
+    label_col = column("label", "label" if task_type != "regression" else None, required=task_type != "regression")
+    pair_col = column("text_pair", None)
+    score_col = column("score", "label" if task_type == "regression" else None)
+    names = _feature_names(ds.features[label_col]) if label_col else None
+    for row_i, row in enumerate(ds):
+        ex_labels: list[str] = []
+        if label_col and task_type != "regression":
+            value = row[label_col]
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, int) and names:
+                    v = names[v]
+                parts = str(v).split(label_separator) if label_separator and isinstance(v, str) else [str(v)]
+                ex_labels += [x.strip() for x in parts if x.strip()]
+            for lab in ex_labels:
+                _check_label(lab, labels, Path(str(where)), row_i + 1)
+        score = None
+        if score_col:
+            try:
+                score = float(row[score_col])
+            except (TypeError, ValueError):
+                raise LongAdaptError(f"{where} row {row_i}: score {row[score_col]!r} is not a number") from None
+        out.append(ClassificationExample(id=str(row[id_col]) if id_col else f"{hf_split}:{row_i}",
+                                         text=str(row[text_col]), labels=ex_labels, score=score,
+                                         text_pair=str(row[pair_col]) if pair_col else None, source=str(where),
+                                         line=row_i + 1))
+    if not out:
+        raise LongAdaptError(f"{where}: the split is empty")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,6 +873,7 @@ READERS: dict[str, Callable[..., list[Any]]] = {
     "tsv": read_tsv,
     "mcqa_json": read_mcqa_json,
     "codiesp": read_codiesp,
+    "datasets": read_datasets,
 }
 
 READER_KINDS: dict[str, str] = {
@@ -627,20 +883,44 @@ READER_KINDS: dict[str, str] = {
     "tsv": "classification",
     "mcqa_json": "mcqa",
     "codiesp": "classification",
+    "datasets": "tagged|classification",  # by the task type
 }
+
+# parameters the task sets itself (not reader_options)
+RESERVED_PARAMS = ("path", "labels", "other_labels", "select", "task_type", "hub_id", "split_name")
 
 
 def read(reader: str, path: str | Path, options: dict[str, Any] | None = None,
-         labels: Sequence[str] | None = None, where: str = "task") -> list[Any]:
-    """Run the reader named ``reader`` on ``path`` with YAML ``options``; options are checked."""
+         labels: Sequence[str] | None = None, where: str = "task", *, other_labels: str = "error",
+         select: IdSelection | None = None, **context: Any) -> list[Any]:
+    """Run the reader named ``reader`` on ``path`` with YAML ``options``; options are checked.
+
+    ``other_labels`` and ``select`` go to readers that take them; a reader without ``select`` has its
+    examples filtered by id afterwards, with the same check that every listed id matches. ``context``
+    (``task_type``, ``hub_id``, ``split_name``) reaches readers that take it.
+    """
     if reader not in READERS:
         raise LongAdaptError(f"{where}: unknown reader {reader!r}; known readers: {', '.join(READERS)}")
     fn = READERS[reader]
     options = dict(options or {})
     params = inspect.signature(fn).parameters
-    bad = [k for k in options if k not in params or k in ("path", "labels")]
+    bad = [k for k in options if k not in params or k in RESERVED_PARAMS]
     if bad:
-        valid = [p for p in params if p not in ("path", "labels")]
+        valid = [p for p in params if p not in RESERVED_PARAMS]
         raise LongAdaptError(f"{where}: unknown option(s) {', '.join(bad)} for reader {reader!r}; "
                              f"valid options: {', '.join(valid) or 'none'}")
-    return fn(path, labels=labels, **options)
+    extra: dict[str, Any] = {k: v for k, v in context.items() if k in params}
+    if "other_labels" in params:
+        extra["other_labels"] = other_labels
+    elif other_labels != "error":
+        raise LongAdaptError(f"{where}: other_labels applies to entity and tag readers, not to reader {reader!r}")
+    if select is not None and "select" in params:
+        return fn(path, labels=labels, select=select, **extra, **options)
+    items = fn(path, labels=labels, **extra, **options)
+    if select is not None:
+        by_id: dict[str, list[Any]] = {}
+        for x in items:
+            by_id.setdefault(x.id, []).append(x)
+        kept = set(select.apply(list(by_id), path))
+        items = [x for x in items if x.id in kept]
+    return items

@@ -40,12 +40,43 @@ def mean_std(values: Sequence[float]) -> dict[str, Any]:
             "n": int(len(arr)), "values": [float(v) for v in arr]}
 
 
+BUDGET_KEYS = ("protocol", "epochs", "batch", "limits", "data")
+STEPS_TOLERANCE = 1.25  # optimizer steps of two rows in one ranking may differ by at most this factor
+
+
+def budget(run: dict[str, Any]) -> dict[str, Any]:
+    """What a run was trained and scored under: the comparable part (``BUDGET_KEYS``: protocol, epochs,
+    batch unit, limits, data fingerprints) and what is shown beside it (steps, tokens, window, coverage)."""
+    cfg = run.get("config", {})
+    training = cfg.get("training", {})
+    data = run.get("data", {})
+    ents = run.get("entities") or {}
+    return {
+        "protocol": cfg.get("protocol", "default"),
+        "epochs": training.get("epochs"),
+        "batch": (f"{training['batch_tokens']} tokens" if training.get("batch_tokens")
+                  else f"{training.get('batch_size')} examples") if training else None,
+        "limits": cfg.get("limits", {}),
+        "data": {s: (d.get("sha256"), d.get("examples")) for s, d in data.items()},
+        "optimizer_steps": run.get("timing", {}).get("optimizer_steps"),
+        "train_tokens": run.get("diagnostics", {}).get("train_tokens"),
+        "max_length": cfg.get("max_length"), "stride": cfg.get("stride"), "truncate": cfg.get("truncate", False),
+        "test_documents": data.get("test", {}).get("documents", data.get("test", {}).get("examples")),
+        "coverage": (ents.get("coverage") or {}).get("test"),
+    }
+
+
+def budget_key(b: dict[str, Any]) -> str:
+    return json.dumps({k: b.get(k) for k in BUDGET_KEYS}, sort_keys=True, default=str)
+
+
 def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Summary of the runs (seeds) of one model on one task."""
     if not runs:
         raise ValueError("no run to aggregate")
     first = runs[0]
     runs = sorted(runs, key=lambda r: r["seed"])
+    budgets = [budget(r) for r in runs]
     test = {k: mean_std([r["test"][k] for r in runs]) for k in first["test"]}
     dev_keys = [k for k in first["dev"] if all(k in r["dev"] for r in runs)]
     buckets: dict[str, Any] = {}
@@ -62,6 +93,10 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "dev": {k: mean_std([r["dev"][k] for r in runs]) for k in dev_keys},
         "buckets": buckets,
         "best_epochs": [r["best_epoch"] for r in runs],
+        "budget": {**budgets[0], "optimizer_steps": [b["optimizer_steps"] for b in budgets]
+                   if len({b["optimizer_steps"] for b in budgets}) > 1 else budgets[0]["optimizer_steps"]},
+        "mixed_budget": len({budget_key(b) for b in budgets}) > 1,
+        "warnings": sorted({w for r in runs for w in r.get("warnings", [])}),
     }
 
 
@@ -106,6 +141,9 @@ def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 
 def _fmt(ms: dict[str, Any]) -> str:
+    """``mean ± std`` x 100, or the value alone for one run (a spread of one run is not zero)."""
+    if ms.get("n", 0) < 2:
+        return f"{100 * ms['mean']:.2f}"
     return f"{100 * ms['mean']:.2f} ± {100 * ms['std']:.2f}"
 
 
@@ -126,8 +164,43 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None,
     return (None if math.isnan(p) else p), len(seeds)
 
 
-def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True) -> Path:
-    """Write the Markdown report ``out`` (and its PNG plots next to it)."""
+def _steps(b: dict[str, Any]) -> list[int]:
+    v = b.get("optimizer_steps")
+    return [x for x in (v if isinstance(v, list) else [v]) if x]
+
+
+def _budget_groups(summaries: dict[tuple[str, str], dict[str, Any]], task: str) -> list[list[str]]:
+    """Models of ``task`` grouped by comparable budget (same budget key and steps within STEPS_TOLERANCE)."""
+    groups: list[tuple[str, list[int], list[str]]] = []
+    for (m, t), s in sorted(summaries.items()):
+        if t != task:
+            continue
+        key, steps = budget_key(s["budget"]), _steps(s["budget"])
+        for g in groups:
+            all_steps = g[1] + steps
+            if g[0] == key and (not all_steps or max(all_steps) <= STEPS_TOLERANCE * min(all_steps)):
+                g[1].extend(steps)
+                g[2].append(m)
+                break
+        else:
+            groups.append((key, list(steps), [m]))
+    return [g[2] for g in groups]
+
+
+def _describe_budget(b: dict[str, Any]) -> str:
+    limits = ", ".join(f"{k}={v}" for k, v in (b.get("limits") or {}).items() if v is not None) or "none"
+    steps = b.get("optimizer_steps")
+    return (f"protocol {b.get('protocol')}, {b.get('epochs')} epochs, batches of {b.get('batch')}, "
+            f"{steps if not isinstance(steps, list) else '/'.join(map(str, steps))} steps, limits {limits}")
+
+
+def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, allow_mixed: bool = False) -> Path:
+    """Write the Markdown report ``out`` (and its PNG plots next to it).
+
+    Rows of one task column are ranked together only when they share a budget (protocol, epochs, batch
+    unit, limits, data, and optimizer steps within a factor of 1.25); otherwise the comparison is refused
+    unless ``allow_mixed``, and then every row outside the largest budget group is marked ``†``.
+    """
     runs = load_runs(dirs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -139,10 +212,33 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True) -> 
     tasks = sorted({t for _, t in groups})
     metric_of = {t: next(s["main_metric"] for (m, tt), s in summaries.items() if tt == t) for t in tasks}
 
+    mixed_rows: set[tuple[str, str]] = set()
+    problems: list[str] = []
+    for (m, t), s in sorted(summaries.items()):
+        if s["mixed_budget"]:
+            problems.append(f"{m} / {t}: its seeds were run under different budgets")
+            mixed_rows.add((m, t))
+    for t in tasks:
+        budget_groups = _budget_groups(summaries, t)
+        if len(budget_groups) > 1:
+            main = max(budget_groups, key=len)
+            desc = "; ".join(f"{', '.join(g)}: {_describe_budget(summaries[(g[0], t)]['budget'])}" for g in budget_groups)
+            problems.append(f"{t}: {desc}")
+            mixed_rows |= {(m, t) for g in budget_groups if g is not main for m in g}
+    if problems and not allow_mixed:
+        raise LongAdaptError("these results were not trained under one budget, so they are not ranked together: "
+                             + " | ".join(problems) + ". Compare like with like (same epochs, limits, data and "
+                             "protocol), or pass --allow-mixed to rank them anyway with the rows marked")
+
     lines = ["# longadapt comparison", "",
              f"Runs read from: {', '.join(str(d) for d in dirs)}. Scores x 100 on the test split, "
-             "mean ± sample std over seeds; **bold** = best mean of the column; `*` = significantly below "
-             f"the best (paired t-test over seeds, p < {ALPHA}; needs {MIN_PAIRED_RUNS}+ shared seeds).", ""]
+             "mean ± sample std over seeds (one seed: the value alone); **bold** = best mean of the column; `*` = "
+             f"significantly below the best (paired t-test over seeds, p < {ALPHA}; needs {MIN_PAIRED_RUNS}+ shared "
+             "seeds). Entity scores count every gold mention of the test split; the coverage column of the budget "
+             "table says how many of them the scheme could represent.", ""]
+    if mixed_rows:
+        lines += ["**Mixed budgets (--allow-mixed)**: `†` marks rows trained under another budget than the rest of "
+                  "their column; their ranks are not comparable. " + " | ".join(problems), ""]
     header = "| model | " + " | ".join(f"{t} ({metric_of[t]})" for t in tasks) + " |"
     lines += [header, "|" + "---|" * (len(tasks) + 1)]
     best: dict[str, str] = {}
@@ -168,8 +264,31 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True) -> 
             p, _ = pvalues.get((m, t), (None, 0))
             if p is not None and p < ALPHA:
                 cell += " *"
+            if (m, t) in mixed_rows:
+                cell += " †"
             cells.append(cell)
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+
+    lines += ["", "## Budget and coverage", "",
+              "What each row was trained and scored under. Coverage: the share of the test split's gold mentions the "
+              "task's scheme can represent (entity tasks; the rest count as misses).", "",
+              "| task | model | protocol | seeds | epochs | batches | optimizer steps | training tokens | limits | "
+              "window / stride | test documents | coverage | warnings |",
+              "|---|---|---|---|---:|---|---:|---:|---|---|---:|---:|---|"]
+    for (m, t), s in sorted(summaries.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        b = s["budget"]
+        limits = ", ".join(f"{k}={v}" for k, v in (b.get("limits") or {}).items() if v is not None) or "none"
+        steps = b.get("optimizer_steps")
+        window = f"{b.get('max_length')} / {b.get('stride')}" + (" (truncated)" if b.get("truncate") else "")
+        cov = f"{100 * b['coverage']:.2f} %" if b.get("coverage") is not None else "–"
+        lines.append(f"| {t} | {m}{' †' if (m, t) in mixed_rows else ''} | {b.get('protocol')} | {s['seeds']} | "
+                     f"{b.get('epochs')} | {b.get('batch')} | "
+                     f"{steps if not isinstance(steps, list) else '/'.join(map(str, steps))} | {b.get('train_tokens')} | "
+                     f"{limits} | {window} | {b.get('test_documents')} | {cov} | {len(s['warnings']) or '–'} |")
+    warned = [(m, t, w) for (m, t), s in sorted(summaries.items()) for w in s["warnings"]]
+    if warned:
+        lines += ["", "Warnings:", ""] + [f"- {m} / {t}: {w}" for m, t, w in warned]
+
     lines += ["", "## Paired t-tests against the best model of each task", "",
               "| task | best | model | shared seeds | p-value |", "|---|---|---|---|---|"]
     for (m, t), (p, n) in sorted(pvalues.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -195,7 +314,7 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True) -> 
                 continue
             lines.append(f"| {m} | " + " | ".join(_fmt(bks[b][metric]) if b in bks else "–" for b in bucket_names) + " |")
             counts = [str(bks[b]["n"]) if b in bks else "–" for b in bucket_names]
-        lines.append("| *test examples* | " + " | ".join(counts) + " |")
+        lines.append("| *test documents* | " + " | ".join(counts) + " |")
         if plots and bucket_names:
             png = out.with_name(f"{out.stem}_{t}.png")
             _plot(png, t, metric, models, bucket_names, summaries)

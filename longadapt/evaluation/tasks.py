@@ -1,40 +1,49 @@
 """The task registry: one YAML file per task under ``languages/tasks/``.
 
 A task YAML says what to read (reader, options, data paths per split), what to predict (type,
-labels), how to score it (metric, length buckets) and how to fine-tune (``training``: defaults per
-task type follow DrBenchmark). A user-defined task is the same YAML given with
-``longadapt evaluate --task-file T.yaml``; no code is needed. The format is documented in
+labels), how entities are represented and scored (``nested``, ``discontinuous``, ``other_labels``), how
+to score (metric, length buckets) and how to fine-tune (``training``). A user-defined task is the same
+YAML given with ``longadapt evaluate --task-file T.yaml``; no code is needed. The format is documented in
 docs/evaluation.md.
 
 Data paths are relative to the data root: the task's own ``data_root`` (relative to the YAML
 file's folder) when set, else ``--data-root``, else the ``LONGADAPT_DATA`` environment variable,
 else ``../shared/data`` next to the repository when it exists.
+
+:meth:`Task.load_data` reads the three splits once, checks that no document is in two of them, and for
+entity tasks builds the task's scheme and counts, per split and type, the gold mentions and how many
+of them the scheme can represent (:class:`TaskData`).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from longadapt.config import deep_merge, from_dict, load_yaml, to_dict
 from longadapt.errors import LongAdaptError
+from longadapt.evaluation import entities as E
 from longadapt.evaluation import readers
-from longadapt.evaluation.data import Document, document_to_tagged
-from longadapt.evaluation.metrics import MAIN_METRIC
+from longadapt.evaluation.data import Document, TaggedSentence, document_words, sentence_text
+from longadapt.evaluation.fingerprint import file_sha256
+from longadapt.evaluation.metrics import MAIN_METRIC, METRICS
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_TYPES = ("ner", "pos", "classification", "multilabel", "regression", "mcqa")
 SPLITS = ("train", "dev", "test")
+PROTOCOLS = ("default", "drbenchmark")
 
-# DrBenchmark's reference hyper-parameters per task type: (epochs, batch size, learning rate).
-# Classification is 10-25 epochs there depending on the task; 20 here. Weight decay 0.01 for all.
+# DrBenchmark's reference hyper-parameters per task type: (epochs, batch size, learning rate). They are
+# the defaults of a user task; every built-in task states the budget measured to learn on a CPU in its
+# YAML (see docs/evaluation.md). Classification is 10-25 epochs in DrBenchmark; 20 here.
 TYPE_DEFAULTS: dict[str, tuple[int, int, float]] = {
     "ner": (15, 16, 1e-4),
     "pos": (10, 16, 1e-5),
@@ -43,6 +52,26 @@ TYPE_DEFAULTS: dict[str, tuple[int, int, float]] = {
     "mcqa": (20, 16, 2e-5),
     "regression": (20, 16, 2e-5),
 }
+# entity tasks on whole documents train by tokens unless the task says otherwise: batches of N examples
+# give a 512-token model (windows) several times the optimizer steps of a long model (whole documents)
+DOCUMENT_BATCH_TOKENS = 2048
+
+# --protocol drbenchmark: DrBenchmark's handling, so that a number can stand beside published ones
+# (512-token truncation, its hyper-parameters, joined nested labels, fragments of discontinuous mentions,
+# whitespace words, checkpoint selection on token accuracy for NER, MORFITT's fixed 0.7 threshold). A task
+# YAML adds its own specifics under protocols.drbenchmark (QUAERO EMEA: sentences cut at ".").
+DRBENCHMARK: dict[str, dict[str, Any]] = {
+    "ner": {"nested": "join", "discontinuous": "fragments", "word_splitter": "whitespace", "metric": "seqeval_f1",
+            "training": {"epochs": 15, "batch_size": 16, "learning_rate": 1e-4, "select_metric": "word_accuracy"}},
+    "pos": {"word_splitter": "whitespace",
+            "training": {"epochs": 10, "batch_size": 16, "learning_rate": 1e-5}},
+    "classification": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
+    "multilabel": {"training": {"epochs": 35, "batch_size": 12, "learning_rate": 2e-5, "threshold": 0.7}},
+    "mcqa": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
+    "regression": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
+}
+DRBENCHMARK_ALL = {"training": {"max_length": 512, "truncate": True, "batch_tokens": None, "weight_decay": 0.01,
+                                "warmup_ratio": 0.0, "stride": None}}
 
 
 @dataclass
@@ -80,31 +109,71 @@ class TrainingConfig:
     eval_batch_size: int | None = None  # default: batch_size
     # training batches by tokens instead of examples: each batch holds up to this many real tokens (at
     # least one example). With it a 512-token model (windows) and a long model (whole documents) take
-    # the same number of optimizer steps on the same text; batch_size then applies to prediction only
+    # the same number of optimizer steps on the same text; batch_size then applies to prediction only.
+    # Default: DOCUMENT_BATCH_TOKENS for entity tasks on documents (brat, xmi) that set no batch_size, else
+    # by examples
     batch_tokens: int | None = None
+    eval_batch_tokens: int = 16384  # prediction batches hold at most this many tokens (memory bound)
     max_length: int | None = None  # default: the model's maximum length
     stride: int | None = None  # tokens between window starts; default: half the window
+    truncate: bool = False  # one window per example (its first max_length tokens); the rest is never seen
     merge: str = "max_context"  # token predictions of overlapping windows: max_context | average
     pool: str = "mean"  # document logits over windows: mean | max
     threshold: float | None = None  # multi-label/MCQA: None = chosen on validation
     at_least_one: bool = True  # multi-label/MCQA: an empty prediction takes its best label
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
     eval_every_epochs: int = 1
+    select_metric: str | None = None  # the dev metric that selects the checkpoint; default: the task's metric
 
-    def resolved(self, task_type: str) -> TrainingConfig:
+    def resolved(self, task_type: str, document_task: bool = False) -> TrainingConfig:
         epochs, batch, lr = TYPE_DEFAULTS[task_type]
         out = TrainingConfig(**to_dict(self))
-        out.epochs = self.epochs if self.epochs is not None else epochs
-        out.batch_size = self.batch_size if self.batch_size is not None else batch
-        out.learning_rate = float(self.learning_rate) if self.learning_rate is not None else lr
-        out.eval_batch_size = self.eval_batch_size or out.batch_size
+        out.epochs = _typed(self.epochs, int, "epochs") if self.epochs is not None else epochs
+        out.batch_size = _typed(self.batch_size, int, "batch_size") if self.batch_size is not None else batch
+        out.learning_rate = _typed(self.learning_rate, float, "learning_rate") if self.learning_rate is not None else lr
+        out.eval_batch_size = _typed(self.eval_batch_size, int, "eval_batch_size") or out.batch_size
+        for name, kind in (("weight_decay", float), ("warmup_ratio", float), ("max_grad_norm", float),
+                           ("gradient_accumulation_steps", int), ("eval_every_epochs", int),
+                           ("eval_batch_tokens", int)):
+            setattr(out, name, _typed(getattr(self, name), kind, name))
+        for name in ("max_length", "stride", "batch_tokens"):
+            if getattr(self, name) is not None:
+                setattr(out, name, _typed(getattr(self, name), int, name))
+        for name in ("truncate", "at_least_one"):
+            if not isinstance(getattr(self, name), bool):
+                raise LongAdaptError(f"training.{name} must be true or false, not {getattr(self, name)!r}")
+        if self.batch_tokens is None and self.batch_size is None and document_task and not self.truncate:
+            out.batch_tokens = DOCUMENT_BATCH_TOKENS  # a task that sets batch_size trains by examples
         if out.batch_tokens is not None and int(out.batch_tokens) < 1:
             raise LongAdaptError(f"training.batch_tokens must be a positive number of tokens, not {out.batch_tokens!r}")
+        if out.epochs < 1 or out.batch_size < 1 or out.eval_every_epochs < 1 or out.gradient_accumulation_steps < 1:
+            raise LongAdaptError("training.epochs, batch_size, eval_every_epochs and gradient_accumulation_steps "
+                                 "must be at least 1")
         if out.merge not in ("max_context", "average"):
             raise LongAdaptError(f"training.merge must be max_context or average, not {out.merge!r}")
         if out.pool not in ("mean", "max"):
             raise LongAdaptError(f"training.pool must be mean or max, not {out.pool!r}")
+        if out.mixed_precision not in ("no", "fp16", "bf16"):
+            raise LongAdaptError(f"training.mixed_precision must be no, fp16 or bf16, not {out.mixed_precision!r}")
+        if out.select_metric is not None and out.select_metric not in METRICS[task_type]:
+            raise LongAdaptError(f"training.select_metric {out.select_metric!r} is not a {task_type} metric; use one "
+                                 f"of {', '.join(METRICS[task_type])}")
         return out
+
+
+def _typed(value: Any, kind: type, name: str) -> Any:
+    """``value`` as an int or float (YAML reads ``3e-3`` as a string), or a clear error."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise LongAdaptError(f"training.{name} must be a number, not {value!r}")
+    try:
+        out = kind(float(value)) if kind is float else int(value) if float(value) == int(float(value)) else None
+    except (TypeError, ValueError):
+        out = None
+    if out is None:
+        raise LongAdaptError(f"training.{name} must be {'an integer' if kind is int else 'a number'}, not {value!r}")
+    return out
 
 
 @dataclass
@@ -122,10 +191,64 @@ class TaskConfig:
     length_buckets: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
     score_scale: list[float] = field(default_factory=lambda: [0.0, 5.0])  # regression (EDRM)
     data_root: str | None = None  # relative to the YAML file's folder
+    # entities (ner): how nested / overlapping mentions are represented (every gold mention is scored)
+    nested: str = "auto"  # auto | layers | flatten | join
+    max_depth: int | None = None  # layers: at most this many nesting levels per type (default: what the data needs)
+    discontinuous: str = "fragments"  # fragments | extent | longest
+    other_labels: str = "error"  # mentions (or tags) of labels not in `labels`: error | ignore (counted)
+    segment_on: str | None = None  # cut documents into segments after each word equal to this (e.g. ".")
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    protocols: dict[str, Any] = field(default_factory=dict)  # per protocol: overrides of this YAML
+    protocol: str = "default"  # set by load_task
     licence: str = ""
     citation: str = ""
     notes: str = ""
+
+
+@dataclass
+class SplitStats:
+    """What a split holds (recorded in run.json): documents, examples, and for entity tasks the gold
+    mentions and how many of them the scheme represents."""
+
+    documents: int = 0
+    examples: int = 0
+    annotations: int = 0  # annotated mentions read (entity tasks)
+    discontinuous: int = 0
+    duplicates: int = 0  # identical (span, label) annotations counted once
+    trimmed: int = 0  # mentions whose span started or ended on whitespace (trimmed)
+    ignored_labels: dict[str, int] = field(default_factory=dict)  # other_labels: ignore
+    entities: dict[str, Any] | None = None  # gold / representable / lost per type (entities.mention_scores)
+
+
+@dataclass
+class TaskData:
+    """The loaded splits of a task. Entity tasks also carry their scheme and, per split, every gold
+    mention of every document (``gold[split][doc_id]``), the representable ones, and why the others are not."""
+
+    splits: dict[str, list[Any]]
+    stats: dict[str, SplitStats]
+    scheme: E.Scheme | None = None
+    gold: dict[str, dict[str, set[E.Span]]] = field(default_factory=dict)
+    representable: dict[str, dict[str, set[E.Span]]] = field(default_factory=dict)
+    lost: dict[str, dict[str, dict[E.Span, str]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, split: str) -> list[Any]:
+        return self.splits[split]
+
+    def doc_ids(self, split: str) -> list[str]:
+        """Document ids of a split in reading order (a segmented document once)."""
+        seen: dict[str, None] = {}
+        for ex in self.splits[split]:
+            seen.setdefault(getattr(ex, "doc_id", None) or ex.id, None)
+        return list(seen)
+
+    def limited(self, split: str, n: int | None) -> list[Any]:
+        """The examples of the first ``n`` documents (all of them for None)."""
+        if n is None:
+            return self.splits[split]
+        keep = set(self.doc_ids(split)[:n])
+        return [ex for ex in self.splits[split] if (getattr(ex, "doc_id", None) or ex.id) in keep]
 
 
 @dataclass
@@ -151,25 +274,31 @@ class Task:
     @property
     def kind(self) -> str:
         """What the examples are after loading: tagged | classification | mcqa."""
-        k = readers.READER_KINDS[self.config.reader]
-        return "tagged" if k == "document" else k
+        if self.type in ("ner", "pos"):
+            return "tagged"
+        return "mcqa" if self.type == "mcqa" else "classification"
+
+    @property
+    def document_task(self) -> bool:
+        """An entity task read from whole documents (BRAT, XMI)."""
+        return readers.READER_KINDS.get(self.config.reader) == "document"
 
     @property
     def tag_labels(self) -> list[str]:
-        """BIO tags of a NER task (``O`` first), or the tags of a POS task."""
+        """The tags of a POS task, or the flat BIO tags of a NER task (``O`` first)."""
         if self.type == "pos":
             return list(self.config.labels)
         return ["O"] + [f"{p}-{lab}" for lab in self.config.labels for p in ("B", "I")]
 
     def training(self) -> TrainingConfig:
-        return self.config.training.resolved(self.type)
+        return self.config.training.resolved(self.type, self.document_task)
 
     def path(self, rel: str) -> Path:
         p = Path(rel)
         return p if p.is_absolute() else self.data_root / p
 
-    def load_split(self, split: str) -> list[Any]:
-        """The examples of ``split`` (documents of a NER task become word-level tagged sequences)."""
+    def read_split(self, split: str) -> list[Any]:
+        """The examples of ``split`` as the readers return them (documents stay documents)."""
         if split not in self.config.splits:
             raise LongAdaptError(f"task {self.name}: no split {split!r} in {self.yaml_path}")
         out: list[Any] = []
@@ -179,21 +308,120 @@ class Task:
             if self.type == "pos" and self.config.reader == "iob":
                 options.setdefault("scheme", "raw")
             labels = None if self.type == "regression" else self.config.labels
-            items = readers.read(self.config.reader, self.path(src.path), options, labels, where)
+            select = None
+            if src.ids_file:
+                ids = readers.read_id_list(self.path(src.ids_file), src.ids_section)
+                origin = f"{where}: ids_file {src.ids_file}" + (f" (section {src.ids_section})" if src.ids_section else "")
+                select = readers.IdSelection(ids, src.ids_mode, origin)
+            path = self.path(src.path)
+            hub_id = src.path if (self.config.reader == "datasets" and not path.exists()) else None
+            other = self.config.other_labels if self.type in ("ner", "pos") else "error"
+            items = readers.read(self.config.reader, path, options, labels, where, other_labels=other,
+                                 select=select, task_type=self.type, hub_id=hub_id, split_name=split)
             out.extend(self._select(items, src, where))
-        if self.config.reader in ("brat", "xmi"):
-            out = [document_to_tagged(d, self.config.word_splitter) if isinstance(d, Document) else d for d in out]
         if not out:
             raise LongAdaptError(f"task {self.name}: split {split!r} is empty after selection; check {self.yaml_path}")
         return out
 
+    def load_split(self, split: str) -> list[Any]:
+        """The examples of ``split`` alone (entity documents become word sequences without classes);
+        :meth:`load_data` reads every split, checks them against each other and prepares entities."""
+        return self._to_examples(self.read_split(split))[0]
+
+    def _to_examples(self, items: list[Any]) -> tuple[list[Any], dict[str, set[E.Span]], SplitStats]:
+        """Examples of a split, the gold mentions of each document (entity tasks) and the split's counts."""
+        cfg = self.config
+        stats = SplitStats()
+        gold: dict[str, set[E.Span]] = {}
+        out: list[Any] = []
+        ignored: Counter[str] = Counter()
+        for item in items:
+            ignored.update((getattr(item, "meta", None) or {}).get("ignored_labels", {}))
+            if isinstance(item, Document):
+                seqs, units, counts = document_words(item, cfg.word_splitter, cfg.discontinuous, cfg.segment_on)
+                gold[item.id] = set(units)
+                stats.annotations += counts["annotations"]
+                stats.discontinuous += counts["discontinuous"]
+                stats.duplicates += counts["duplicates"]
+                stats.trimmed += counts["trimmed"]
+                out.extend(seqs)
+            elif isinstance(item, TaggedSentence) and self.type == "ner":
+                text, offsets = sentence_text(item.words)
+                units = [(offsets[i][0], offsets[j - 1][1], lab) for i, j, lab in E.tags_to_spans(item.tags)]
+                item.text, item.offsets, item.mentions, item.doc_id = text, offsets, units, item.id
+                gold[item.id] = set(units)
+                stats.annotations += len(units)
+                out.append(item)
+            else:
+                out.append(item)
+        stats.documents = len({getattr(x, "doc_id", None) or x.id for x in out})
+        stats.examples = len(out)
+        stats.ignored_labels = dict(sorted(ignored.items()))
+        return out, gold, stats
+
+    def load_data(self) -> TaskData:
+        """Read train, dev and test; refuse a document found in two splits (or twice in one); for entity
+        tasks build the scheme from train + dev and count what it represents in every split."""
+        items = {s: self.read_split(s) for s in SPLITS}
+        _check_disjoint(self, items)
+        splits, golds, stats = {}, {}, {}
+        for s in SPLITS:
+            splits[s], golds[s], stats[s] = self._to_examples(items[s])
+        data = TaskData(splits=splits, stats=stats)
+        for s in SPLITS:
+            if stats[s].ignored_labels:
+                logger.info("%s %s: left out (other_labels: ignore): %s", self.name, s,
+                            ", ".join(f"{k} {v}" for k, v in stats[s].ignored_labels.items()))
+        if self.type == "ner":
+            self._prepare_entities(data, golds)
+        return data
+
+    def _prepare_entities(self, data: TaskData, golds: dict[str, dict[str, set[E.Span]]]) -> None:
+        cfg = self.config
+        if cfg.discontinuous not in E.DISCONTINUOUS_MODES:
+            raise LongAdaptError(f"{self.yaml_path}: discontinuous must be one of {', '.join(E.DISCONTINUOUS_MODES)}, "
+                                 f"not {cfg.discontinuous!r}")
+        words = {s: [(ex.mentions or [], E.Words(ex.offsets)) for ex in data.splits[s]] for s in SPLITS}
+        scheme = E.build_scheme(cfg.nested, cfg.labels, words["train"] + words["dev"],
+                                words["train"] + words["dev"] + words["test"], cfg.max_depth)
+        if self.config.reader not in ("brat", "xmi") and scheme.name != "flatten":
+            scheme = E.FlattenScheme(cfg.labels)  # tagged input is flat by construction
+        data.scheme = scheme
+        for s in SPLITS:
+            rep: dict[str, set[E.Span]] = {d: set() for d in golds[s]}
+            for ex in data.splits[s]:
+                w = E.Words(ex.offsets)
+                ex.classes = scheme.encode(E.to_word_mentions(ex.mentions or [], w), len(w))
+                back, _ = E.representable(scheme, ex.mentions or [], w)
+                rep[ex.doc_id] |= back
+            lost: dict[str, dict[E.Span, str]] = {}
+            for d, g in golds[s].items():
+                for u in g - rep[d]:
+                    inside = [ex for ex in data.splits[s] if ex.doc_id == d and u in (ex.mentions or ())]
+                    if not inside:
+                        why = E.LOST_UNSEEN
+                    else:
+                        why = E.LOST_NESTING if E.Words(inside[0].offsets).aligned(u[0], u[1]) else E.LOST_WORD
+                    lost.setdefault(d, {})[u] = why
+            _, table = E.mention_scores(golds[s], {}, cfg.labels, rep, lost)
+            data.gold[s], data.representable[s], data.lost[s] = golds[s], rep, lost
+            data.stats[s].entities = table
+            total = table["total"]
+            share = E.coverage_of(table)
+            msg = (f"{self.name} {s}: {total['representable']} of {total['gold']} gold mentions representable "
+                   f"({100 * share:.2f} %) under nested: {scheme.name}")
+            if share < 0.99:
+                reasons = Counter()
+                for t in table["per_type"].values():
+                    reasons.update(t["lost"])
+                msg += "; lost: " + ", ".join(f"{v} {k}" for k, v in reasons.most_common())
+                logger.warning("%s. They still count as misses in every score; see docs/evaluation.md "
+                               "(nested, discontinuous, word_splitter) for what can represent them", msg)
+                data.warnings.append(msg)
+            else:
+                logger.info(msg)
+
     def _select(self, items: list[Any], src: SourceSpec, where: str) -> list[Any]:
-        if src.ids_file:
-            ids = set(readers.read_id_list(self.path(src.ids_file), src.ids_section))
-            if src.ids_mode not in ("include", "exclude"):
-                raise LongAdaptError(f"{where}: ids_mode must be include or exclude, not {src.ids_mode!r}")
-            keep = src.ids_mode == "include"
-            items = [x for x in items if (x.id in ids) == keep]
         if src.fraction is not None:
             if len(src.fraction) != 2 or not 0 <= src.fraction[0] <= src.fraction[1] <= 1:
                 raise LongAdaptError(f"{where}: fraction must be [start, end] with 0 <= start <= end <= 1")
@@ -212,17 +440,59 @@ class Task:
         for src in self.config.splits.get(split, []):
             for rel in [src.path] + ([src.ids_file] if src.ids_file else []):
                 p = self.path(rel)
-                files.extend(sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])
+                if p.is_dir():
+                    files.extend(sorted(x for x in p.rglob("*") if x.is_file()))
+                elif p.exists():
+                    files.append(p)
         h = hashlib.sha256()
         for f in files:
             h.update(str(f.relative_to(self.data_root) if f.is_relative_to(self.data_root) else f).encode())
-            h.update(_file_sha256(f).encode())
+            h.update(file_sha256(f).encode())
+        for src in self.config.splits.get(split, []):  # hub datasets: the id, config and split name
+            if not self.path(src.path).exists():
+                h.update(repr((src.path, sorted(src.options.items()))).encode())
         return {"sha256": h.hexdigest(), "files": len(files)}
 
 
-@functools.lru_cache(maxsize=8192)
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _check_disjoint(task: Task, items: dict[str, list[Any]]) -> None:
+    """No example read twice: the same file (and, for rows, the same line) in two splits, or twice in one
+    (two sources selecting it), is an error; so is a document of the same name and text in two splits
+    (a copy). Identical texts under other names are a warning (short titles repeat legitimately)."""
+    def key(x: Any) -> tuple[str, str, str]:
+        line = getattr(x, "line", None) or (getattr(x, "meta", None) or {}).get("line", "")
+        return (str(Path(x.source).resolve()) if x.source else "", str(x.id), str(line))
+
+    def describe(k: tuple[str, str, str]) -> str:
+        return f"{k[1]} ({k[0]}" + (f", line {k[2]})" if k[2] else ")")
+
+    where: dict[tuple[str, str, str], str] = {}
+    clashes: list[str] = []
+    texts: dict[str, tuple[str, str]] = {}  # text hash -> (split, id)
+    similar = 0
+    for split in SPLITS:
+        for x in items[split]:
+            k = key(x)
+            if k in where:
+                clashes.append(f"{describe(k)}: {where[k]} and {split}")
+                continue
+            where[k] = split
+            body = getattr(x, "text", None)
+            if body is None:
+                continue
+            h = hashlib.sha256(" ".join(body.split()).encode()).hexdigest()
+            first = texts.setdefault(h, (split, str(x.id)))
+            if first[0] != split:
+                if first[1] == str(x.id):
+                    clashes.append(f"{x.id}: the same document (name and text) in {first[0]} and {split}")
+                else:
+                    similar += 1
+    if clashes:
+        shown = "; ".join(clashes[:8]) + (f"; and {len(clashes) - 8} more" if len(clashes) > 8 else "")
+        raise LongAdaptError(f"{task.yaml_path}: {len(clashes)} document(s) are selected twice: {shown}. Each document "
+                             "must be in one split once; fix the splits' paths, ids_file, fraction or every")
+    if similar:
+        logger.warning("%s: %d text(s) of one split also appear in another split under another name", task.name,
+                       similar)
 
 
 def tasks_dir() -> Path:
@@ -246,10 +516,13 @@ def default_data_root(cli_value: str | Path | None = None) -> Path | None:
 
 
 def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
-              overrides: dict[str, Any] | None = None) -> Task:
+              overrides: dict[str, Any] | None = None, protocol: str = "default",
+              overrides_from: str = "--set") -> Task:
     """Load a task by registry name (``fr-e3c-ner``) or from a YAML file path.
 
-    ``overrides`` (e.g. from ``parse_overrides(["training.epochs=3"])``) are merged onto the YAML.
+    ``protocol`` ``drbenchmark`` applies DrBenchmark's handling (:data:`DRBENCHMARK`, then the YAML's own
+    ``protocols.drbenchmark``) and names the task ``<name>.drbenchmark``; ``overrides`` (e.g. from
+    ``parse_overrides(["training.epochs=3"])``, reported as coming from ``overrides_from``) are merged last.
     """
     text = str(name_or_path)
     path = Path(text)
@@ -260,11 +533,27 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
                 f"unknown task {text!r}; known tasks: {', '.join(available_tasks()) or 'none'}. "
                 "Give a task YAML with --task-file to run your own task"
             )
+    if protocol not in PROTOCOLS:
+        raise LongAdaptError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
     data = load_yaml(path)
+    where = str(path)
+    _check_keys(data, where)
+    if overrides:
+        _check_keys(overrides, overrides_from)
+    data.setdefault("name", path.stem)
+    if protocol != "default":
+        kind = data.get("type")
+        if kind not in DRBENCHMARK:
+            raise LongAdaptError(f"{where}: type must be one of {', '.join(TASK_TYPES)}, not {kind!r}")
+        own = (data.get("protocols") or {}).get(protocol) or {}
+        if not isinstance(own, dict):
+            raise LongAdaptError(f"{where}: protocols.{protocol} must map task keys to values")
+        _check_keys(own, f"{where}: protocols.{protocol}")
+        data = deep_merge(deep_merge(deep_merge(data, DRBENCHMARK_ALL), DRBENCHMARK[kind]), own)
+        data["name"] = f"{data['name']}.{protocol}"
     if overrides:
         data = deep_merge(data, overrides)
-    data.setdefault("name", path.stem)
-    where = str(path)
+    data["protocol"] = protocol
     raw_splits = data.pop("splits", None)
     raw_training = data.pop("training", None) or {}
     cfg = from_dict(TaskConfig, data, where)
@@ -282,7 +571,30 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
         root = found
     if not root.is_dir():
         raise LongAdaptError(f"{where}: data root {root} is not a folder; check --data-root / LONGADAPT_DATA")
-    return Task(config=cfg, yaml_path=path, data_root=root)
+    task = Task(config=cfg, yaml_path=path, data_root=root)
+    task.training()  # types and values of the training section, checked before any data or model is loaded
+    return task
+
+
+def _check_keys(data: dict[str, Any], where: str) -> None:
+    """Top-level and ``training`` keys must be fields of the config (with a did-you-mean)."""
+    import difflib
+
+    def check(keys: Any, cls: type, prefix: str) -> None:
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in keys:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+                raise LongAdaptError(f"{where}: unknown key '{prefix}{key}'{hint}; valid keys are: "
+                                     f"{', '.join(sorted(valid))}")
+
+    check(data, TaskConfig, "")
+    training = data.get("training")
+    if isinstance(training, dict):
+        check(training, TrainingConfig, "training.")
+    elif training is not None:
+        raise LongAdaptError(f"{where}: 'training' must map keys to values")
 
 
 def _parse_splits(raw: Any, where: str) -> dict[str, list[SourceSpec]]:
@@ -314,6 +626,8 @@ def _validate(cfg: TaskConfig, where: str) -> None:
     if cfg.reader not in readers.READERS:
         raise LongAdaptError(f"{where}: unknown reader {cfg.reader!r}; known: {', '.join(readers.READERS)}")
     kind = readers.READER_KINDS[cfg.reader]
+    if kind == "tagged|classification":  # datasets: by the task type
+        kind = "tagged" if cfg.type in ("ner", "pos") else "classification"
     compatible = {
         "ner": ("tagged", "document"), "pos": ("tagged",), "classification": ("classification",),
         "multilabel": ("classification",), "regression": ("classification",), "mcqa": ("mcqa",),
@@ -324,12 +638,16 @@ def _validate(cfg: TaskConfig, where: str) -> None:
         raise LongAdaptError(f"{where}: 'labels' must list the task's labels (entity types, classes or options)")
     if len(set(cfg.labels)) != len(cfg.labels):
         raise LongAdaptError(f"{where}: 'labels' has duplicates")
-    if cfg.metric is not None and cfg.metric != MAIN_METRIC[cfg.type]:
-        allowed = {"ner": ["f1", "precision", "recall"], "classification": ["weighted_f1", "macro_f1", "accuracy"],
-                   "multilabel": ["weighted_f1", "macro_f1", "micro_f1", "hamming_score", "exact_match"],
-                   "regression": ["spearman", "edrm", "pearson"], "mcqa": ["hamming_score", "exact_match"],
-                   "pos": ["accuracy"]}[cfg.type]
-        if cfg.metric not in allowed:
-            raise LongAdaptError(f"{where}: metric {cfg.metric!r} is not available for {cfg.type}; use one of {allowed}")
+    if cfg.metric is not None and cfg.metric not in METRICS[cfg.type]:
+        raise LongAdaptError(f"{where}: metric {cfg.metric!r} is not available for {cfg.type}; use one of "
+                             f"{', '.join(METRICS[cfg.type])}")
+    for key, allowed in (("nested", E.NESTED_SCHEMES), ("discontinuous", E.DISCONTINUOUS_MODES),
+                         ("other_labels", readers.OTHER_LABELS)):
+        if getattr(cfg, key) not in allowed:
+            raise LongAdaptError(f"{where}: {key} must be one of {', '.join(allowed)}, not {getattr(cfg, key)!r}")
+    if cfg.other_labels != "error" and cfg.type not in ("ner", "pos"):
+        raise LongAdaptError(f"{where}: other_labels applies to ner and pos tasks")
+    if cfg.segment_on is not None and cfg.reader not in ("brat", "xmi"):
+        raise LongAdaptError(f"{where}: segment_on cuts documents (readers brat and xmi)")
     if sorted(cfg.length_buckets) != list(cfg.length_buckets) or not cfg.length_buckets:
         raise LongAdaptError(f"{where}: length_buckets must be ascending word counts, e.g. [256, 512, 1024]")

