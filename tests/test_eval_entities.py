@@ -1,0 +1,269 @@
+"""Every gold mention is scored: hand-built BRAT and XMI documents with nested (different and same
+type), overlapping, duplicate and discontinuous mentions; exact gold counts, what each scheme can
+represent, exact P/R/F1 against the full gold set; flat data agrees with seqeval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longadapt.errors import LongAdaptError
+from longadapt.evaluation import entities as E
+from longadapt.evaluation import readers as R
+from longadapt.evaluation.data import document_words
+from longadapt.evaluation.metrics import ner_scores
+from longadapt.evaluation.tasks import load_task
+
+# words:  0 douleurs | 1 intenses | 2 , | 3 chroniques | 4 du | 5 myocarde | 6 .
+TEXT = "douleurs intenses , chroniques du myocarde .\n"
+ANN = (
+    "T1\tDISO 0 17\tdouleurs intenses\n"          # holds T2 (same type)
+    "#1\tAnnotatorNotes T1\tC0278140\n"
+    "T2\tDISO 0 8\tdouleurs\n"
+    "T3\tDISO 0 8;20 30\tdouleurs chroniques\n"   # discontinuous; its first fragment equals T2
+    "T4\tANAT 34 42\tmyocarde\n"                  # inside T5 (another type)
+    "T5\tDISO 20 42\tchroniques du myocarde\n"
+    "T6\tPROC 9 30\tintenses , chroniques\n"      # crosses T1 and T5
+    "T7\tDISO 0 8\tdouleurs\n"                    # the same span and type again (another CUI)
+)
+D, A, P = "DISO", "ANAT", "PROC"
+GOLD_FRAGMENTS = {(0, 17, D), (0, 8, D), (20, 30, D), (34, 42, A), (20, 42, D), (9, 30, P)}
+
+
+def _doc(tmp_path: Path, name: str = "doc", text: str = TEXT, ann: str = ANN, folder: str = "") -> Path:
+    d = tmp_path / folder if folder else tmp_path
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{name}.txt").write_text(text, encoding="utf-8", newline="")
+    (d / f"{name}.ann").write_text(ann, encoding="utf-8")
+    return d
+
+
+def _units(tmp_path: Path, mode: str):
+    doc = R.read_brat(_doc(tmp_path), labels=[A, D, P])[0]
+    (seq,), units, counts = document_words(doc, "regex", mode)
+    return units, counts, E.Words(seq.offsets)
+
+
+@pytest.mark.parametrize("mode,expected,duplicates", [
+    ("fragments", GOLD_FRAGMENTS, 2),  # T7 and T3's first fragment repeat T2
+    ("extent", GOLD_FRAGMENTS - {(20, 30, D)} | {(0, 30, D)}, 1),
+    ("longest", GOLD_FRAGMENTS, 1),  # T3's longest fragment is "chroniques" (10 > 8 characters)
+])
+def test_gold_mentions_per_discontinuous_mode(tmp_path: Path, mode: str, expected: set, duplicates: int) -> None:
+    units, counts, _ = _units(tmp_path, mode)
+    assert set(units) == expected and len(units) == len(expected)
+    assert counts == {"annotations": 7, "discontinuous": 1, "duplicates": duplicates, "trimmed": 0}
+
+
+def _round_trip(scheme: E.Scheme, units, words) -> set:
+    return E.decode_chars(scheme, scheme.encode(E.to_word_mentions(units, words), len(words)), words)
+
+
+def test_layers_represent_every_mention(tmp_path: Path) -> None:
+    units, _, words = _units(tmp_path, "fragments")
+    scheme = E.build_scheme("layers", [A, D, P], [(units, words)])
+    # DISO nests two deep ("douleurs" in "douleurs intenses"); every type gets two levels
+    assert scheme.depth == {A: 2, D: 2, P: 2} and scheme.n_layers == 6 and scheme.n_classes == 3
+    classes = scheme.encode(E.to_word_mentions(units, words), len(words))
+    d0, d1 = scheme.layer_index[(D, 0)], scheme.layer_index[(D, 1)]
+    assert classes[:, d0].tolist() == [1, 2, 0, 1, 2, 2, 0]  # douleurs intenses | chroniques du myocarde
+    assert classes[:, d1].tolist() == [1, 0, 0, 1, 0, 0, 0]  # douleurs | chroniques
+    assert classes[:, scheme.layer_index[(P, 0)]].tolist() == [0, 1, 2, 2, 0, 0, 0]
+    assert _round_trip(scheme, units, words) == GOLD_FRAGMENTS
+    rep, lost = E.representable(scheme, units, words)
+    assert rep == GOLD_FRAGMENTS and lost == {}
+    # capped at one level: the inner DISO mentions are lost, and said to be lost to nesting
+    capped = E.build_scheme("layers", [A, D, P], [(units, words)], max_depth=1)
+    rep, lost = E.representable(capped, units, words)
+    assert rep == GOLD_FRAGMENTS - {(0, 8, D), (20, 30, D)}
+    assert lost == {(0, 8, D): E.LOST_NESTING, (20, 30, D): E.LOST_NESTING}
+
+
+def test_flatten_keeps_the_longest_span(tmp_path: Path) -> None:
+    units, _, words = _units(tmp_path, "fragments")
+    scheme = E.build_scheme("flatten", [A, D, P], [(units, words)])
+    tags = scheme.tags(scheme.encode(E.to_word_mentions(units, words), len(words)))
+    # "chroniques du myocarde" (22 characters) beats the crossing PROC (21); "douleurs intenses" survives
+    assert tags == ["B-DISO", "I-DISO", "O", "B-DISO", "I-DISO", "I-DISO", "O"]
+    assert _round_trip(scheme, units, words) == {(0, 17, D), (20, 42, D)}
+
+
+def test_join_joins_the_types_of_each_word(tmp_path: Path) -> None:
+    units, _, words = _units(tmp_path, "fragments")
+    scheme = E.build_scheme("join", [A, D, P], [(units, words)])
+    tags = scheme.tags(scheme.encode(E.to_word_mentions(units, words), len(words)))
+    assert tags == ["B-DISO", "B-DISO+PROC", "B-PROC", "B-DISO+PROC", "B-DISO", "B-ANAT+DISO", "O"]
+    # different types come back; same-type nesting does not
+    assert _round_trip(scheme, units, words) == GOLD_FRAGMENTS - {(0, 8, D), (20, 30, D)}
+    with pytest.raises(LongAdaptError, match=r"joins types with '\+'.*a\+b"):
+        E.build_scheme("join", ["a+b"], [])
+
+
+@pytest.mark.parametrize("name,precision,recall,f1", [
+    ("layers", 1.0, 1.0, 1.0),
+    ("flatten", 1.0, 2 / 6, 0.5),       # 2 of the 6 gold mentions survive flattening
+    ("join", 1.0, 4 / 6, 0.8),          # 4 of 6
+])
+def test_full_gold_score_of_a_perfect_model_under_each_scheme(tmp_path: Path, name: str, precision: float,
+                                                             recall: float, f1: float) -> None:
+    """A model that predicts exactly what the scheme encodes still misses what the scheme cannot hold."""
+    units, _, words = _units(tmp_path, "fragments")
+    scheme = E.build_scheme(name, [A, D, P], [(units, words)])
+    scores, table = E.mention_scores({"doc": set(units)}, {"doc": _round_trip(scheme, units, words)}, [A, D, P])
+    assert (scores["precision"], scores["recall"], scores["f1"]) == pytest.approx((precision, recall, f1))
+    assert table["total"]["gold"] == 6
+
+
+def test_mention_scores_hand_checked() -> None:
+    gold = {"doc": GOLD_FRAGMENTS}
+    pred = {"doc": {(0, 17, D), (0, 8, A), (34, 42, A), (9, 20, P)}}  # 2 right, a wrong type, a wrong span
+    scores, table = E.mention_scores(gold, pred, [A, D, P])
+    assert scores["precision"] == pytest.approx(0.5) and scores["recall"] == pytest.approx(2 / 6)
+    assert scores["f1"] == pytest.approx(0.4)
+    per = table["per_type"]
+    assert (per[D]["gold"], per[D]["predicted"], per[D]["correct"]) == (4, 1, 1)
+    assert per[D]["f1"] == pytest.approx(0.4)  # P 1, R 0.25
+    assert per[A]["f1"] == pytest.approx(2 / 3)  # P 0.5, R 1
+    assert per[P]["f1"] == 0.0
+    assert scores["macro_f1"] == pytest.approx((0.4 + 2 / 3 + 0.0) / 3)
+    # a document with gold but no prediction counts all its gold as missed
+    scores, _ = E.mention_scores({**gold, "other": {(0, 3, D)}}, pred, [A, D, P])
+    assert scores["recall"] == pytest.approx(2 / 7)
+
+
+XMI = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+       '<xmi:XMI xmlns:xmi="http://www.omg.org/XMI" xmlns:cas="http:///uima/cas.ecore" '
+       'xmlns:custom="http:///webanno/custom.ecore" xmi:version="2.0">\n'
+       '<cas:Sofa xmi:id="1" sofaNum="1" sofaID="_InitialView" mimeType="text" '
+       'sofaString="Une hépatite virale B du foie."/>\n'
+       '<custom:ENT xmi:id="2" sofa="1" begin="4" end="21" kind="DIS"/>\n'
+       '<custom:ENT xmi:id="3" sofa="1" begin="4" end="19" kind="DIS"/>\n'
+       '<custom:ENT xmi:id="4" sofa="1" begin="4" end="12" kind="DIS"/>\n'
+       '<custom:ENT xmi:id="5" sofa="1" begin="25" end="29" kind="BODY"/>\n'
+       '</xmi:XMI>\n')
+
+
+def test_xmi_same_type_nesting_three_deep_and_other_labels(tmp_path: Path) -> None:
+    f = tmp_path / "X1.xml"
+    f.write_text(XMI, encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"X1\.xml:7: unknown label 'BODY'.*other_labels: ignore"):
+        R.read_xmi(f, annotation="custom:ENT", label_attribute="kind", labels=["DIS"])
+    doc = R.read_xmi(f, annotation="custom:ENT", label_attribute="kind", labels=["DIS"], other_labels="ignore")[0]
+    assert doc.meta["ignored_labels"] == {"BODY": 1} and len(doc.entities) == 3
+    (seq,), units, _ = document_words(doc, "regex", "fragments")
+    words = E.Words(seq.offsets)
+    gold = {(4, 21, "DIS"), (4, 19, "DIS"), (4, 12, "DIS")}
+    assert set(units) == gold
+    expected = {"layers": gold, "flatten": {(4, 21, "DIS")}, "join": {(4, 21, "DIS")}}
+    for name, rep in expected.items():
+        scheme = E.build_scheme(name, ["DIS"], [(units, words)])
+        assert E.representable(scheme, units, words)[0] == rep, name
+    assert E.build_scheme("auto", ["DIS"], [(units, words)]).name == "layers"
+    assert E.build_scheme("auto", ["DIS"], [([(4, 12, "DIS")], words)]).name == "flatten"  # nothing nests
+
+
+def test_mention_boundaries_inside_a_word_are_counted_and_whitespace_trimmed(tmp_path: Path) -> None:
+    text = "une hyperthermie et des frissons"
+    ann = "T1\tDISO 9 16\tthermie\nT2\tDISO 19 32\t des frissons\n"
+    doc = R.read_brat(_doc(tmp_path, "w", text, ann), labels=[D])[0]
+    (seq,), units, counts = document_words(doc, "regex", "fragments")
+    assert units == [(9, 16, D), (20, 32, D)] and counts["trimmed"] == 1  # " des frissons" starts on a space
+    words = E.Words(seq.offsets)
+    rep, lost = E.representable(E.build_scheme("layers", [D], [(units, words)]), units, words)
+    assert rep == {(20, 32, D)} and lost == {(9, 16, D): E.LOST_WORD}
+
+
+def test_seqeval_and_the_mention_scorer_agree_on_flat_data(shared_data: Path) -> None:
+    task = load_task("fr-e3c-ner", data_root=shared_data)
+    data = task.load_data()
+    test = data["test"][:300]
+    rng = np.random.default_rng(0)
+    pred_tags = []
+    for ex in test:  # a noisy prediction: gold tags with a fifth of the words replaced
+        tags = list(ex.tags)
+        for i in range(len(tags)):
+            if rng.random() < 0.2:
+                tags[i] = ["O", "B-ety", "I-ety"][rng.integers(3)]
+        pred_tags.append(tags)
+    scheme = data.scheme
+    pred = {}
+    for ex, tags in zip(test, pred_tags):
+        cls = np.array([[scheme.tag_id[t]] for t in tags])
+        pred[ex.doc_id] = E.decode_chars(scheme, cls, E.Words(ex.offsets))
+    ours, _ = E.mention_scores({ex.doc_id: data.gold["test"][ex.doc_id] for ex in test}, pred, ["ety"])
+    theirs = ner_scores([ex.tags for ex in test], pred_tags)
+    assert 0.3 < theirs["f1"] < 0.9
+    assert (ours["precision"], ours["recall"], ours["f1"]) == pytest.approx(
+        (theirs["precision"], theirs["recall"], theirs["f1"]), abs=1e-12)
+
+
+def _task(tmp_path: Path, body: str) -> Path:
+    f = tmp_path / "task.yaml"
+    f.write_text("name: t\nlanguage: fr\ntype: ner\nreader: brat\ndata_root: .\n" + body, encoding="utf-8")
+    return f
+
+
+def test_task_counts_and_coverage_per_split(tmp_path: Path) -> None:
+    for split in ("train", "dev", "test"):
+        _doc(tmp_path, f"{split}-doc", folder=split)
+    yaml = _task(tmp_path, "labels: [ANAT, DISO, PROC]\nsplits: {train: train, dev: dev, test: test}\n")
+    data = load_task(yaml).load_data()
+    assert data.scheme.name == "layers"
+    for split in ("train", "dev", "test"):
+        st = data.stats[split]
+        assert (st.documents, st.annotations, st.discontinuous, st.duplicates) == (1, 7, 1, 2)
+        t = st.entities
+        assert (t["total"]["gold"], t["total"]["representable"]) == (6, 6)
+        assert {k: v["gold"] for k, v in t["per_type"].items()} == {A: 1, D: 4, P: 1}
+    flat = load_task(yaml, overrides={"nested": "flatten"}).load_data()
+    assert flat.stats["test"].entities["total"]["representable"] == 2
+    assert flat.warnings and "2 of 6 gold mentions representable (33.33 %)" in flat.warnings[-1]
+
+
+def test_label_subsets(tmp_path: Path) -> None:
+    for split in ("train", "dev", "test"):
+        _doc(tmp_path, f"{split}-doc", folder=split)
+    yaml = _task(tmp_path, "labels: [ANAT, PROC]\nsplits: {train: train, dev: dev, test: test}\n")
+    with pytest.raises(LongAdaptError, match=r"unknown label 'DISO'; the task's labels are: ANAT, PROC.*"
+                                             r"other_labels: ignore"):
+        load_task(yaml).load_data()
+    data = load_task(yaml, overrides={"other_labels": "ignore"}).load_data()
+    assert data.stats["test"].ignored_labels == {"DISO": 5}
+    assert data.stats["test"].entities["total"]["gold"] == 2 and data.scheme.labels == [A, P]
+
+
+def test_ids_are_applied_before_reading_and_checked(tmp_path: Path) -> None:
+    root = tmp_path / "all"
+    for name in ("a", "b", "c", "d"):
+        _doc(root, name)
+    (root / "broken.txt").write_text("no annotation file", encoding="utf-8")  # in no split: harmless
+    (tmp_path / "dev.txt").write_text("c\n", encoding="utf-8")
+    (tmp_path / "test.txt").write_text("d\n", encoding="utf-8")
+    (tmp_path / "train.txt").write_text("a\nb\n", encoding="utf-8")
+    body = ("labels: [ANAT, DISO, PROC]\nsplits:\n"
+            "  train: {path: all, ids_file: train.txt}\n"
+            "  dev: {path: all, ids_file: dev.txt}\n"
+            "  test: {path: all, ids_file: test.txt}\n")
+    data = load_task(_task(tmp_path, body)).load_data()
+    assert [len(data[s]) for s in ("train", "dev", "test")] == [2, 1, 1]
+    (tmp_path / "test.txt").write_text("d\nz9\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"splits\.test\[0\]: ids_file test\.txt: 1 of its 2 ids match no "
+                                             r"document .*: z9"):
+        load_task(_task(tmp_path, body)).load_data()
+    (tmp_path / "test.txt").write_text("d\nb\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"1 document\(s\) are selected twice: b \(.*b\.txt\): train and test"):
+        load_task(_task(tmp_path, body)).load_data()
+    (tmp_path / "test.txt").write_text("broken\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"broken\.txt: has no \.ann file"):
+        load_task(_task(tmp_path, body)).load_data()
+
+
+def test_the_same_document_copied_into_two_splits_is_refused(tmp_path: Path) -> None:
+    for split in ("train", "dev", "test"):
+        _doc(tmp_path, "same" if split != "dev" else "other", folder=split,
+             text=TEXT if split != "dev" else "autre texte .\n", ann="" if split == "dev" else ANN)
+    yaml = _task(tmp_path, "labels: [ANAT, DISO, PROC]\nsplits: {train: train, dev: dev, test: test}\n")
+    with pytest.raises(LongAdaptError, match=r"same: the same document \(name and text\) in train and test"):
+        load_task(yaml).load_data()
