@@ -160,3 +160,27 @@ def test_token_budget_batches_cover_every_item_once_within_the_budget():
     assert sorted(map(sorted, epochs[0])) == sorted(map(sorted, epochs[1]))
     again = TokenBudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
     assert [list(again) for _ in range(3)] == epochs  # seeded
+
+
+def test_a_new_entity_head_starts_at_the_class_prior(tiny_dir: Path, shared_data: Path) -> None:
+    """Each layer's output bias is the log frequency of its classes in the training words (a head at zero
+    bias first spends its steps learning that words are outside every layer; see init_head)."""
+    from accelerate.utils import set_seed
+    from transformers import AutoModelForTokenClassification
+
+    from longadapt.evaluation import windows as W
+    from longadapt.evaluation.finetune import TokenAdapter
+
+    task = load_task("fr-e3c-ner-doc", data_root=shared_data)
+    data = task.load_data()
+    tok = W.load_tokenizer(str(tiny_dir))
+    adapter = TokenAdapter(task, tok, task.training(), 128, data)
+    set_seed(0)
+    model = AutoModelForTokenClassification.from_pretrained(tiny_dir, num_labels=adapter.n_layers * 3)
+    assert not adapter.init_head(model, data["train"], set())  # a head read from the checkpoint is kept
+    assert adapter.init_head(model, data["train"], {"classifier.weight", "classifier.bias"})
+    classes = np.concatenate([ex.classes for ex in data["train"]])
+    counts = np.stack([np.bincount(classes[:, k], minlength=3) + 1 for k in range(adapter.n_layers)])
+    expected = np.log(counts / counts.sum(1, keepdims=True)).reshape(-1)
+    assert model.classifier.bias.detach().numpy() == pytest.approx(expected, abs=1e-6)
+    assert expected[0] > np.log(0.9) and expected[1] < np.log(0.1)  # O dominates the first layer
