@@ -13,9 +13,13 @@ from typing import Any
 PACKAGES = ("longadapt", "torch", "transformers", "tokenizers", "accelerate", "datasets", "spacy", "flash-attn")
 
 
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in PACKAGES:
+def package_versions(names: tuple[str, ...] = PACKAGES, platform_name: bool = True) -> dict[str, str | None]:
+    """Python's version (and the platform's), and each installed distribution's of ``names`` (None when
+    it is not installed)."""
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    if platform_name:
+        out["platform"] = platform.platform()
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

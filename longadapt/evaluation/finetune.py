@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -81,21 +80,15 @@ class RunResult:
         return out
 
 
-VERSIONED = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "scikit-learn", "scipy", "seqeval",
-             "numpy")
+VERSIONED = ("longadapt", "torch", "transformers", "tokenizers", "accelerate", "datasets", "scikit-learn", "scipy",
+             "seqeval", "numpy")
 
 
 def versions() -> dict[str, str | None]:
     """The versions that can change a score (installed distributions, read by importlib.metadata)."""
-    from importlib import metadata
+    from longadapt.runinfo import package_versions
 
-    out: dict[str, str | None] = {"longadapt": longadapt.__version__, "python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return package_versions(VERSIONED, platform_name=False)
 
 
 def _n_words(ex: Any) -> int:

@@ -71,7 +71,7 @@ DRBENCHMARK: dict[str, dict[str, Any]] = {
     "regression": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
 }
 DRBENCHMARK_ALL = {"training": {"max_length": 512, "truncate": True, "batch_tokens": None, "weight_decay": 0.01,
-                                "warmup_ratio": 0.0, "stride": None}}
+                                "warmup_ratio": 0.0, "stride": None, "eval_every_epochs": 1}}
 
 
 @dataclass
@@ -270,13 +270,6 @@ class Task:
     @property
     def metric(self) -> str:
         return self.config.metric or MAIN_METRIC[self.config.type]
-
-    @property
-    def kind(self) -> str:
-        """What the examples are after loading: tagged | classification | mcqa."""
-        if self.type in ("ner", "pos"):
-            return "tagged"
-        return "mcqa" if self.type == "mcqa" else "classification"
 
     @property
     def document_task(self) -> bool:
