@@ -62,8 +62,12 @@ def test_other_builtin_tasks(shared_data: Path) -> None:
         assert tuple(len(task.load_split(s)) for s in ("train", "dev", "test")) == expected, name
     morfitt = load_task("fr-morfitt", data_root=shared_data)
     assert morfitt.type == "multilabel" and morfitt.metric == "weighted_f1"
-    assert (morfitt.training().epochs, morfitt.training().batch_size) == (35, 12)
-    assert load_task("fr-frenchmedmcqa", data_root=shared_data).training().epochs == 20
+    # built-in tasks state a CPU budget; a task without one gets the type's DrBenchmark defaults
+    assert (morfitt.training().epochs, morfitt.training().batch_size, morfitt.training().learning_rate) == (4, 16, 1e-4)
+    assert load_task("fr-frenchmedmcqa", data_root=shared_data).training().epochs == 3
+    bare = load_task("fr-morfitt", data_root=shared_data, overrides={"training": {"epochs": None, "batch_size": None,
+                                                                                  "learning_rate": None}})
+    assert (bare.training().epochs, bare.training().batch_size, bare.training().learning_rate) == (35, 12, 2e-5)
     fp = morfitt.fingerprint("test")
     assert fp["files"] == 1 and len(fp["sha256"]) == 64
 

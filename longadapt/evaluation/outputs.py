@@ -77,6 +77,14 @@ def write_predictions(run_dir: Path, result: Any, task: Any, data: Any) -> None:
                   f"discontinuous: {result.entities['discontinuous']}. Gold in data = every gold mention of the split "
                   "(what every score counts); representable = what the scheme can encode and decode back exactly.",
                   ""]
+        tables += ["| split | documents | annotations read | discontinuous | duplicates (counted once) | trimmed spans | "
+                   "left out (other_labels) |", "|---|---:|---:|---:|---:|---:|---|"]
+        for split in ("train", "dev", "test"):
+            d = result.data.get(split, {})
+            ignored = ", ".join(f"{k} {v}" for k, v in d.get("ignored_labels", {}).items()) or "-"
+            tables.append(f"| {split} | {d.get('documents')} | {d.get('annotations')} | {d.get('discontinuous')} | "
+                          f"{d.get('duplicates')} | {d.get('trimmed')} | {ignored} |")
+        tables.append("")
         for split in ("train", "dev", "test"):
             t = result.entities.get(split)
             if t:
