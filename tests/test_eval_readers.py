@@ -253,3 +253,15 @@ def test_reader_options_are_checked(tmp_path: Path) -> None:
         R.read("tsv", tmp_path / "x.tsv", {"text_col": "abstract"})
     with pytest.raises(LongAdaptError, match=r"unknown reader 'csv'"):
         R.read("csv", tmp_path)
+
+
+def test_brat_subfolders_and_ids_written_as_file_names(tmp_path: Path) -> None:
+    for part, name in (("part1", "a"), ("part2", "b")):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / f"{name}.txt").write_text("Fièvre.", encoding="utf-8")
+        (tmp_path / part / f"{name}.ann").write_text("T1\tSYMPTOM 0 6\tFièvre\n", encoding="utf-8")
+    assert [d.id for d in R.read_brat(tmp_path)] == ["a", "b"]  # no file at the top: the subfolders are read
+    assert [d.id for d in R.read_brat(tmp_path, select=R.IdSelection(["b.txt"], "include", "ids"))] == ["b"]
+    (tmp_path / "part2" / "a.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"two documents are named 'a'"):
+        R.read_brat(tmp_path)

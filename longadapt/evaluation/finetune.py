@@ -717,6 +717,17 @@ def _load_model(adapter: _Adapter, model_dir: str, task: Task) -> tuple[Any, lis
     return model, missing, unexpected
 
 
+def _peak_rss_mb() -> float | None:
+    """The process's peak resident memory so far (MB; the whole process, so for the first run of an
+    evaluate command it is that run's peak)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024, 1)  # Linux reports kilobytes
+
+
 def _doc_buckets(examples: Sequence[Any], edges: Sequence[int]) -> dict[str, list[int]]:
     """Example indices per length bucket of their *document* (segments of one document stay together)."""
     words: dict[str, int] = {}
@@ -943,7 +954,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
         data=split_data,
         versions=versions(),
         timing={"train_s": round(t_train, 2), "eval_s": round(t_eval, 2), "total_s": round(time.time() - t_start, 2),
-                "optimizer_steps": step},
+                "optimizer_steps": step, "peak_rss_mb": _peak_rss_mb()},
         diagnostics={"device": str(accelerator.device), "train_items": len(items),
                      "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
                      "epochs_run": len(history), "reinitialised_parameters": reinitialised,

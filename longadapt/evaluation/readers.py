@@ -97,10 +97,12 @@ class IdSelection:
     origin: str = ""  # the id list, for messages
 
     def apply(self, names: Sequence[str], where: Path | str) -> list[str]:
-        """The ``names`` (document ids, in order) kept; an id that matches none of them is an error."""
+        """The ``names`` (document ids, in order) kept; an id that matches none of them is an error. An id
+        written as a file name (``doc1.txt``, ``doc1.ann``, ``doc1.xml``) means the document ``doc1``."""
         if self.mode not in ("include", "exclude"):
             raise LongAdaptError(f"{self.origin}: ids_mode must be include or exclude, not {self.mode!r}")
         present = set(names)
+        self.ids = [i if i in present else re.sub(r"\.(txt|ann|xml|xmi)$", "", i) for i in self.ids]
         unknown = [i for i in self.ids if i not in present]
         if unknown:
             shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
@@ -231,11 +233,16 @@ def read_brat(
     if path.is_file():
         stems = {path.stem: path.parent}
     elif path.is_dir():
-        stems = {p.stem: path for p in sorted(path.glob("*.txt"))}
-        for p in sorted(path.glob("*.ann")):
-            stems.setdefault(p.stem, path)
-        if not stems:
-            raise _error(path, None, "no .txt or .ann file in this folder", "Check the task's data paths")
+        found = sorted(path.glob("*.txt")) + sorted(path.glob("*.ann"))
+        if not found:  # documents in subfolders (one per part or batch): read them all
+            found = sorted(path.rglob("*.txt")) + sorted(path.rglob("*.ann"))
+        if not found:
+            raise _error(path, None, "no .txt or .ann file in this folder or below it", "Check the task's data paths")
+        stems: dict[str, Path] = {}
+        for p in found:
+            if stems.setdefault(p.stem, p.parent) != p.parent:
+                raise _error(p, None, f"two documents are named {p.stem!r} ({stems[p.stem]} and {p.parent})",
+                             "Document ids are file names: point each source at one of the folders")
     else:
         raise _error(path, None, "does not exist", "Check the task's data paths and --data-root")
     names = select.apply(sorted(stems), path) if select is not None else sorted(stems)
