@@ -16,4 +16,14 @@ try:  # registration needs torch + transformers; the CLI's --help should work wi
 except ImportError:  # pragma: no cover - only when torch/transformers are missing
     pass
 
-__all__ = ["LongAdaptError", "__version__"]
+
+
+def predict(model, texts, **kwargs):
+    """Entities or labels of ``texts`` (strings or ``(id, text)`` pairs) by a fine-tuned ``model``; see
+    :func:`longadapt.evaluation.predict.predict`."""
+    from longadapt.evaluation.predict import predict as _predict
+
+    return _predict(model, texts, **kwargs)
+
+
+__all__ = ["LongAdaptError", "__version__", "predict"]

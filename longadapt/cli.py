@@ -24,10 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "adapt": ("longadapt.recipes.cli", "run an adaptation recipe (convert | continue | scratch)"),
     "evaluate": ("longadapt.evaluation.cli", "fine-tune and evaluate models on tasks"),
     "compare": ("longadapt.evaluation.cli", "compare evaluation results in a report"),
+    "predict": ("longadapt.evaluation.cli", "annotate new documents with a fine-tuned model"),
 }
 
-# commands that train through accelerate, and so may be started by `accelerate launch`
-TRAINING_COMMANDS = ("pretrain", "adapt")
+# commands that run through accelerate, and so may be started by `accelerate launch` (predict shards documents)
+TRAINING_COMMANDS = ("pretrain", "adapt", "predict")
 
 
 def _load(command: str):

@@ -13,6 +13,8 @@ overrides and protocol, seed, limits, package versions, longadapt's code) is reu
 same command resumes; a run with another fingerprint is re-run and the log says what changed.
 
 compare: a Markdown report (and PNG plots) from one or more evaluate output directories.
+
+predict: apply a fine-tuned model to new documents (:mod:`longadapt.evaluation.predict`).
 """
 
 from __future__ import annotations
@@ -235,3 +237,29 @@ def run_compare(args: argparse.Namespace) -> int:
     path = compare(args.results, args.out, plots=not args.no_plots, allow_mixed=args.allow_mixed)
     logger.info("report written to %s", path)
     return 0
+
+
+def add_arguments_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="SRC",
+                        help="a model kept by evaluate --save-models (or any transformers token/sequence-classification "
+                             "model): a directory, an installed model package or a hub id")
+    parser.add_argument("--input", required=True, metavar="PATH",
+                        help="a folder of .txt (a BRAT folder too), a .txt, a JSON Lines file (.jsonl, .jsonl.gz) of "
+                             "{id, text}, or - for standard input")
+    parser.add_argument("--out", required=True, help="output folder (re-running continues where a stopped run ended)")
+    parser.add_argument("--gold", action="store_true",
+                        help="BRAT input: score the predictions against its .ann files (scores.json)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--max-length", type=int, default=None, help="window length (default: the model's maximum)")
+    parser.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per forward batch")
+    parser.add_argument("--docs-per-batch", type=int, default=8, help="documents predicted (and written) together")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from longadapt.evaluation.predict import PredictRun, run_predict as predict_all
+
+    skipped = predict_all(PredictRun(model=args.model, input=args.input, out=Path(args.out), device=args.device,
+                                     max_length=args.max_length, batch_tokens=args.batch_tokens,
+                                     docs_per_batch=args.docs_per_batch, bf16=args.bf16, gold=args.gold))
+    return 1 if skipped else 0

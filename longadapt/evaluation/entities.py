@@ -216,6 +216,10 @@ class Scheme:
         """Word spans ``(i, j, label)`` from ``(n_words, n_layers)`` class ids."""
         raise NotImplementedError
 
+    def decode_layers(self, classes: np.ndarray) -> list[tuple[int, int, str, int]]:
+        """``(i, j, label, layer)``: the spans of :meth:`decode` with the layer each was read from."""
+        return [(i, j, lab, 0) for i, j, lab in self.decode(classes)]
+
     def tags(self, classes: np.ndarray) -> list[str] | None:
         """The BIO tag of each word (single-layer schemes; None for layers): seqeval's input."""
         return None
@@ -230,9 +234,10 @@ class FlattenScheme(Scheme):
 
     name = "flatten"
 
-    def __init__(self, labels: Sequence[str]) -> None:
+    def __init__(self, labels: Sequence[str], tag_names: Sequence[str] | None = None) -> None:
         super().__init__(labels)
-        self.tag_names = ["O"] + [f"{p}-{lab}" for lab in self.labels for p in ("B", "I")]
+        # tag_names: another model's own order of the same BIO tags (a transformers NER model's id2label)
+        self.tag_names = list(tag_names) if tag_names else ["O"] + [f"{p}-{lab}" for lab in self.labels for p in ("B", "I")]
         self.tag_id = {t: i for i, t in enumerate(self.tag_names)}
 
     @property
@@ -260,6 +265,9 @@ class FlattenScheme(Scheme):
 
     def tags(self, classes: np.ndarray) -> list[str]:
         return [self.tag_names[c] for c in classes[:, 0]]
+
+    def to_config(self) -> dict[str, Any]:
+        return {**super().to_config(), "tags": list(self.tag_names)}
 
 
 class LayersScheme(Scheme):
@@ -301,10 +309,13 @@ class LayersScheme(Scheme):
         return out
 
     def decode(self, classes: np.ndarray) -> list[tuple[int, int, str]]:
+        return [(i, j, lab) for i, j, lab, _ in self.decode_layers(classes)]
+
+    def decode_layers(self, classes: np.ndarray) -> list[tuple[int, int, str, int]]:
         spans = []
         for n, (lab, _) in enumerate(self.layers):
             tags = [("O", f"B-{lab}", f"I-{lab}")[c] for c in classes[:, n]]
-            spans.extend(tags_to_spans(tags))
+            spans.extend((i, j, t, n) for i, j, t in tags_to_spans(tags))
         return spans
 
     def to_config(self) -> dict[str, Any]:
@@ -388,7 +399,7 @@ def scheme_from_config(cfg: dict[str, Any]) -> Scheme:
     """The scheme recorded by :meth:`Scheme.to_config` (run.json, a saved model's config)."""
     name = cfg.get("scheme")
     if name == "flatten":
-        return FlattenScheme(cfg["labels"])
+        return FlattenScheme(cfg["labels"], cfg.get("tags"))
     if name == "layers":
         return LayersScheme(cfg["labels"], cfg["depth"])
     if name == "join":

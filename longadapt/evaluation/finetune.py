@@ -242,13 +242,17 @@ class TokenAdapter(_Adapter):
             head.bias.copy_(torch.tensor(prior, dtype=head.bias.dtype))
         return True
 
-    def predict(self, runner: _Runner, examples: Sequence[TaggedSentence]) -> dict[str, Any]:
+    def predict(self, runner: _Runner, examples: Sequence[TaggedSentence], confidence: bool = False,
+                cache: bool = True) -> dict[str, Any]:
+        """Word classes of every example (``classes``: ``(n_words, n_layers)``), which words the model saw
+        (``seen``), the windows per example; with ``confidence`` also each class's softmax probability."""
         def build() -> tuple[list[W.Encoded], list[W.Window]]:
             enc = W.encode_words(self.tok, [ex.words for ex in examples])
             return enc, W.make_windows(enc, self.max_length, self.prefix, self.suffix, stride=self.eval_stride,
                                        truncate=self.cfg.truncate)
 
-        enc, wins = self.cached("predict", examples, build)
+        enc, wins = self.cached("predict", examples, build) if cache else build()
+        conf: list[np.ndarray] = []
         logits = runner.forward_windows(self, wins, per_token=True)
         groups = W.group_by_sequence(wins)
         classes, seen, n_windows, no_token = [], [], [], 0
@@ -257,15 +261,22 @@ class TokenAdapter(_Adapter):
             used = max(wins[k].end for k in ks)  # tokens past a truncation are never seen
             tok_logits, _ = W.merge_token_logits(used, [wins[k] for k in ks], [logits[k] for k in ks], self.cfg.merge)
             wl, has = W.word_logits(tok_logits, enc[s].word_ids[:used], len(ex.words))
-            cls = wl.reshape(len(ex.words), self.n_layers, self.n_classes).argmax(-1)
+            wl = wl.reshape(len(ex.words), self.n_layers, self.n_classes)
+            cls = wl.argmax(-1)
             cls[~has] = 0  # a word without a sub-token in view is predicted outside every mention
             no_token += int((~has).sum())
             classes.append(cls)
             seen.append(has)
             n_windows.append(len(ks))
+            if confidence:  # the softmax probability of each word's class in each layer
+                z = np.exp(wl - wl.max(-1, keepdims=True))
+                conf.append(np.take_along_axis(z / z.sum(-1, keepdims=True), cls[..., None], -1)[..., 0])
         self.stats = {"windows": len(wins), "words_without_subtoken": no_token,
                       "max_windows_per_sequence": max(n_windows)}
-        return {"classes": classes, "seen": seen, "n_windows": n_windows}
+        out = {"classes": classes, "seen": seen, "n_windows": n_windows}
+        if confidence:
+            out["confidence"] = conf
+        return out
 
     def mentions(self, examples: Sequence[TaggedSentence], out: dict[str, Any]) -> dict[str, set[E.Span]]:
         """Predicted mentions per document (segments merged)."""
