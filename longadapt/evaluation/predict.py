@@ -379,8 +379,9 @@ def _append_line(path: Path, obj: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def run_predict(cfg: PredictRun) -> int:
-    """Predict every input document into ``cfg.out``; returns the number of documents skipped."""
+def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
+    """Predict every input document into ``cfg.out`` (with ``predictor``, or one loaded from ``cfg.model``);
+    returns the number of inputs skipped."""
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
@@ -389,8 +390,8 @@ def run_predict(cfg: PredictRun) -> int:
 
     state = PartialState(cpu=cfg.device == "cpu")
     rank, world = state.process_index, state.num_processes
-    predictor = Predictor(cfg.model, device=cfg.device, max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
-                          bf16=cfg.bf16)
+    predictor = predictor or Predictor(cfg.model, device=cfg.device, max_length=cfg.max_length,
+                                       batch_tokens=cfg.batch_tokens, bf16=cfg.bf16)
     out = cfg.out
     header = {"kind": "longadapt.predict", "model": str(predictor.model_dir),
               "model_sha256": model_fingerprint(predictor.model_dir)["sha256"], "task": predictor.info.to_json(),
