@@ -46,12 +46,10 @@ def _brat_text(s: str) -> str:
 def write_brat(folder: Path, doc_id: str, text: str, mentions: list[dict[str, Any]]) -> None:
     """``<doc_id>.txt`` (byte-exact) and ``<doc_id>.ann`` with one ``T`` line per mention."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{doc_id}.txt", "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
+    atomic_write_text(folder / f"{doc_id}.txt", text)
     lines = [f"T{k}\t{m['label']} {m['start']} {m['end']}\t{_brat_text(text[m['start']:m['end']])}"
              for k, m in enumerate(mentions, start=1)]
-    with open(folder / f"{doc_id}.ann", "w", encoding="utf-8", newline="") as fh:
-        fh.write("".join(line + "\n" for line in lines))
+    atomic_write_text(folder / f"{doc_id}.ann", "".join(line + "\n" for line in lines))
 
 
 def write_predictions(run_dir: Path, result: Any, task: Any, data: Any) -> None:

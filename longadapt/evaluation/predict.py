@@ -397,16 +397,19 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
               "model_sha256": model_fingerprint(predictor.model_dir)["sha256"], "task": predictor.info.to_json(),
               "max_length": predictor.max_length}
     stamp = out / "predict.json"
+    if stamp.is_file():  # every process checks, so that none waits for a process that stopped here
+        old = json.loads(stamp.read_text(encoding="utf-8"))
+        if old.get("model_sha256") != header["model_sha256"] or old.get("task") != header["task"] or \
+                old.get("max_length") != header["max_length"]:
+            raise LongAdaptError(f"{out} holds the predictions of another model or setting ({old.get('model')}, "
+                                 f"max length {old.get('max_length')}); give another --out")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if stamp.is_file():
-            old = json.loads(stamp.read_text(encoding="utf-8"))
-            if old.get("model_sha256") != header["model_sha256"] or old.get("task") != header["task"] or \
-                    old.get("max_length") != header["max_length"]:
-                raise LongAdaptError(f"{out} holds the predictions of another model or setting ({old.get('model')}, "
-                                     f"max length {old.get('max_length')}); give another --out")
-        else:
+        if not stamp.is_file():
             atomic_write_text(stamp, json.dumps(header, indent=2, ensure_ascii=False) + "\n")
+        for sub in ("json", "brat"):  # half-written files of a killed run (each file is written atomically)
+            for stale in (out / sub).glob(".*.tmp-*") if (out / sub).is_dir() else []:
+                stale.unlink(missing_ok=True)
     state.wait_for_everyone()
     done = _done_docs(out)
     ner = predictor.info.type == "ner"

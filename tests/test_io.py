@@ -1,0 +1,69 @@
+"""Atomic writes: modes follow the umask, a failed write leaves nothing, a dead writer's temporary
+folder is removed by the next write of the same output (and only that one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from longadapt.io import WRITER_MARKER, atomic_dir, atomic_write_json, atomic_write_text, clean_stale_temporaries
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_outputs_are_readable_by_the_group_and_others(tmp_path: Path, umask_022) -> None:
+    with atomic_dir(tmp_path / "run") as d:
+        atomic_write_json(d / "run.json", {"a": 1})
+        (d / "sub").mkdir()
+    assert _mode(tmp_path / "run") == 0o755 and _mode(tmp_path / "run" / "run.json") == 0o644
+    assert not (tmp_path / "run" / WRITER_MARKER).exists()
+    atomic_write_text(tmp_path / "report.md", "x")
+    assert _mode(tmp_path / "report.md") == 0o644
+    os.umask(0o077)
+    atomic_write_text(tmp_path / "private.md", "x")
+    assert _mode(tmp_path / "private.md") == 0o600
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "run") as d:
+            (d / "half.bin").write_bytes(b"x")
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dead_writers_temporary_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    host = socket.gethostname()
+    stale = tmp_path / ".seed-0.tmp-abc"
+    live = tmp_path / ".seed-0.tmp-live"
+    remote = tmp_path / ".seed-0.tmp-remote"
+    unknown = tmp_path / ".seed-0.tmp-old"
+    for d, info in ((stale, {"pid": pid, "host": host}), (live, {"pid": os.getpid(), "host": host}),
+                    (remote, {"pid": pid, "host": "another-node"}), (unknown, None)):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"0" * 10)
+        if info:
+            (d / WRITER_MARKER).write_text(json.dumps(info))
+    assert clean_stale_temporaries(tmp_path / "seed-0") == [stale]
+    assert not stale.exists() and live.exists() and remote.exists() and unknown.exists()
+    with atomic_dir(tmp_path / "seed-0") as d:
+        (d / "run.json").write_text("{}")
+    assert (tmp_path / "seed-0" / "run.json").is_file()
