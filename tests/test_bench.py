@@ -55,3 +55,27 @@ def test_bench_mlm_loss_writes_json(tmp_path):
     records = json.loads(out.read_text())["records"]
     assert [(r["arm"], r["masked"], r["chunk"]) for r in records] == [("full", 40, None), ("chunked", 40, 16)]
     assert all(r["us_per_masked_token"] > 0 and "peak_extra_mb" in r for r in records)
+
+
+def test_gpu_suite_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_suite.py at tiny shapes on the CPU: every part runs and writes its JSON; the
+    backends agree with eager within the stated tolerances; training steps run and are recorded."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "suite"
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu_suite.py"), "--out", str(out), "--device",
+                           "cpu", "--tiny", "--train-steps", "4", "--min-time", "0.1"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    correctness = json.loads((out / "correctness.json").read_text())
+    assert correctness["pass"] and {(r["backend"], r["dtype"]) for r in correctness["results"]} == {
+        ("sdpa", "fp32"), ("eager", "bf16"), ("sdpa", "bf16")}
+    speed = json.loads((out / "speed.json").read_text())
+    assert {r["model"] for r in speed["records"]} == {"core:sdpa", "hf-modernbert:sdpa", "hf-longformer"}
+    assert all("error" not in r and r["tokens_per_s"] > 0 for r in speed["records"]) and speed["goals"]
+    training = json.loads((out / "training.json").read_text())
+    assert training["steps"] == 4 and training["train_tokens_per_s"] > 0 and training["loss_first"] is not None
+    assert (out / "summary.md").is_file() and "flash_attn" in json.loads((out / "env.json").read_text())

@@ -14,7 +14,8 @@ def add_arguments_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=["encoder"], help="what to benchmark")
     p.add_argument("--lengths", default="512,2048,4096,8192", help="comma-separated sequence lengths")
     p.add_argument("--models", default="core,hf-modernbert,hf-longformer,hf-bert,core-bert",
-                   help="comma-separated: core, hf-modernbert, hf-longformer, hf-bert, core-bert")
+                   help="comma-separated: core, hf-modernbert, hf-longformer, hf-bert, core-bert; a backend may follow "
+                        "a colon (core:sdpa, core:flash, hf-modernbert:flash_attention_2)")
     p.add_argument("--modes", default="forward,train", help="forward and/or train (forward+backward)")
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--layers", type=int, default=6)
@@ -31,7 +32,7 @@ def add_arguments_bench(p: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from longadapt.bench.encoder import MODELS, Shape, machine_info, run_benchmark, summarize
+    from longadapt.bench.encoder import MODELS, Shape, machine_info, run_benchmark, split_name, summarize
     from longadapt.io import atomic_write_json
 
     try:
@@ -40,8 +41,9 @@ def run_bench(args: argparse.Namespace) -> int:
         raise LongAdaptError(f"--lengths must be comma-separated integers, got {args.lengths!r}") from exc
     models = [m for m in args.models.split(",") if m]
     for m in models:
-        if m not in MODELS:
-            raise LongAdaptError(f"--models: unknown model {m!r}; choose from {', '.join(MODELS)}")
+        if split_name(m)[0] not in MODELS:
+            raise LongAdaptError(f"--models: unknown model {m!r}; choose from {', '.join(MODELS)} (a backend may follow "
+                                 "a colon: core:sdpa, core:flash, hf-modernbert:flash_attention_2)")
     modes = [m for m in args.modes.split(",") if m]
     if not set(modes) <= {"forward", "train"}:
         raise LongAdaptError(f"--modes must be forward and/or train, got {args.modes!r}")

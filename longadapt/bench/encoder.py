@@ -34,6 +34,13 @@ class Shape:
     vocab_size: int = 1024
 
 
+def split_name(name: str) -> tuple[str, str | None]:
+    """``core:sdpa`` -> (``core``, ``sdpa``): a model with an attention backend forced (the core's
+    ``attention_backend``: eager | sdpa | flash; transformers' ``attn_implementation`` for ``hf-*``)."""
+    base, _, backend = name.partition(":")
+    return base, backend or None
+
+
 def build_model(name: str, shape: Shape, length: int):
     import transformers
 
@@ -41,12 +48,13 @@ def build_model(name: str, shape: Shape, length: int):
     from longadapt.modeling import LongAdaptConfig, LongAdaptModel
 
     s = shape
+    name, backend = split_name(name)
     if name == "core":
         cfg = LongAdaptConfig(
             vocab_size=s.vocab_size, hidden_size=s.hidden_size, num_hidden_layers=s.num_layers,
             num_attention_heads=s.num_heads, intermediate_size=s.intermediate_size,
             max_position_embeddings=max(length, 512), local_attention=s.window,
-            global_attn_every_n_layers=s.global_every,
+            global_attn_every_n_layers=s.global_every, attention_backend=backend or "auto",
         )
         return LongAdaptModel(cfg)
     if name == "core-bert":  # a BERT-style core, as an imported BERT is
@@ -68,7 +76,7 @@ def build_model(name: str, shape: Shape, length: int):
         )
         if s.global_every == 0:
             cfg.layer_types = ["sliding_attention"] * s.num_layers
-        cfg._attn_implementation = "sdpa"
+        cfg._attn_implementation = backend or "sdpa"
         return transformers.ModernBertModel(cfg)
     if name == "hf-longformer":
         cfg = transformers.LongformerConfig(
@@ -91,6 +99,7 @@ def model_flops_per_token(name: str, shape: Shape, length: int) -> float:
     """Forward FLOPs per token (matmuls only): projections, MLP and attention scores/values."""
     s = shape
     d = s.hidden_size
+    name, _ = split_name(name)
     if name in ("hf-bert", "core-bert"):
         mlp = 2 * d * 4 * d
     else:
@@ -200,7 +209,7 @@ def run_benchmark(
     records = []
     for length in lengths:
         for name in models:
-            if name in ("hf-bert", "core-bert") and length > 512:
+            if split_name(name)[0] in ("hf-bert", "core-bert") and length > 512:
                 continue
             for mode in modes:
                 batch = max(1, tokens_per_batch // length) if tokens_per_batch else 1
