@@ -62,6 +62,8 @@ def budget(run: dict[str, Any]) -> dict[str, Any]:
         "train_tokens": run.get("diagnostics", {}).get("train_tokens"),
         "max_length": cfg.get("max_length"), "stride": cfg.get("stride"), "truncate": cfg.get("truncate", False),
         "test_documents": data.get("test", {}).get("documents", data.get("test", {}).get("examples")),
+        "longest_item": run.get("diagnostics", {}).get("longest_train_item_tokens"),
+        "batch_tokens": training.get("batch_tokens") if training else None,
         "coverage": (ents.get("coverage") or {}).get("test"),
     }
 
@@ -225,6 +227,13 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
             sizes = sorted((len(g) for g in budget_groups), reverse=True)
             main = max(budget_groups, key=len) if sizes[0] > sizes[1] else None  # a tie: every row is marked
             desc = "; ".join(f"{', '.join(g)}: {_describe_budget(summaries[(g[0], t)]['budget'])}" for g in budget_groups)
+            longest = [(summaries[(m, t)]["budget"].get("longest_item") or 0, summaries[(m, t)]["budget"].get("batch_tokens"))
+                       for g in budget_groups for m in g]
+            over = max((n for n, bt in longest if bt and n > bt), default=0)
+            if over:
+                desc += (f" (a training example of {over} tokens is longer than the batch of "
+                         f"{max(bt for _, bt in longest if bt)} tokens, so it fills a batch alone and the steps differ: "
+                         f"set training.batch_tokens to at least {over} to give both the same steps)")
             problems.append(f"{t}: {desc}")
             mixed_rows |= {(m, t) for g in budget_groups if g is not main for m in g}
     if problems and not allow_mixed:
