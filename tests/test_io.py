@@ -67,3 +67,40 @@ def test_a_dead_writers_temporary_is_removed_and_a_live_ones_kept(tmp_path: Path
     with atomic_dir(tmp_path / "seed-0") as d:
         (d / "run.json").write_text("{}")
     assert (tmp_path / "seed-0" / "run.json").is_file()
+
+
+def test_stale_temporary_files_and_folders_of_a_run_are_cleaned(tmp_path: Path) -> None:
+    """A writer killed mid-write leaves ``.NAME.tmp-HOST-PID-XXXX`` files and marked folders; a later
+    write of the same file, or clean_stale_in at a run's start, removes those of dead writers only."""
+    from longadapt.io import _host, clean_stale_in
+
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True).stdout)
+    dead_file = tmp_path / f".run.json.tmp-{_host()}-{pid}-k2j_x1"
+    live_file = tmp_path / f".run.json.tmp-{_host()}-{os.getpid()}-a8b9"
+    other_host = tmp_path / f".metrics.jsonl.tmp-elsewhere.example-{pid}-zz"
+    sub = tmp_path / "checkpoints"
+    sub.mkdir()
+    dead_dir = sub / ".step-00000010.tmp-q"
+    dead_dir.mkdir()
+    (dead_dir / WRITER_MARKER).write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
+    for f in (dead_file, live_file, other_host):
+        f.write_text("half")
+    atomic_write_json(tmp_path / "run.json", {"status": "running"})  # cleans its own dead temporaries
+    assert not dead_file.exists() and live_file.exists()
+    assert clean_stale_in(tmp_path) == []  # the live writer and the other host's temporary stay
+    assert clean_stale_in(tmp_path, recursive=True) == [dead_dir]
+    assert live_file.exists() and other_host.exists() and json.loads((tmp_path / "run.json").read_text())
+
+
+def test_set_aside_renames_and_deletes_nothing(tmp_path: Path) -> None:
+    from longadapt.io import set_aside
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-00000010").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    first = set_aside(run)
+    run.mkdir()
+    second = set_aside(run)
+    assert not run.exists() and first != second
+    assert first.name.startswith("run.set-aside-") and (first / "checkpoints" / "step-00000010").is_dir()

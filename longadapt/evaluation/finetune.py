@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import longadapt  # noqa: F401  (registers the core with the Auto classes)
+from longadapt import faults
 from longadapt.config import to_dict
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import entities as E
@@ -871,6 +872,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
             if limits.max_steps is not None and step >= limits.max_steps:
                 break
         t_train += time.time() - t0
+        faults.reached("epoch-end")
         stop = limits.max_steps is not None and step >= limits.max_steps
         if epoch % cfg.eval_every_epochs and epoch != cfg.epochs and not stop:
             history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else None})

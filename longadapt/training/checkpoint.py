@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from longadapt import faults
+from longadapt.errors import LongAdaptError
 from longadapt.io import atomic_dir, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -66,18 +68,31 @@ def save_checkpoint(accelerator: Any, run_dir: Path, step: int, trainer_state: d
     from accelerate.utils import broadcast_object_list
 
     final = run_dir / "checkpoints" / checkpoint_name(step)
-    with contextlib.ExitStack() as stack:
-        holder: list[str | None] = [None]
-        if accelerator.is_main_process:
-            holder[0] = str(stack.enter_context(atomic_dir(final)))
-        if accelerator.num_processes > 1:
-            broadcast_object_list(holder, from_process=0)
-        tmp = Path(str(holder[0]))
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            atomic_write_json(tmp / MARKER, trainer_state)
-    # leaving the ExitStack renamed the folder on the main process
+    previous = latest_checkpoint(run_dir)
+    try:
+        with contextlib.ExitStack() as stack:
+            holder: list[str | None] = [None]
+            if accelerator.is_main_process:
+                holder[0] = str(stack.enter_context(atomic_dir(final)))
+            if accelerator.num_processes > 1:
+                broadcast_object_list(holder, from_process=0)
+            tmp = Path(str(holder[0]))
+            accelerator.save_state(str(tmp))
+            faults.reached("checkpoint-write")
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                atomic_write_json(tmp / MARKER, trainer_state)
+        # leaving the ExitStack renamed the folder on the main process
+    except Exception as exc:
+        if not _is_write_failure(exc):
+            raise
+        kept = f"the previous checkpoint {previous[1]} is intact" if previous else "there is no earlier checkpoint"
+        raise LongAdaptError(
+            f"could not write the checkpoint {final} ({type(exc).__name__}: {exc}): the disk is probably full or a "
+            f"file-size limit was reached. Nothing half-written is left; {kept}. Free space (or lower keep_last), then "
+            "run again with --resume"
+        ) from exc
+    faults.reached("checkpoint-saved")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for _, old in list_checkpoints(run_dir)[:-keep_last]:
@@ -86,6 +101,15 @@ def save_checkpoint(accelerator: Any, run_dir: Path, step: int, trainer_state: d
         logger.info("checkpoint saved: %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """A failed file write: an OSError, or how torch.save (RuntimeError) and safetensors (SafetensorError)
+    report one."""
+    if isinstance(exc, OSError):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("i/o error", "no space", "file too large", "failed writing", "os error"))
 
 
 class TrainerState:
