@@ -129,34 +129,50 @@ def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
     assert diff < 1e-4
 
 
-def test_stopped_recipe_resumes_to_the_same_model(tmp_path, caplog):
-    """A two-phase recipe stopped after its first phase: re-running it without --resume is refused with
-    the way out; with --resume the finished phase is reused and the result equals an uninterrupted run."""
+def test_killed_recipe_resumes_to_the_same_model(tmp_path, caplog):
+    """A two-phase recipe SIGKILLed right after the first checkpoint of its second phase (every phase
+    checkpoints at least once per half): re-running it without --resume is refused with the way out;
+    with --resume the finished phase is reused, the second continues from its checkpoint, and the
+    result equals an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
     from safetensors.torch import load_file
 
     from longadapt.cli import main
 
+    ref = tmp_path / "ref"
+    ref_recipe = tmp_path / "ref.yaml"
+    ref_recipe.write_text(yaml.safe_dump(_small("scratch", "fr", ref)))
+    assert main(["adapt", str(ref_recipe)]) == 0
+    reference = load_file(ref / "model.safetensors")
+
     out = tmp_path / "scratch"
     recipe = tmp_path / "scratch.yaml"
     recipe.write_text(yaml.safe_dump(_small("scratch", "fr", out)))
-    assert main(["adapt", str(recipe)]) == 0
-    reference = load_file(out / "model.safetensors")
-    # the state a crash during the extension phase leaves: phase 1 done, phase 2 begun, no final model
-    shutil.rmtree(out / "phases" / "extend" / "model")
-    for name in ("model.safetensors", "config.json", "run.json", "README.md"):
-        (out / name).unlink()
-    extend_run = json.loads((out / "phases" / "extend" / "run.json").read_text())
-    (out / "phases" / "extend" / "run.json").write_text(json.dumps({**extend_run, "status": "running"}))
+    # checkpoint 1 is phase "short" at step 1, checkpoint 2 phase "extend" at step 1
+    env = {**os.environ, "LONGADAPT_FAULT": "checkpoint-saved@2", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    killed = subprocess.run([sys.executable, "-m", "longadapt", "adapt", str(recipe)], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (out / "phases" / "short" / "model" / "config.json").is_file()
+    assert (out / "phases" / "extend" / "checkpoints" / "step-00000001" / "trainer_state.json").is_file()
+    assert not (out / "model.safetensors").exists() and not (out / "phases" / "extend" / "model").exists()
 
     assert main(["adapt", str(recipe)]) == 2  # refused: the phase folders hold this run
     caplog.set_level("INFO", logger="longadapt.training.engine")
     assert main(["adapt", str(recipe), "--resume"]) == 0
     assert f"{out / 'phases' / 'short'} already holds this run, completed" in caplog.text  # reused, not retrained
+    assert "resumed from" in caplog.text and "step-00000001" in caplog.text
     resumed = load_file(out / "model.safetensors")
     assert resumed.keys() == reference.keys()
     assert max((resumed[k].float() - reference[k].float()).abs().max().item() for k in reference) <= 1e-5
     run = json.loads((out / "run.json").read_text())
-    assert [p["name"] for p in run["phases"]] == ["short", "extend"]
+    assert run["status"] == "completed" and [p["name"] for p in run["phases"]] == ["short", "extend"]
+    assert not list(out.rglob(".*.tmp-*"))
 
 
 @pytest.mark.parametrize("strategy", ["convert", "continue", "scratch"])

@@ -64,6 +64,18 @@ def _weights(model_dir: Path) -> dict:
     return load_file(str(model_dir / "model.safetensors"))
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _host() -> str:
+    from longadapt.io import _host
+
+    return _host()
+
+
 def test_killed_run_resumes_to_the_same_weights(shared_data, tmp_path):
     cache = tmp_path / "cache"
     ref_yml, run_yml = tmp_path / "ref.yaml", tmp_path / "run.yaml"
@@ -88,10 +100,19 @@ def test_killed_run_resumes_to_the_same_weights(shared_data, tmp_path):
     killed_at = max(json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
     assert 10 <= killed_at < 30
 
-    done = subprocess.run(_cmd(run_yml, "--resume"), env=_env(), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    # a run is known by what decides its weights, not by its path: move the stopped folder and resume it
+    # through a relative path; a temporary of the killed writer (a dead process) is cleaned on the way
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "run").rename(tmp_path / "moved" / "run")
+    stale = tmp_path / "moved" / "run" / ".model.tmp-dead"  # as a kill during the final model write leaves
+    stale.mkdir()
+    (stale / ".longadapt-writer").write_text(json.dumps({"pid": _dead_pid(), "host": _host()}))
+    done = subprocess.run(_cmd(run_yml, "output_dir=moved/run", "--resume"), env=_env(), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from" in done.stderr and "step-000000" in done.stderr
+    assert not stale.exists()
+    (tmp_path / "moved" / "run").rename(tmp_path / "run")
 
     ref, run = _weights(tmp_path / "ref" / "model"), _weights(tmp_path / "run" / "model")
     assert ref.keys() == run.keys()
@@ -111,3 +132,13 @@ def test_killed_run_resumes_to_the_same_weights(shared_data, tmp_path):
 
     assert keys(tmp_path / "run" / "metrics.jsonl") == keys(tmp_path / "ref" / "metrics.jsonl")
     assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert not list((tmp_path / "run").rglob(".*.tmp-*"))
+
+    # another run in that folder is refused with a way out that keeps its checkpoints, and --force-new
+    # sets the folder aside (renamed, nothing deleted)
+    other = subprocess.run(_cmd(run_yml, "steps=31"), env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert other.returncode == 2
+    assert "holds a different run" in other.stderr and "steps: 30 there, 31 now" in other.stderr
+    assert "--force-new" in other.stderr and "delete that" not in other.stderr and "its checkpoints are kept" in other.stderr
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

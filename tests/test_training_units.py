@@ -149,10 +149,26 @@ def test_invalid_values_and_corpus_without_path():
 def test_config_differences_ignore_resume_and_bookkeeping_keys():
     a = config_to_dict(train_config_from_dict({"corpus": {"path": "a.jsonl"}, "lr": 1e-3}))
     b = config_to_dict(train_config_from_dict({"corpus": {"path": "a.jsonl"}, "lr": 1e-3, "resume": True,
-                                               "save_every": 7}))
+                                               "save_every": 7, "output_dir": "../moved/run"}))
     c = config_to_dict(train_config_from_dict({"corpus": {"path": "b.jsonl"}, "lr": 2e-3}))
     assert config_differences(a, b) == []
     assert config_differences(a, c) == ["corpus.path", "lr"]
+
+
+def test_checkpoints_are_due_by_steps_and_by_time_never_at_the_last_step():
+    from types import SimpleNamespace
+
+    from longadapt.training.engine import _checkpoint_due
+
+    one = SimpleNamespace(num_processes=1)
+    cfg = train_config_from_dict({"steps": 100, "save_every": 40, "save_every_minutes": 2.0})
+    assert [s for s in range(1, 101) if _checkpoint_due(cfg, s, 0.0, one)] == [40, 80]
+    assert _checkpoint_due(cfg, 7, 121.0, one) and not _checkpoint_due(cfg, 7, 119.0, one)
+    assert not _checkpoint_due(cfg, 100, 1e6, one)
+    off = train_config_from_dict({"steps": 10, "save_every": 0})
+    assert not any(_checkpoint_due(off, s, 1e6, one) for s in range(1, 11))
+    with pytest.raises(LongAdaptError, match="save_every_minutes must be >= 0"):
+        train_config_from_dict({"save_every_minutes": -1})
 
 
 def test_relative_corpus_paths_resolve_against_config_folder_then_data_root(tmp_path, monkeypatch):

@@ -19,7 +19,6 @@ import copy
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 from longadapt.config import from_dict, to_dict
 from longadapt.errors import LongAdaptError
-from longadapt.io import atomic_write_json, atomic_write_text
+from longadapt.io import WRITER_MARKER, atomic_write_json, atomic_write_text, clean_stale_in, temporary_dir
 
 logger = logging.getLogger(__name__)
 
@@ -345,7 +344,15 @@ def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any],
             "so that the token budget holds exactly"
         )
     data["micro_batch_size"] = min(int(data.get("micro_batch_size", 8)), tokens // phase.max_length)
+    # every phase checkpoints at least once per half (a stopped tiny run resumes mid-phase too)
+    half = max(1, phase.steps // 2)
+    data["save_every"] = min(int(data.get("save_every") or half), half)
     return train_config_from_dict(data)
+
+
+def recipe_out(cfg: RecipeConfig) -> Path:
+    """The recipe's output folder: ``out``, else ``runs/<strategy>-<language>-<preset>``."""
+    return Path(cfg.out or f"runs/{cfg.strategy}-{cfg.language}-{cfg.preset}")
 
 
 def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
@@ -363,14 +370,18 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
 
     validate(cfg)
     pack = load_language(cfg.language)
-    out = Path(cfg.out or f"runs/{cfg.strategy}-{cfg.language}-{cfg.preset}")
+    out = recipe_out(cfg)
     if (out / "config.json").exists() and not (out / "run.json").exists():
         raise LongAdaptError(f"{out} holds a model that longadapt did not write; choose another --out")
+    removed = clean_stale_in(out)  # temporaries of this folder's own stopped final writes
+    if removed:
+        logger.info("removed %d temporaries of stopped earlier attempts in %s", len(removed), out)
     corpus = _corpus_spec(cfg, pack)
     start = time.time()
     builders = {"convert": lambda: build_convert(cfg), "continue": lambda: build_continue(cfg, corpus),
                 "scratch": lambda: build_scratch(cfg, corpus)}
     model, tok, info = builders[cfg.strategy]()
+    _mark_running(out, cfg)
     phases = []
     tokens_seen = 0
     for phase in cfg.phases:
@@ -396,11 +407,28 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
     wall = time.time() - start
     final = phases[-1]["final_metrics"] if phases else {}
     modernbert = _export_modernbert(model, tok, out, cfg)
-    record = run_record("adapt", to_dict(cfg), strategy=cfg.strategy, language=cfg.language, corpus=corpus, build=info,
+    record = run_record("adapt", to_dict(cfg), status="completed", strategy=cfg.strategy, language=cfg.language, corpus=corpus, build=info,
                         phases=phases, tokens_seen=tokens_seen, wall_seconds=round(wall, 1), final_metrics=final,
                         modernbert_export=modernbert)
     _write_final(model, tok, out, record, cfg)
     return RecipeResult(out, phases, final, model, tok)
+
+
+def _mark_running(out: Path, cfg: RecipeConfig) -> None:
+    """``out/run.json`` says ``status: running`` while the recipe runs (the folder is a resumable work
+    folder: phases/ holds each phase's run and checkpoints); the final record, ``status: completed``,
+    replaces it with the model files. A completed folder's record is left as it is."""
+    from longadapt.runinfo import run_record
+
+    path = out / "run.json"
+    if path.is_file():
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("status") == "completed":
+                return
+        except ValueError:
+            pass
+    atomic_write_json(path, run_record("adapt", to_dict(cfg), status="running", strategy=cfg.strategy,
+                                       language=cfg.language))
 
 
 def _export_modernbert(model, tok, out: Path, cfg: RecipeConfig) -> dict[str, Any]:
@@ -423,16 +451,15 @@ def _export_modernbert(model, tok, out: Path, cfg: RecipeConfig) -> dict[str, An
 def _write_final(model, tok, out: Path, record: dict[str, Any], cfg: RecipeConfig) -> None:
     """Write the model files next to the phase runs, each under a temporary name then renamed;
     config.json comes last so the directory only loads once everything is in place."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".final-tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_dir(out / "final")  # marked with this process: a later start removes it if this one dies
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     atomic_write_json(tmp / "run.json", record)
     atomic_write_text(tmp / "README.md", model_card(cfg, record))
-    names = sorted(p.name for p in tmp.iterdir())
-    for name in [n for n in names if n != "config.json"] + ["config.json"]:
+    names = sorted(p.name for p in tmp.iterdir() if p.name not in ("config.json", WRITER_MARKER))
+    for name in names + ["config.json"]:
         os.replace(tmp / name, out / name)
+    (tmp / WRITER_MARKER).unlink()
     tmp.rmdir()
 
 

@@ -29,7 +29,11 @@ def add_arguments_adapt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="override the steps of every phase (smoke runs)")
     p.add_argument("--resume", action="store_true",
                    help="continue a stopped run in --out: finished phases are reused, the interrupted one continues "
-                        "from its newest checkpoint (same recipe and overrides required)")
+                        "from its newest checkpoint (same recipe and overrides required; the folder may have "
+                        "been moved or copied)")
+    p.add_argument("--force-new", action="store_true",
+                   help="--out holds another run: rename it to OUT.set-aside-<time> (nothing is deleted) and start "
+                        "this run there")
 
 
 def load_recipe_file(args: argparse.Namespace) -> tuple[dict, str]:
@@ -58,7 +62,7 @@ def load_recipe_file(args: argparse.Namespace) -> tuple[dict, str]:
 
 def run_adapt(args: argparse.Namespace) -> int:
     from longadapt.config import deep_merge, parse_overrides
-    from longadapt.recipes.adapt import recipe_from_dict, run_recipe
+    from longadapt.recipes.adapt import recipe_from_dict, recipe_out, run_recipe
 
     data, where = load_recipe_file(args)
     data = deep_merge(data, parse_overrides(args.overrides))
@@ -73,6 +77,10 @@ def run_adapt(args: argparse.Namespace) -> int:
             phase["steps"] = args.steps
         data.pop("token_budget", None)
     cfg = recipe_from_dict(data, where)
+    if args.force_new:
+        from longadapt.training.cli import _set_aside_if_used
+
+        _set_aside_if_used(recipe_out(cfg), args.resume)
     result = run_recipe(cfg, resume=args.resume)
     logger.info("wrote %s; final validation metrics: %s", result.out,
                 {k: round(v, 4) for k, v in result.final_metrics.items() if isinstance(v, float) and "pos" not in k})

@@ -25,7 +25,13 @@ def add_arguments_pretrain(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume", action="store_true",
-        help="continue the run in output_dir from its newest complete checkpoint (same config required)",
+        help="continue the run in output_dir from its newest complete checkpoint (same config required; the "
+             "folder may have been moved or copied)",
+    )
+    parser.add_argument(
+        "--force-new", action="store_true",
+        help="output_dir holds another run: rename it to OUTPUT_DIR.set-aside-<time> (nothing is deleted) and "
+             "start this run there",
     )
 
 
@@ -63,9 +69,22 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):  # accelerate logs every file of every checkpoint at INFO
         logging.getLogger("accelerate").setLevel(logging.WARNING)
     cfg, source = build_config(args.config, list(args.overrides), resume=args.resume)
+    if getattr(args, "force_new", False):
+        _set_aside_if_used(Path(cfg.output_dir), args.resume)
     result = train(cfg, source=source)
     logger.info(
         "final validation: %.4f nats per masked token, %.4f bits per byte (model: %s)",
         result.metrics.get("loss", float("nan")), result.metrics.get("bpb", float("nan")), result.model_dir,
     )
     return 0
+
+
+def _set_aside_if_used(folder: Path, resume: bool) -> None:
+    """``--force-new``: a folder that holds anything is renamed aside (never deleted)."""
+    from longadapt.errors import LongAdaptError
+    from longadapt.io import set_aside
+
+    if resume:
+        raise LongAdaptError("--force-new starts a new run and --resume continues one: pass one of them")
+    if folder.is_dir() and any(folder.iterdir()):
+        set_aside(folder)

@@ -118,6 +118,7 @@ class TrainConfig:
     position_bucket_size: int = 512  # bits per byte per position bucket in the document; 0: off
     log_every: int = 10
     save_every: int = 500  # optimizer steps between checkpoints (0: none)
+    save_every_minutes: float = 0.0  # also checkpoint when this much training time passed since the last (0: off)
     keep_last: int = 2  # checkpoints kept
     tensorboard: bool = True
     output_dir: str = "runs/pretrain"
@@ -144,6 +145,7 @@ class TrainConfig:
             (0.0 < self.masking.mlm_probability < 1.0, "masking.mlm_probability", "must be in (0, 1)"),
             (self.eval_every >= 0, "eval_every", "must be >= 0"),
             (self.save_every >= 0, "save_every", "must be >= 0"),
+            (self.save_every_minutes >= 0, "save_every_minutes", "must be >= 0"),
             (self.keep_last >= 1, "keep_last", "must be at least 1"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (self.position_bucket_size >= 0, "position_bucket_size", "must be >= 0"),
@@ -299,11 +301,15 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return to_dict(cfg)
 
 
-# keys that may differ between a run and its resumption: they change no weight
+# keys that may differ between a run and its resumption: they change no weight. A run is known by
+# what decides its weights, not by where it lies: output_dir is left out, so a run folder that was
+# moved, copied or named by another (relative) path resumes.
 RESUMABLE_DIFFERENCES = frozenset(
     {
+        "output_dir",
         "resume",
         "save_every",
+        "save_every_minutes",
         "keep_last",
         "log_every",
         "eval_every",

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from longadapt.errors import LongAdaptError
-from longadapt.io import atomic_dir, atomic_write_json
+from longadapt.io import atomic_dir, atomic_write_json, clean_stale_in
 from longadapt.training.checkpoint import (
     TrainerState,
     latest_checkpoint,
@@ -253,7 +253,8 @@ def _check_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig,
         )
         raise LongAdaptError(
             f"{source.where('output_dir')}: {run_dir} holds a different run ({run_json} differs: {shown}"
-            f"{' ...' if len(diffs) > 5 else ''}). Choose another output_dir, or delete that folder"
+            f"{' ...' if len(diffs) > 5 else ''}); its checkpoints are kept. Choose another output folder (pretrain: output_dir=...; adapt: --out), "
+            "or pass --force-new to set that folder aside (renamed, nothing deleted) and start this run there"
         )
     if not cfg.resume:
         raise LongAdaptError(
@@ -264,6 +265,23 @@ def _check_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig,
     if previous.get("status") == "completed" and (run_dir / "model" / "config.json").is_file():
         return "done"
     return "resume"
+
+
+def _checkpoint_due(cfg: TrainConfig, step: int, since_last_s: float, accelerator: Any) -> bool:
+    """A checkpoint every ``save_every`` steps, and when ``save_every_minutes`` of time passed since the
+    last one (the main process's clock decides, so that every process saves together); never at the
+    last step (the final model is written then)."""
+    if step >= cfg.steps:
+        return False
+    due = bool(cfg.save_every) and step % cfg.save_every == 0
+    if cfg.save_every_minutes and not due:
+        flag = [since_last_s >= 60.0 * cfg.save_every_minutes]
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(flag, from_process=0)
+        due = bool(flag[0])
+    return due
 
 
 def _lookup(d: dict[str, Any], dotted: str) -> Any:
@@ -519,6 +537,12 @@ def train(
     val_batches = _validation_batches(validation_dataset, masker, cfg)  # before any RNG restore
 
     resume_step: int | None = None
+    if accelerator.is_main_process and state_of_dir != "new":
+        # temporaries of this run's own earlier, stopped attempts (writer dead on this host)
+        removed = clean_stale_in(run_dir, recursive=True)
+        if removed:
+            logger.info("removed %d temporaries of stopped earlier attempts: %s", len(removed),
+                        ", ".join(str(p.relative_to(run_dir)) for p in removed))
     if state_of_dir == "resume":
         if accelerator.is_main_process:
             remove_stale_temporaries(run_dir)
@@ -578,6 +602,7 @@ def train(
     device = accelerator.device
     start_step = state.step
     wall_start = time.perf_counter()
+    last_save = wall_start
 
     def step_batches(step: int) -> list[dict[str, torch.Tensor]]:
         # rows and masks depend on the step only (seeded per step), so building them ahead changes nothing
@@ -672,7 +697,8 @@ def train(
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
                 last_eval = evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
                 _log_eval(writer, state.step, last_eval, state)
-            if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.steps:
+            if _checkpoint_due(cfg, state.step, time.perf_counter() - last_save, accelerator):
+                last_save = time.perf_counter()
                 state.elapsed_s += train_time
                 train_time = 0.0
                 save_checkpoint(

