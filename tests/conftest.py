@@ -45,3 +45,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_configure(config):
+    """The tests write tokenized corpora to a cache of their own, removed at the end, never to the
+    user's (~/.cache/longadapt); subprocesses the tests start inherit it."""
+    import tempfile
+
+    if "LONGADAPT_TEST_CACHE" not in os.environ:
+        os.environ["LONGADAPT_TEST_CACHE"] = tempfile.mkdtemp(prefix="longadapt-test-cache-")
+    os.environ["LONGADAPT_CACHE"] = os.environ["LONGADAPT_TEST_CACHE"]
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    root = os.environ.get("LONGADAPT_TEST_CACHE", "")
+    if Path(root).name.startswith("longadapt-test-cache-"):
+        shutil.rmtree(root, ignore_errors=True)

@@ -18,9 +18,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,8 @@ from longadapt.data.encode import DocumentEncoder, encoded_features, tokenizer_f
 from longadapt.data.packing import PackingConfig, PackingStats, chunk_document, cut_point, pack_pieces
 from longadapt.data.split import SPLITS, validation_mask
 from longadapt.errors import LongAdaptError
-from longadapt.io import atomic_dir, atomic_write_json
+from longadapt import cache
+from longadapt.io import atomic_dir, atomic_write_json, clean_stale_in, temporary_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +41,10 @@ SIDECAR = "longadapt_data.json"
 
 
 def default_cache_dir() -> Path:
-    """``$LONGADAPT_CACHE/data``, else ``~/.cache/longadapt/data``."""
-    root = os.environ.get("LONGADAPT_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "longadapt") / "data"
+    """``$LONGADAPT_CACHE/data``, else ``~/.cache/longadapt/data`` (see :mod:`longadapt.cache`)."""
+    from longadapt.cache import data_cache_dir
+
+    return data_cache_dir()
 
 
 def _hash(*parts: Any) -> str:
@@ -127,11 +127,13 @@ def encode_corpus(
     out_dir = cache_dir / f"tokens-{fp[:24]}"
     if (out_dir / "state.json").is_file():
         logger.info("tokenized corpus found in the cache: %s", out_dir)
+        cache.touch(out_dir)
         return datasets.load_from_disk(str(out_dir)), fp
 
     encoder = DocumentEncoder(tokenizer, language, packing.sentence_splitter, packing.sentence_min_tokens)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".work-", dir=cache_dir))
+    clean_stale_in(cache_dir)  # work folders of stopped earlier builds (writer dead on this host)
+    work = temporary_dir(cache_dir / "work")
     try:
         try:
             docs = datasets.Dataset.from_generator(
@@ -162,6 +164,8 @@ def encode_corpus(
         del encoded, docs
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    cache.touch(out_dir)
+    cache.enforce_limit(keep=out_dir, folder=cache_dir)
     return datasets.load_from_disk(str(out_dir)), fp
 
 
@@ -292,6 +296,7 @@ def build_packed_dataset(
     out_dir = cache_dir / f"packed-{fingerprint}"
     if (out_dir / "state.json").is_file():
         logger.info("packed %s rows found in the cache: %s", split, out_dir)
+        cache.touch(out_dir)
         return datasets.load_from_disk(str(out_dir))
 
     table = encoded.data
@@ -385,6 +390,8 @@ def build_packed_dataset(
     with atomic_dir(out_dir) as tmp:
         ds.save_to_disk(str(tmp))
         atomic_write_json(tmp / SIDECAR, metadata)
+    cache.touch(out_dir)
+    cache.enforce_limit(keep=out_dir, folder=cache_dir)
     return datasets.load_from_disk(str(out_dir))
 
 
