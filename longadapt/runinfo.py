@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import platform
 import sys
@@ -38,8 +39,25 @@ def fingerprint_files(paths: list[str | Path], chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, str | None]:
+    """The code that ran: longadapt's version and a sha256 over its Python sources (so that two checkouts
+    of one version still differ when their code does)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    try:
+        version = metadata.version("longadapt")
+    except metadata.PackageNotFoundError:
+        version = None
+    return {"longadapt": version, "source_sha256": h.hexdigest()[:16]}
+
+
 def run_record(command: str, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
+        "code": code_version(),
         "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv,

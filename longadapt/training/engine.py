@@ -264,6 +264,12 @@ def _check_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig,
         )
     if previous.get("status") == "completed" and (run_dir / "model" / "config.json").is_file():
         return "done"
+    from longadapt.runinfo import code_version
+
+    before, now = (previous.get("code") or {}).get("source_sha256"), code_version()["source_sha256"]
+    if before and before != now:  # a warning, not a refusal: resuming under a bug fix must stay possible
+        logger.warning("%s was started by other longadapt code (sources %s, now %s); resuming it under this code",
+                       run_dir, before, now)
     return "resume"
 
 
