@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LONGADAPT_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = Path(os.environ.get("LONGADAPT_DATA") or os.environ.get("LONGADAPT_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def _minilm() -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("LONGADAPT_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("LONGADAPT_DATA") or os.environ.get("LONGADAPT_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def _minilm_dir() -> Path | None:
@@ -23,7 +23,7 @@ def _minilm_dir() -> Path | None:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.fail(f"the shared data bundle is missing at {SHARED_DATA} (set LONGADAPT_SHARED_DATA)")
+        pytest.fail(f"the shared data bundle is missing at {SHARED_DATA} (set LONGADAPT_DATA)")
     return SHARED_DATA
 
 

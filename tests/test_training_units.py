@@ -191,3 +191,21 @@ def test_relative_corpus_paths_resolve_against_config_folder_then_data_root(tmp_
     with pytest.raises(LongAdaptError) as err:
         resolve_corpus(CorpusSpec(path="corpora/missing.jsonl"), source)
     assert f"{tmp_path / 'cfg' / 'run.yaml'}:7" in str(err.value) and "root" in str(err.value)
+
+
+def test_one_data_root_variable_for_corpora_tasks_and_vocab(tmp_path, monkeypatch, caplog):
+    from longadapt import dataroot
+    from longadapt.evaluation.tasks import default_data_root
+    from longadapt.training.resolve import data_root as training_root
+
+    monkeypatch.setenv("LONGADAPT_DATA", str(tmp_path / "a"))
+    monkeypatch.setenv("LONGADAPT_SHARED_DATA", str(tmp_path / "b"))
+    assert training_root() == default_data_root() == dataroot.data_root() == tmp_path / "a"
+    assert default_data_root(tmp_path / "cli") == tmp_path / "cli"  # --data-root wins
+    monkeypatch.delenv("LONGADAPT_DATA")
+    monkeypatch.setattr(dataroot, "_warned", [])
+    caplog.set_level("WARNING", logger="longadapt.dataroot")
+    assert dataroot.data_root() == tmp_path / "b"  # the old name still works, and says so
+    assert "LONGADAPT_SHARED_DATA is the old name of LONGADAPT_DATA" in caplog.text
+    monkeypatch.delenv("LONGADAPT_SHARED_DATA")
+    assert dataroot.data_root() == (dataroot.BUNDLED if dataroot.BUNDLED.is_dir() else None)

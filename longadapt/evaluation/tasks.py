@@ -499,13 +499,9 @@ def available_tasks() -> list[str]:
 
 def default_data_root(cli_value: str | Path | None = None) -> Path | None:
     """``--data-root``, else ``$LONGADAPT_DATA``, else ``../shared/data`` next to the repository."""
-    if cli_value:
-        return Path(cli_value)
-    env = os.environ.get("LONGADAPT_DATA")
-    if env:
-        return Path(env)
-    guess = REPO.parent / "shared" / "data"
-    return guess if guess.is_dir() else None
+    from longadapt.dataroot import data_root
+
+    return Path(cli_value) if cli_value else data_root()
 
 
 def load_task(name_or_path: str | Path, data_root: str | Path | None = None,

@@ -16,19 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from longadapt.dataroot import ENV, data_root
 from longadapt.errors import LongAdaptError
 from longadapt.training.config import ConfigSource
 
-DATA_ROOT_ENV = "LONGADAPT_DATA"
-
-
-def data_root() -> Path | None:
-    """``$LONGADAPT_DATA``, else ``<checkout>/../shared/data`` when that folder exists."""
-    value = os.environ.get(DATA_ROOT_ENV)
-    if value:
-        return Path(value).expanduser()
-    bundled = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    return bundled if bundled.is_dir() else None
+DATA_ROOT_ENV = ENV
 
 
 def resolve_data_path(value: str | Path, source: ConfigSource, key: str) -> Path:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-from pathlib import Path
 
 from longadapt.errors import LongAdaptError
 
@@ -36,10 +34,13 @@ def add_arguments_vocab(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_corpora(languages: list[str]) -> list[str]:
-    """The language packs' first local corpus under LONGADAPT_SHARED_DATA (or ../shared/data)."""
+    """The language packs' first local corpus under the data root ($LONGADAPT_DATA, else ../shared/data)."""
+    from longadapt.dataroot import data_root
     from longadapt.languages import load_language
 
-    root = Path(os.environ.get("LONGADAPT_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+    root = data_root()
+    if root is None:
+        raise LongAdaptError("no --corpus given and no data root: set LONGADAPT_DATA or pass --corpus PATH")
     out = []
     for code in languages:
         pack = load_language(code)
