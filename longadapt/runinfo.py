@@ -28,17 +28,6 @@ def package_versions(names: tuple[str, ...] = PACKAGES, platform_name: bool = Tr
     return out
 
 
-def fingerprint_files(paths: list[str | Path], chunk: int = 1 << 20) -> str:
-    """sha256 over the bytes of the files (sorted by path), for data provenance."""
-    h = hashlib.sha256()
-    for p in sorted(Path(x) for x in paths):
-        h.update(str(p.name).encode())
-        with open(p, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-    return h.hexdigest()[:16]
-
-
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict[str, str | None]:
     """The code that ran: longadapt's version and a sha256 over its Python sources (so that two checkouts

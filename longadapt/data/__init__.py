@@ -7,7 +7,7 @@ Public API (imported by longadapt.training):
   ``word_ids``, ``token_bytes``; :func:`packing_stats` / :func:`data_fingerprint` read what it
   attached; :class:`PackingStats`, :class:`PackingConfig`
 - :class:`MLMCollator`
-- :func:`validation_mask` / :func:`assign_split` (hash-based, stable document split)
+- :func:`validation_mask` (hash-based, stable document split)
 """
 
 from longadapt.data.collator import MLMCollator
@@ -22,7 +22,7 @@ from longadapt.data.pipeline import (
     packing_metadata,
     packing_stats,
 )
-from longadapt.data.split import assign_split, validation_mask
+from longadapt.data.split import validation_mask
 
 __all__ = [
     "CorpusSpec",
@@ -30,7 +30,6 @@ __all__ = [
     "MLMCollator",
     "PackingConfig",
     "PackingStats",
-    "assign_split",
     "build_packed_dataset",
     "clean_text",
     "corpus_fingerprint",

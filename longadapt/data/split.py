@@ -47,8 +47,3 @@ def validation_mask(
         mask = u <= threshold
     return mask
 
-
-def assign_split(text: str, validation_fraction: float = 0.01, seed: int = 0) -> str:
-    """``"train"`` or ``"validation"`` for one cleaned text (fraction rule only)."""
-    h = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return "validation" if split_value(h, seed) < validation_fraction else "train"
