@@ -208,6 +208,10 @@ def test_recipe_errors_are_clear():
         recipe_from_dict({"strategy": "convert"})
     with pytest.raises(LongAdaptError, match="token_budget says 10 tokens"):
         recipe_from_dict({"strategy": "scratch", "token_budget": 10, "phases": [{"steps": 2}], "train": {"tokens_per_step": 8}})
+    with pytest.raises(LongAdaptError, match=r"phases\[0\] \('main'\) .*unknown key 'lrr'. Did you mean 'lr'"):
+        recipe_from_dict({"strategy": "scratch", "phases": [{"name": "main", "steps": 2}], "train": {"lrr": 1e-3}})
+    with pytest.raises(LongAdaptError, match="unknown key 'schedule.nme'"):
+        recipe_from_dict({"strategy": "scratch", "phases": [{"steps": 2, "train": {"schedule": {"nme": "wsd"}}}]})
     with pytest.raises(LongAdaptError, match="unknown key 'stpes'"):
         recipe_from_dict({"strategy": "scratch", "phases": [{"stpes": 2}]})
     with pytest.raises(LongAdaptError, match="vocab_arm must be keep, replace or extend"):

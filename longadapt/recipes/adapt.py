@@ -138,6 +138,12 @@ def validate(cfg: RecipeConfig, where: str = "recipe") -> None:
             f"{where}: token_budget says {cfg.token_budget:,} tokens but the phases add up to {cfg.tokens():,} "
             "(steps x tokens_per_step); fix one of them"
         )
+    # every phase's training settings are checked now (typos with a did-you-mean), not after the model is built
+    for i, phase in enumerate(cfg.phases):
+        try:
+            _phase_train_config(cfg, phase, {"path": "corpus.jsonl"}, Path("runs/check"))
+        except LongAdaptError as exc:
+            raise LongAdaptError(f"{where}: phases[{i}] ({phase.name!r}) with the recipe's train section: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------
