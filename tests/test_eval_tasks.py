@@ -33,7 +33,7 @@ def test_e3c_sentence_task_protocol(shared_data: Path, name: str) -> None:
     assert len(test) == l1_train + l1_test
     assert train[-1].line < dev[0].line  # dev follows train in the file: no sentence in both
     assert task.tag_labels == ["O", "B-ety", "I-ety"]
-    assert (task.training().epochs, task.training().batch_size, task.training().learning_rate) == (15, 16, 1e-4)
+    assert (task.training().epochs, task.training().batch_size, task.training().learning_rate) == (4, 16, 1e-4)
     assert task.training().weight_decay == 0.01
 
 
@@ -63,8 +63,8 @@ def test_other_builtin_tasks(shared_data: Path) -> None:
     morfitt = load_task("fr-morfitt", data_root=shared_data)
     assert morfitt.type == "multilabel" and morfitt.metric == "weighted_f1"
     # built-in tasks state a CPU budget; a task without one gets the type's DrBenchmark defaults
-    assert (morfitt.training().epochs, morfitt.training().batch_size, morfitt.training().learning_rate) == (4, 16, 1e-4)
-    assert load_task("fr-frenchmedmcqa", data_root=shared_data).training().epochs == 3
+    assert (morfitt.training().epochs, morfitt.training().batch_size, morfitt.training().learning_rate) == (1, 16, 2e-4)
+    assert load_task("fr-frenchmedmcqa", data_root=shared_data).training().epochs == 1
     bare = load_task("fr-morfitt", data_root=shared_data, overrides={"training": {"epochs": None, "batch_size": None,
                                                                                   "learning_rate": None}})
     assert (bare.training().epochs, bare.training().batch_size, bare.training().learning_rate) == (35, 12, 2e-5)
