@@ -1,4 +1,5 @@
-"""Kill-and-resume: a run SIGKILLed after a checkpoint and resumed ends exactly like an uninterrupted one."""
+"""Kill-and-resume: a run SIGKILLed while it writes a checkpoint, moved, and resumed through a relative path
+ends exactly like an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -86,17 +86,14 @@ def test_killed_run_resumes_to_the_same_weights(shared_data, tmp_path):
 
     assert cli_main(["pretrain", str(ref_yml)]) == 0  # the uninterrupted reference, in this process
 
-    # start the same run and SIGKILL it as soon as its checkpoint of step 10 is complete
-    proc = subprocess.Popen(_cmd(run_yml), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    marker = tmp_path / "run" / "checkpoints" / "step-00000010" / "trainer_state.json"
-    deadline = time.monotonic() + 300
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    # start the same run and SIGKILL it in the middle of writing its third checkpoint (step 15): the
+    # half-written checkpoint must not count, the run resumes from step 10
+    proc = subprocess.run(_cmd(run_yml), env={**_env(), "LONGADAPT_FAULT": "checkpoint-write@3"}, cwd=tmp_path,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    marker = tmp_path / "run" / "checkpoints" / "step-00000010" / "trainer_state.json"
     assert marker.exists() and not (tmp_path / "run" / "model").exists()
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").glob(".step-00000015.tmp-*")]  # the half-written one
     killed_at = max(json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
     assert 10 <= killed_at < 30
 
@@ -122,7 +119,7 @@ def test_killed_run_resumes_to_the_same_weights(shared_data, tmp_path):
     ref_json = json.loads((tmp_path / "ref" / "run.json").read_text())
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
     assert abs(ref_json["final_metrics"]["loss"] - run_json["final_metrics"]["loss"]) <= 1e-6
-    assert run_json["resumed_at"] and run_json["resumed_at"][0] in (10, 15, 20, 25)
+    assert run_json["resumed_at"] == [10]
     assert abs(ref_json["initial_metrics"]["loss"] - run_json["initial_metrics"]["loss"]) <= 1e-6
 
     # metrics.jsonl of the resumed run holds one record per (step, kind): the killed run's extra
