@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from longadapt.errors import LongAdaptError
@@ -27,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("longadapt.evaluation.cli", "annotate new documents with a fine-tuned model"),
     "cache": ("longadapt.cache", "list or clear the cache of tokenized and packed corpora (LONGADAPT_CACHE)"),
 }
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")  # key.sub=value
 
 # commands that run through accelerate, and so may be started by `accelerate launch` (predict shards documents)
 TRAINING_COMMANDS = ("pretrain", "adapt", "predict")
@@ -62,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may stand anywhere after the command (argparse takes a positional list only in
+    # one block, so `adapt continue --language fr continue.vocab_arm=replace` would be refused)
+    if extra and hasattr(args, "overrides") and all(_OVERRIDE.match(x) for x in extra):
+        args.overrides = list(args.overrides or []) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -79,8 +79,57 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         hint = hints.get(key)
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value, f"{where}.{key}")
+        else:
+            value = _typed(value, hint, f"{where}: {key}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the scalar type a field declares (``int``, ``float``, ``bool``, optionally ``| None``),
+    or a LongAdaptError naming the field and the expected type. PyYAML reads ``3e-3`` (no dot) as a
+    string, so numeric strings are read as numbers; other fields are left as they are."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = [a for a in args if a is not type(None)]
+    target = base[0] if optional and len(base) == 1 else hint
+    if value is None:
+        if optional:
+            return None
+        if target in (int, float, bool):
+            raise LongAdaptError(f"{where} must be {_NAMES[target]}, got null")
+        return value
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()]
+        raise LongAdaptError(f"{where} must be {_NAMES[bool]}, got {value!r}")
+    if target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise LongAdaptError(f"{where} must be {_NAMES[int]}, got {value!r}")
+    if target is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise LongAdaptError(f"{where} must be {_NAMES[float]}, got {value!r}")
+    return value
+
+
+_NAMES = {int: "a whole number", float: "a number (e.g. 3e-3)", bool: "true or false"}
 
 
 def to_dict(obj: Any) -> Any:

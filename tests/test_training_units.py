@@ -209,3 +209,42 @@ def test_one_data_root_variable_for_corpora_tasks_and_vocab(tmp_path, monkeypatc
     assert "LONGADAPT_SHARED_DATA is the old name of LONGADAPT_DATA" in caplog.text
     monkeypatch.delenv("LONGADAPT_SHARED_DATA")
     assert dataroot.data_root() == (dataroot.BUNDLED if dataroot.BUNDLED.is_dir() else None)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"lr": "fast"}, "lr must be a number (e.g. 3e-3), got 'fast'"),
+    ({"steps": "abc"}, "steps must be a whole number, got 'abc'"),
+    ({"steps": "many"}, "steps must be a whole number, got 'many'"),
+    ({"seed": "abc"}, "seed must be a whole number, got 'abc'"),
+    ({"micro_batch_size": 2.5}, "micro_batch_size must be a whole number, got 2.5"),
+    ({"tensorboard": "maybe"}, "tensorboard must be true or false, got 'maybe'"),
+    ({"schedule": {"warmup_steps": "x"}}, "warmup_steps must be a whole number, got 'x'"),
+])
+def test_every_field_is_typed_at_load(data, message):
+    with pytest.raises(LongAdaptError) as info:
+        train_config_from_dict(data)
+    assert message in str(info.value)
+
+
+def test_numbers_written_without_a_dot_are_numbers():
+    """PyYAML reads ``3e-3`` as a string; a config field typed float reads it as the number."""
+    import yaml
+
+    cfg = train_config_from_dict(yaml.safe_load("lr: 3e-3\nsteps: '12'\ntensorboard: 'false'\n"))
+    assert (cfg.lr, cfg.steps, cfg.tensorboard) == (0.003, 12, False)
+
+
+def test_overrides_stand_anywhere_after_the_command(monkeypatch, capsys):
+    import longadapt.recipes.cli as recipes_cli
+    import longadapt.training.cli as training_cli
+    from longadapt.cli import main
+
+    seen = []
+    monkeypatch.setattr(recipes_cli, "run_adapt", lambda args: seen.append((args.overrides, args.language)) or 0)
+    monkeypatch.setattr(training_cli, "run_pretrain", lambda args: seen.append((args.overrides, args.resume)) or 0)
+    assert main(["adapt", "continue", "--language", "fr", "continue.vocab_arm=replace", "train.lr=1e-3"]) == 0
+    assert main(["pretrain", "x.yaml", "--resume", "steps=3", "output_dir=runs/b"]) == 0
+    assert seen == [(["continue.vocab_arm=replace", "train.lr=1e-3"], "fr"), (["steps=3", "output_dir=runs/b"], True)]
+    with pytest.raises(SystemExit):
+        main(["adapt", "continue", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
