@@ -9,12 +9,25 @@ __version__ = "0.1.0"
 
 from longadapt.errors import LongAdaptError  # noqa: E402
 
-try:  # registration needs torch + transformers; the CLI's --help should work without them
-    from longadapt.modeling import register_auto_classes as _register
 
-    _register()
-except ImportError:  # pragma: no cover - only when torch/transformers are missing
-    pass
+def _help_only() -> bool:
+    """``longadapt ... --help`` / ``-h``: the command line only prints help, which needs neither torch nor
+    transformers (loading them takes seconds); every other use registers the core as usual."""
+    import os
+    import sys
+
+    argv = sys.argv or [""]
+    entry = os.path.basename(argv[0]) == "longadapt" or argv[0].endswith(os.path.join("longadapt", "__main__.py"))
+    return entry and any(a in ("-h", "--help") for a in argv[1:])
+
+
+if not _help_only():
+    try:  # registration needs torch + transformers
+        from longadapt.modeling import register_auto_classes as _register
+
+        _register()
+    except ImportError:  # pragma: no cover - only when torch/transformers are missing
+        pass
 
 
 

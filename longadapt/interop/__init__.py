@@ -1,22 +1,19 @@
-"""Import and export of BERT-family, Longformer, ModernBERT (and core) checkpoints."""
+"""Import and export of BERT-family, Longformer, ModernBERT (and core) checkpoints.
 
-from longadapt.interop.checkpoints import (
-    ImportResult,
-    enable_global_tokens,
-    export_modernbert,
-    import_checkpoint,
-    make_long,
-    resolve_source,
-)
-from longadapt.interop.save import save_core, save_exported
+The names below are imported on first use (see :mod:`longadapt._lazy`).
+"""
 
-__all__ = [
-    "ImportResult",
-    "import_checkpoint",
-    "make_long",
-    "enable_global_tokens",
-    "export_modernbert",
-    "resolve_source",
-    "save_core",
-    "save_exported",
-]
+from longadapt._lazy import lazy_exports
+
+_EXPORTS = {
+    "ImportResult": "checkpoints",
+    "enable_global_tokens": "checkpoints",
+    "export_modernbert": "checkpoints",
+    "import_checkpoint": "checkpoints",
+    "make_long": "checkpoints",
+    "resolve_source": "checkpoints",
+    "save_core": "save",
+    "save_exported": "save",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -2,35 +2,27 @@
 
 ``train(TrainConfig(...)) -> TrainResult`` from Python or notebooks; ``longadapt pretrain
 CONFIG.yaml [key.sub=value ...] [--resume]`` from the shell (also under ``accelerate launch``).
+The names below are imported on first use (see :mod:`longadapt._lazy`).
 """
 
-from longadapt.training.config import (
-    ConfigSource,
-    DataOptions,
-    MaskingConfig,
-    ModelSection,
-    OptimizerConfig,
-    ScheduleConfig,
-    TrainConfig,
-    train_config_from_dict,
-)
-from longadapt.training.engine import TrainingDiverged, TrainResult, evaluate, train
-from longadapt.training.metrics import masked_token_losses, positions_in_document, read_metrics
+from longadapt._lazy import lazy_exports
 
-__all__ = [
-    "ConfigSource",
-    "DataOptions",
-    "MaskingConfig",
-    "ModelSection",
-    "OptimizerConfig",
-    "ScheduleConfig",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
-    "evaluate",
-    "masked_token_losses",
-    "positions_in_document",
-    "read_metrics",
-    "train",
-    "train_config_from_dict",
-]
+_EXPORTS = {
+    "ConfigSource": "config",
+    "DataOptions": "config",
+    "MaskingConfig": "config",
+    "ModelSection": "config",
+    "OptimizerConfig": "config",
+    "ScheduleConfig": "config",
+    "TrainConfig": "config",
+    "train_config_from_dict": "config",
+    "TrainingDiverged": "engine",
+    "TrainResult": "engine",
+    "evaluate": "engine",
+    "train": "engine",
+    "masked_token_losses": "metrics",
+    "positions_in_document": "metrics",
+    "read_metrics": "metrics",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
