@@ -327,7 +327,12 @@ def evaluate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: An
     tally = LossTally(cfg.position_bucket_size, cfg.max_length, accelerator.device)
     world, rank = accelerator.num_processes, accelerator.process_index
     n_rounds = math.ceil(len(batches) / world)
-    for r in range(n_rounds):
+    from tqdm.auto import tqdm
+
+    # a bar on the main process only (disable=None: none when the output is not a terminal)
+    bar = tqdm(range(n_rounds), desc="validation", unit="batch", leave=False,
+               disable=None if accelerator.is_main_process else True)
+    for r in bar:
         i = r * world + rank
         counted = i < len(batches)
         batch = batches[i if counted else 0]
