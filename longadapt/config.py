@@ -108,24 +108,16 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
             return _BOOL_WORDS[value.strip().lower()]
         raise LongAdaptError(f"{where} must be {_NAMES[bool]}, got {value!r}")
-    if target is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if target in (int, float):
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric and (target is float or isinstance(value, int)):  # 2.5 is not a whole number
+            return target(value)
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                return target(value.strip())
             except ValueError:
                 pass
-        raise LongAdaptError(f"{where} must be {_NAMES[int]}, got {value!r}")
-    if target is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise LongAdaptError(f"{where} must be {_NAMES[float]}, got {value!r}")
+        raise LongAdaptError(f"{where} must be {_NAMES[target]}, got {value!r}")
     return value
 
 

@@ -8,22 +8,14 @@ strategy (:mod:`longadapt.recipes.vocab_transfer`) are re-exported here, importe
 from longadapt._lazy import lazy_exports
 
 _EXPORTS = {
-    "TokenizerTrainingConfig": "tokenizers",
-    "load_tokenizer": "tokenizers",
-    "save_tokenizer": "tokenizers",
-    "train_tokenizer": "tokenizers",
-    "ARMS": "vocab_transfer",
-    "TransferReport": "vocab_transfer",
-    "TransferResult": "vocab_transfer",
-    "canonical_token": "vocab_transfer",
-    "detect_scheme": "vocab_transfer",
-    "extend_vocabulary": "vocab_transfer",
-    "keep_vocabulary": "vocab_transfer",
-    "piece_length_weights": "vocab_transfer",
-    "replace_vocabulary": "vocab_transfer",
-    "select_words": "vocab_transfer",
-    "transfer_vocabulary": "vocab_transfer",
-    "vector_similarity_weights": "vocab_transfer",
+    **dict.fromkeys([
+        "TokenizerTrainingConfig", "load_tokenizer", "save_tokenizer", "train_tokenizer"
+    ], "tokenizers"),
+    **dict.fromkeys([
+        "ARMS", "TransferReport", "TransferResult", "canonical_token", "detect_scheme", "extend_vocabulary",
+        "keep_vocabulary", "piece_length_weights", "replace_vocabulary", "select_words",
+        "transfer_vocabulary", "vector_similarity_weights"
+    ], "vocab_transfer"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

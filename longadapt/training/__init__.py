@@ -8,21 +8,12 @@ The names below are imported on first use (see :mod:`longadapt._lazy`).
 from longadapt._lazy import lazy_exports
 
 _EXPORTS = {
-    "ConfigSource": "config",
-    "DataOptions": "config",
-    "MaskingConfig": "config",
-    "ModelSection": "config",
-    "OptimizerConfig": "config",
-    "ScheduleConfig": "config",
-    "TrainConfig": "config",
-    "train_config_from_dict": "config",
-    "TrainingDiverged": "engine",
-    "TrainResult": "engine",
-    "evaluate": "engine",
-    "train": "engine",
-    "masked_token_losses": "metrics",
-    "positions_in_document": "metrics",
-    "read_metrics": "metrics",
+    **dict.fromkeys([
+        "ConfigSource", "DataOptions", "MaskingConfig", "ModelSection", "OptimizerConfig", "ScheduleConfig",
+        "TrainConfig", "train_config_from_dict"
+    ], "config"),
+    **dict.fromkeys(["TrainingDiverged", "TrainResult", "evaluate", "train"], "engine"),
+    **dict.fromkeys(["masked_token_losses", "positions_in_document", "read_metrics"], "metrics"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
