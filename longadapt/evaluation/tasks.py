@@ -529,6 +529,8 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
     _check_keys(data, where)
     if overrides:
         _check_keys(overrides, overrides_from)
+        if isinstance(overrides.get("training"), dict):  # typed here, so that a bad value is blamed on --set
+            from_dict(TrainingConfig, overrides["training"], f"{overrides_from}: training")
     data.setdefault("name", path.stem)
     if protocol != "default":
         kind = data.get("type")
