@@ -55,6 +55,21 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir(Path(folder))
 
 
+def umask_modes(root: str | Path) -> None:
+    """Give every file and folder under ``root`` the mode the umask asks for (0644 / 0755 under 022).
+    Libraries that write through their own temporary files (transformers' ``save_pretrained``, torch's
+    checkpoints) leave 0600 files behind, which colleagues sharing a results folder cannot read."""
+    mask = _umask()
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            executable = os.stat(path).st_mode & 0o111
+            os.chmod(path, (0o777 if executable else 0o666) & ~mask)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -176,6 +191,7 @@ def atomic_dir(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
         raise
     # the marker stays until the rename: a crash before it leaves a temporary that a later start can
     # prove stale; the completed folder then loses it
+    umask_modes(tmp)
     _fsync_tree(tmp)
     faults.reached("rename")
     if final.exists():

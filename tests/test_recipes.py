@@ -129,7 +129,7 @@ def test_scratch_recipe_two_phases_and_context_extension(tmp_path):
     assert diff < 1e-4
 
 
-def test_killed_recipe_resumes_to_the_same_model(tmp_path, caplog):
+def test_killed_recipe_resumes_to_the_same_model(tmp_path, caplog, request):
     """A two-phase recipe SIGKILLed right after the first checkpoint of its second phase (every phase
     checkpoints at least once per half): re-running it without --resume is refused with the way out;
     with --resume the finished phase is reused, the second continues from its checkpoint, and the
@@ -143,6 +143,8 @@ def test_killed_recipe_resumes_to_the_same_model(tmp_path, caplog):
 
     from longadapt.cli import main
 
+    old_umask = os.umask(0o022)  # the files of the run (both processes) must then be readable by the team
+    request.addfinalizer(lambda: os.umask(old_umask))
     ref = tmp_path / "ref"
     ref_recipe = tmp_path / "ref.yaml"
     ref_recipe.write_text(yaml.safe_dump(_small("scratch", "fr", ref)))
@@ -173,6 +175,11 @@ def test_killed_recipe_resumes_to_the_same_model(tmp_path, caplog):
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "completed" and [p["name"] for p in run["phases"]] == ["short", "extend"]
     assert not list(out.rglob(".*.tmp-*"))
+    import stat
+
+    for path in [out, *out.rglob("*")]:  # weights, checkpoints, run.json, model card, tokenizer, metrics
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o044 == 0o044 and (not path.is_dir() or mode & 0o011 == 0o011), (path, oct(mode))
 
 
 @pytest.mark.parametrize("strategy", ["convert", "continue", "scratch"])

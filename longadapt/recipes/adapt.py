@@ -26,7 +26,14 @@ from typing import Any
 
 from longadapt.config import from_dict, to_dict
 from longadapt.errors import LongAdaptError
-from longadapt.io import WRITER_MARKER, atomic_write_json, atomic_write_text, clean_stale_in, temporary_dir
+from longadapt.io import (
+    WRITER_MARKER,
+    atomic_write_json,
+    atomic_write_text,
+    clean_stale_in,
+    temporary_dir,
+    umask_modes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -462,6 +469,7 @@ def _write_final(model, tok, out: Path, record: dict[str, Any], cfg: RecipeConfi
     tok.save_pretrained(tmp)
     atomic_write_json(tmp / "run.json", record)
     atomic_write_text(tmp / "README.md", model_card(cfg, record))
+    umask_modes(tmp)
     names = sorted(p.name for p in tmp.iterdir() if p.name not in ("config.json", WRITER_MARKER))
     for name in names + ["config.json"]:
         os.replace(tmp / name, out / name)
