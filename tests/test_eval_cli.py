@@ -337,3 +337,25 @@ def test_a_killed_evaluation_reruns_to_the_same_scores(fault: str, user_task: Pa
         assert got["fingerprint"]["sha256"] == want["fingerprint"]["sha256"]
         assert got["test"] == want["test"] and got["score"] == want["score"]
     assert not list(out.rglob(".*.tmp-*")) and not list(out.rglob(".longadapt-writer"))
+
+
+def test_compare_shows_the_constant_baseline_and_marks_rows_not_above_it(tmp_path: Path) -> None:
+    from longadapt.evaluation.report import compare
+
+    base = {"rule": "the most frequent training labels", "prediction": ["surgery", "virology"],
+            "test": {"weighted_f1": 0.25, "macro_f1": 0.1}}
+    for name, score in (("learned", 0.41), ("constant", 0.25)):
+        run = {"kind": "longadapt.evaluate.run", "model": {"name": name, "dir": f"runs/{name}"}, "task": "fr-morfitt",
+               "task_type": "multilabel", "seed": 0, "score": score, "main_metric": "weighted_f1",
+               "test": {"weighted_f1": score}, "dev": {"weighted_f1": score}, "best_epoch": 1, "baseline": base,
+               "config": {"training": {"epochs": 3, "batch_size": 16}}, "timing": {"optimizer_steps": 285}}
+        path = tmp_path / "r" / name / "fr-morfitt" / "seed-0" / "run.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+    text = compare([tmp_path / "r"], tmp_path / "report.md", plots=False).read_text()
+    rows: dict[str, str] = {}
+    for line in text.splitlines():  # the main table's rows: the first row of each name
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].strip("| "), line)
+    assert "‡" not in rows["learned"] and rows["constant"].rstrip(" |").endswith("‡")
+    assert "*25.00* (always surgery, virology)" in rows["*constant baseline*"]

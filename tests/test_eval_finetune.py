@@ -184,3 +184,105 @@ def test_a_new_entity_head_starts_at_the_class_prior(tiny_dir: Path, shared_data
     expected = np.log(counts / counts.sum(1, keepdims=True)).reshape(-1)
     assert model.classifier.bias.detach().numpy() == pytest.approx(expected, abs=1e-6)
     assert expected[0] > np.log(0.9) and expected[1] < np.log(0.1)  # O dominates the first layer
+
+
+def test_micro_batches_bound_the_padded_size_and_keep_every_item():
+    from longadapt.evaluation import windows as W
+    from longadapt.evaluation.finetune import micro_batches
+
+    docs = [([([1] * n, None) for n in rows], 0) for rows in ([512, 40], [512], [100], [300, 300, 20], [64], [1200])]
+    groups = micro_batches(docs, 1024)
+    assert sorted(i for g in groups for i in g) == list(range(len(docs)))
+    for g in groups:
+        rows = [len(ids) for i in g for ids, _ in docs[i][0]]
+        assert len(rows) * max(rows) <= 1024 or len(g) == 1  # the 1,200-token document goes alone
+    assert micro_batches(docs, 0) == [list(range(len(docs)))]
+    wins = [W.Window(0, 0, n, [1] * n, 0) for n in (10, 500, 20, 30)]
+    assert micro_batches(wins, 64) == [[0, 2], [3], [1]]  # grouped by length: 2 x 20 fits, 3 x 30 does not
+
+
+@pytest.mark.parametrize("task_name", ["fr-e3c-ner-doc", "fr-morfitt", "fr-frenchmedmcqa"])
+def test_micro_batched_gradient_is_the_whole_batch_gradient(tiny_dir: Path, shared_data: Path, task_name: str) -> None:
+    """Splitting a batch into memory-bounded passes changes memory, not the update: the summed gradient of the
+    weighted passes equals the one-pass gradient (dropout off so both see the same network)."""
+    from accelerate import Accelerator
+
+    from longadapt.evaluation import windows as W
+    from longadapt.evaluation.finetune import ADAPTERS, micro_batches, train_step
+
+    task = load_task(task_name, data_root=shared_data)
+    data = task.load_data()
+    cfg = task.training()
+    tok = W.load_tokenizer(str(tiny_dir))
+    tok.model_max_length = 10**9
+    adapter = ADAPTERS[task.type](task, tok, cfg, 128, data)
+    items = adapter.train_items(data.limited("train", 6))[:12]
+    torch.manual_seed(0)
+    model = adapter.model_class().from_pretrained(tiny_dir, **adapter.model_kwargs()).eval()
+    accelerator = Accelerator()
+    grads = []
+    for micro in (0, 200):
+        model.zero_grad()
+        loss, passes = train_step(accelerator, model, adapter, items, micro)
+        grads.append(({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, float(loss), passes))
+    (whole, loss_whole, one), (split, loss_split, several) = grads
+    assert one == 1 and several == len(micro_batches(items, 200)) > 2
+    assert loss_split == pytest.approx(loss_whole, rel=1e-5)
+    assert whole.keys() == split.keys() and len(whole) > 10
+    for name, g in whole.items():
+        torch.testing.assert_close(split[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _bare_adapter(kind: str, labels: list[str], metric: str):
+    from types import SimpleNamespace
+
+    from longadapt.evaluation.finetune import ChoiceAdapter, SequenceAdapter
+
+    cls = ChoiceAdapter if kind == "mcqa" else SequenceAdapter
+    adapter = cls.__new__(cls)
+    adapter.task = SimpleNamespace(type=kind, metric=metric, config=SimpleNamespace(labels=labels, score_scale=[0.0, 5.0]))
+    adapter.labels = adapter.options = labels
+    adapter.kind = kind
+    return adapter
+
+
+def test_constant_baseline_on_hand_checked_examples():
+    """The constant predictions are chosen without test and scored on it (values worked out by hand)."""
+    from longadapt.evaluation.data import ClassificationExample as C
+    from longadapt.evaluation.data import MCQAItem
+    from longadapt.evaluation.finetune import constant_baseline
+
+    ex = lambda *labs: C(id="x", text="t", labels=list(labs))  # noqa: E731
+    ml = _bare_adapter("multilabel", ["a", "b", "c"], "weighted_f1")
+    train = [ex("a"), ex("a", "b"), ex("a"), ex("c")]  # frequency a > b = c: candidates [a], [a, b], [a, b, c]
+    dev = [ex("a"), ex("a", "b"), ex("b")]  # weighted F1: [a] 0.4, [a, b] 0.8, [a, b, c] 0.8 (tie: the smaller set)
+    base = constant_baseline(ml, train, dev, [ex("b"), ex("c")])
+    assert base["prediction"] == ["a", "b"]
+    assert base["test"]["weighted_f1"] == pytest.approx(1 / 3)  # b: P 1/2, R 1 -> 2/3 (support 1); c: 0 (support 1)
+
+    single = _bare_adapter("classification", ["neg", "pos"], "weighted_f1")
+    base = constant_baseline(single, [ex("pos"), ex("pos"), ex("neg")], [], [ex("pos"), ex("neg"), ex("neg"), ex("neg")])
+    assert base["prediction"] == ["pos"] and base["test"]["accuracy"] == pytest.approx(0.25)
+
+    q = lambda *answers: MCQAItem(id="q", question="?", options={o: o for o in "abcde"}, answers=list(answers))  # noqa: E731
+    mc = _bare_adapter("mcqa", list("abcde"), "hamming_score")
+    # dev Hamming: [a] (1 + 1/2 + 0) / 3 = 0.5 = [a, b]'s (1/2 + 1 + 0) / 3; every other set is lower
+    base = constant_baseline(mc, [q("a")], [q("a"), q("a", "b"), q("c")], [q("a"), q("b")])
+    assert base["prediction"] == ["a"] and base["test"] == {"hamming_score": 0.5, "exact_match": 0.5}
+
+    reg = _bare_adapter("regression", [], "spearman")
+    sc = lambda v: C(id="s", text="t", score=v)  # noqa: E731
+    base = constant_baseline(reg, [sc(1.0), sc(3.0)], [], [sc(2.0), sc(4.0)])
+    assert base["prediction"] == 2.0 and base["test"]["spearman"] == 0.0
+    assert base["test"]["rmse"] == pytest.approx(np.sqrt(2.0))
+
+
+def test_a_run_that_does_not_beat_the_constant_baseline_says_so(tiny_dir: Path, shared_data: Path) -> None:
+    task = load_task("fr-morfitt", data_root=shared_data)
+    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=1, learning_rate=1e-6),
+              limits=RunLimits(max_train_docs=12, max_eval_docs=12))
+    assert res.baseline is not None and res.baseline["prediction"]
+    assert set(res.baseline["test"]) == set(res.test)
+    beaten = res.score > res.baseline["test"]["weighted_f1"]
+    assert beaten != any("not above the constant baseline" in w for w in res.warnings)
+    assert not beaten  # 1 step at 1e-6 from a random 2-layer model

@@ -200,8 +200,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             summaries.append(summary)
             s = summary["score"]
             spread = f" ± {s['std']:.4f}" if s["n"] > 1 else ""
-            logger.info("%s / %s: test %s = %.4f%s over %d seed(s)%s", model_name, task.name, summary["main_metric"],
-                        s["mean"], spread, s["n"], summary_budget_line(summary))
+            base = summary.get("baseline")
+            vs = (f" ({'above' if s['mean'] > base['score'] else 'NOT above'} the constant baseline {base['score']:.4f})"
+                  if base else "")
+            logger.info("%s / %s: test %s = %.4f%s over %d seed(s)%s%s", model_name, task.name, summary["main_metric"],
+                        s["mean"], spread, s["n"], vs, summary_budget_line(summary))
     atomic_write_json(out / "results.json", {"kind": "longadapt.evaluate.results", "summaries": summaries})
     logger.info("results in %s (longadapt compare %s --out report.md)", out, out)
     return 0

@@ -74,6 +74,8 @@ class RunResult:
     entities: dict[str, Any] = field(default_factory=dict)  # scheme, per split and type: gold/representable/...
     warnings: list[str] = field(default_factory=list)
     predictions: list[dict[str, Any]] = field(default_factory=list)  # test outputs; written next to run.json
+    # the best prediction that ignores the input (constant_baseline): what the score must beat to mean learning
+    baseline: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {"kind": "longadapt.evaluate.run", **asdict(self)}
@@ -138,6 +140,15 @@ class _Adapter:
         types = enc.get("token_type_ids") if "token_type_ids" in self.tok.model_input_names else None
         return [(list(ids), list(types[i]) if types is not None else None) for i, ids in enumerate(enc["input_ids"])]
 
+    def init_head(self, model: Any, examples: Sequence[Any], new: set[str]) -> bool:
+        """Start a new head's output bias at the training prior (per head type); returns whether it did."""
+        return False
+
+    def loss_weight(self, items: Sequence[Any]) -> int:
+        """What :meth:`loss` of these items averages over (examples; labelled words for token tasks), so that
+        micro-batches weighted by it sum to the whole batch's loss."""
+        return len(items)
+
     def predictions(self, examples: Sequence[Any], out: dict[str, Any]) -> list[dict[str, Any]]:
         """Test outputs to write next to run.json (entity tasks: mentions with offsets); others: none
         beyond run.json's per-example rows."""
@@ -150,6 +161,24 @@ class _Adapter:
         if k not in cache:
             cache[k] = build()
         return cache[k]
+
+
+def _set_head_bias(model: Any, new: set[str], bias: np.ndarray) -> bool:
+    """Set the output bias of a *new* linear head (``classifier``) to ``bias``; a head read from the
+    checkpoint, or a head of another shape, is left alone. Returns whether it was set."""
+    import torch
+
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear) or head.bias is None or head.out_features != len(bias) \
+            or "classifier.bias" not in new:
+        return False
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor(bias, dtype=head.bias.dtype))
+    return True
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
 
 
 class TokenAdapter(_Adapter):
@@ -211,6 +240,11 @@ class TokenAdapter(_Adapter):
         batch["labels"] = labels
         return batch
 
+    def loss_weight(self, items: Sequence[W.Window]) -> int:
+        # the loss divides by the labelled positions of the first layer (see loss)
+        return sum(1 for w in items for lab in (w.labels or ())
+                   if (lab[0] if isinstance(lab, (list, tuple)) else lab) != -100)
+
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
         import torch.nn.functional as F
 
@@ -228,20 +262,13 @@ class TokenAdapter(_Adapter):
         that almost every word is outside almost every layer; with many layers (QUAERO: 40) that first
         phase dominates Adam's moment estimates and MiniLM stayed at the prior for 100+ steps, where the
         same data as one flat tag set learned at once (measured; docs/results.md)."""
-        import torch
-
-        head = getattr(model, "classifier", None)
-        if not isinstance(head, torch.nn.Linear) or head.out_features != len(self.output_names) or head.bias is None \
-                or "classifier.bias" not in new:
+        if self.scheme is None:
             return False
         counts = np.ones((self.n_layers, self.n_classes))
         for cls in self._gold_classes(examples):
             for layer in range(self.n_layers):
                 counts[layer] += np.bincount(cls[:, layer], minlength=self.n_classes)
-        prior = np.log(counts / counts.sum(1, keepdims=True)).reshape(-1)
-        with torch.no_grad():
-            head.bias.copy_(torch.tensor(prior, dtype=head.bias.dtype))
-        return True
+        return _set_head_bias(model, new, np.log(counts / counts.sum(1, keepdims=True)).reshape(-1))
 
     def predict(self, runner: _Runner, examples: Sequence[TaggedSentence], confidence: bool = False,
                 cache: bool = True) -> dict[str, Any]:
@@ -377,6 +404,22 @@ class SequenceAdapter(_Adapter):
                                  f"got {ex.labels}")
         return self.labels.index(ex.labels[0])
 
+    def init_head(self, model: Any, examples: Sequence[ClassificationExample], new: set[str]) -> bool:
+        """Start a *new* head at the training prior, as the entity heads (:meth:`TokenAdapter.init_head`):
+        single-label the log class frequencies, multi-label each label's log-odds (add-one smoothed),
+        regression the mean score. A multi-label head at zero bias starts at p = 0.5 for every label and
+        spends its first steps learning that most labels are absent; on MORFITT (12 specialties, 1.3 per
+        abstract) MiniLM was still predicting the same label set for every abstract after 95 steps."""
+        if not examples:
+            return False
+        if self.kind == "regression":
+            return _set_head_bias(model, new, np.array([np.mean([self._target(ex) for ex in examples])]))
+        if self.kind == "classification":
+            counts = np.bincount([self._target(ex) for ex in examples], minlength=len(self.labels)) + 1.0
+            return _set_head_bias(model, new, np.log(counts / counts.sum()))
+        gold = self._gold_matrix(examples)
+        return _set_head_bias(model, new, _logit((gold.sum(0) + 1.0) / (len(gold) + 2.0)))
+
     def _windows(self, examples: Sequence[ClassificationExample], stride: int) -> list[list[tuple[list[int], Any]]]:
         """``(token ids, segment ids or None)`` of each example's windows (special tokens included).
         Text pairs (STS) are truncated to one window; single texts are cut into windows."""
@@ -499,6 +542,13 @@ class ChoiceAdapter(_Adapter):
         k = len(self.options)
         return [pairs[i * k : (i + 1) * k] for i in range(len(items))]
 
+    def init_head(self, model: Any, items: Sequence[MCQAItem], new: set[str]) -> bool:
+        """Start a *new* head (one logit per (question, option) pair) at the log-odds of an option being
+        correct in the training questions (add-one smoothed)."""
+        correct = sum(1 for it in items for o in self.options if o in it.answers)
+        total = len(items) * len(self.options)
+        return bool(items) and _set_head_bias(model, new, _logit(np.array([(correct + 1.0) / (total + 2.0)])))
+
     def train_items(self, items: Sequence[MCQAItem]) -> list[Any]:
         enc = self._encode(items)
         return [(e, [1.0 if o in it.answers else 0.0 for o in self.options]) for e, it in zip(enc, items)]
@@ -605,11 +655,64 @@ class _Runner:
         return np.concatenate(rows)
 
 
+def item_rows(item: Any) -> list[int]:
+    """Lengths of the rows one training item adds to a padded batch: a window is one row, a document its
+    windows, an MCQA question its (question, option) pairs."""
+    if isinstance(item, W.Window):
+        return [len(item.input_ids)]
+    return [len(ids) for ids, _ in item[0]]
+
+
 def item_tokens(item: Any) -> int:
     """Tokens of one training item: a window, or a document / question as (windows or choices, target)."""
-    if isinstance(item, W.Window):
-        return len(item.input_ids)
-    return sum(len(ids) for ids, _ in item[0])
+    return sum(item_rows(item))
+
+
+def micro_batches(items: Sequence[Any], max_tokens: int) -> list[list[int]]:
+    """Indices of ``items`` in groups whose padded size (rows x longest row) is at most ``max_tokens``
+    (one item at least; ``max_tokens`` 0: one group). Items are grouped by length, so padding is small."""
+    if not max_tokens:
+        return [list(range(len(items)))]
+    rows = [item_rows(x) for x in items]
+    groups: list[list[int]] = []
+    current: list[int] = []
+    n_rows = longest = 0
+    for i in sorted(range(len(items)), key=lambda k: max(rows[k])):
+        more, wider = n_rows + len(rows[i]), max(longest, max(rows[i]))
+        if current and more * wider > max_tokens:
+            groups.append(current)
+            current, more, wider = [], len(rows[i]), max(rows[i])
+        current.append(i)
+        n_rows, longest = more, wider
+    if current:
+        groups.append(current)
+    return groups
+
+
+def train_step(accelerator: Any, model: Any, adapter: _Adapter, items: Sequence[Any], micro_tokens: int) -> tuple[Any, int]:
+    """Forward and backward passes of one batch, in micro-batches of at most ``micro_tokens`` padded tokens;
+    each pass's loss is weighted by its share of the batch's loss (:meth:`_Adapter.loss_weight`), so the
+    summed gradient is the whole batch's. Returns the batch loss (detached) and the number of passes."""
+    import contextlib
+
+    import torch
+
+    groups = micro_batches(items, micro_tokens)
+    weights = [adapter.loss_weight([items[i] for i in g]) for g in groups]
+    total = sum(weights)
+    shares = [w / total for w in weights] if total else [1.0 / len(groups)] * len(groups)
+    value = torch.zeros(())
+    for j, (group, share) in enumerate(zip(groups, shares)):
+        batch = {k: v.to(accelerator.device) for k, v in adapter.collate([items[i] for i in group]).items()}
+        # gradients are synchronised across processes once, with the batch's last pass
+        sync = contextlib.nullcontext() if j == len(groups) - 1 else accelerator.no_sync(model)
+        with sync:
+            loss = adapter.loss(model, batch) * share
+            if not torch.isfinite(loss.detach()):
+                return loss.detach(), len(groups)
+            accelerator.backward(loss)
+        value = value + loss.detach().cpu()
+    return value, len(groups)
 
 
 class TokenBudgetBatches:
@@ -752,6 +855,60 @@ def _doc_buckets(examples: Sequence[Any], edges: Sequence[int]) -> dict[str, lis
     return out
 
 
+def constant_baseline(adapter: _Adapter, train: Sequence[Any], dev: Sequence[Any], test: Sequence[Any]) -> dict[str, Any] | None:
+    """The best score a prediction that ignores the input reaches on test, chosen without test:
+
+    - single-label: the most frequent training class;
+    - multi-label: the label set, among the top-k most frequent training labels (k = 1 .. all), with the best
+      dev score (the task's metric; train when there is no dev);
+    - MCQA: the option set (every non-empty subset) with the best dev score;
+    - regression: the mean training score (its correlations are 0 by definition);
+    - entity and POS tasks: none (predicting nothing scores 0 already).
+
+    A model that does not score above it has not learned the task at its budget, whatever its F1 looks like
+    (MORFITT's constant "all twelve labels" reaches a weighted F1 of about 0.25)."""
+    task, metric = adapter.task, adapter.task.metric
+    if task.type in ("ner", "pos") or not train or not test:
+        return None
+    choose_on = dev if len(dev) else train
+    if task.type == "classification":
+        labels = adapter.labels
+        c = int(np.bincount([adapter._target(ex) for ex in train], minlength=len(labels)).argmax())
+        scores = M.classification_scores([adapter._target(ex) for ex in test], [c] * len(test), len(labels))
+        return {"rule": "the most frequent training class", "prediction": [labels[c]], "test": scores}
+    if task.type == "regression":
+        mean = float(np.mean([adapter._target(ex) for ex in train]))
+        scores = M.regression_scores([ex.score for ex in test], [mean] * len(test), tuple(task.config.score_scale))
+        return {"rule": "the mean training score", "prediction": mean, "test": scores}
+    if task.type == "multilabel":
+        names = adapter.labels
+        freq = adapter._gold_matrix(train).sum(0)
+        order = [int(j) for j in np.argsort(-freq, kind="stable")]
+        candidates = [sorted(order[:k]) for k in range(1, len(names) + 1)]
+
+        def constant(rows: int, cols: list[int]) -> np.ndarray:
+            pred = np.zeros((rows, len(names)), dtype=int)
+            pred[:, cols] = 1
+            return pred
+
+        gold_choose = adapter._gold_matrix(choose_on)
+        chosen = max(candidates, key=lambda cols: (M.multilabel_scores(gold_choose, constant(len(choose_on), cols))[metric],
+                                                   -len(cols)))
+        scores = M.multilabel_scores(adapter._gold_matrix(test), constant(len(test), chosen))
+        return {"rule": f"the most frequent training labels, how many chosen on {'dev' if len(dev) else 'train'}",
+                "prediction": [names[j] for j in chosen], "test": scores}
+    # mcqa
+    import itertools
+
+    options = adapter.options
+    subsets = [list(c) for k in range(1, len(options) + 1) for c in itertools.combinations(options, k)]
+    chosen = max(subsets, key=lambda sub: (M.mcqa_scores([it.answers for it in choose_on],
+                                                         [sub] * len(choose_on))[metric], -len(sub)))
+    scores = M.mcqa_scores([it.answers for it in test], [chosen] * len(test))
+    return {"rule": f"the answer set with the best {'dev' if len(dev) else 'train'} score", "prediction": chosen,
+            "test": scores}
+
+
 def _output_warnings(task: Task, adapter: _Adapter, examples: Sequence[Any], out: dict[str, Any],
                      scores: dict[str, float]) -> list[str]:
     """Warnings when a model predicts nothing or a single class on test (worth knowing before reading F1)."""
@@ -815,19 +972,19 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     adapter = ADAPTERS[task.type](task, tok, cfg, length, data)
     model, missing, unexpected = _load_model(adapter, model_dir, task)
     reinitialised = _check_parameters(model, set(missing), model_dir, model_config)
-    prior_head = bool(getattr(adapter, "init_head", None)) and task.type == "ner" and \
-        adapter.init_head(model, train, set(missing))
+    prior_head = adapter.init_head(model, train, set(missing))
 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     generator = torch.Generator().manual_seed(seed)
     items = adapter.train_items(train)
+    # the loader yields lists of items; train_step collates them in memory-bounded micro-batches
     if cfg.batch_tokens:
         batches = TokenBudgetBatches([item_tokens(x) for x in items], int(cfg.batch_tokens), generator)
-        loader = torch.utils.data.DataLoader(items, batch_sampler=batches, collate_fn=adapter.collate)
+        loader = torch.utils.data.DataLoader(items, batch_sampler=batches, collate_fn=list)
     else:
         loader = torch.utils.data.DataLoader(items, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                                             collate_fn=adapter.collate)
+                                             collate_fn=list)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
@@ -839,12 +996,14 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     if limits.max_steps is not None:
         total_steps = min(total_steps, limits.max_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), max(total_steps, 1))
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    loader = accelerator.prepare_data_loader(loader, device_placement=False)
     runner = _Runner(accelerator, model, cfg.eval_batch_size, cfg.eval_batch_tokens)
 
     best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "state": None, "threshold": None, "dev": {}}
     history: list[dict[str, Any]] = []
     step = 0
+    forward_passes = 0
     t_train = 0.0
     t_eval = 0.0
     from tqdm.auto import tqdm
@@ -855,18 +1014,18 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
         losses = []
         for batch in tqdm(loader, desc=f"{task.name} epoch {epoch}/{cfg.epochs}", leave=False, disable=None):
             with accelerator.accumulate(model):
-                loss = adapter.loss(model, batch)
-                if not torch.isfinite(loss.detach()):
+                loss, passes = train_step(accelerator, model, adapter, batch, cfg.micro_batch_tokens)
+                forward_passes += passes
+                if not torch.isfinite(loss):
                     raise LongAdaptError(
-                        f"{task.name}: the training loss is {float(loss.detach())} at step {step + 1} (seed {seed}, model "
+                        f"{task.name}: the training loss is {float(loss)} at step {step + 1} (seed {seed}, model "
                         f"{model_dir}); lower training.learning_rate or use training.mixed_precision=no")
-                accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+            losses.append(float(loss))
             if accelerator.sync_gradients:
                 step += 1
             if limits.max_steps is not None and step >= limits.max_steps:
@@ -908,6 +1067,12 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     test_table = dict(getattr(adapter, "table", {}) or {})
     adapter.last_threshold = best["threshold"]
     warnings = list(data.warnings) + _output_warnings(task, adapter, test, out, test_scores)
+    baseline = constant_baseline(adapter, train, dev, test)
+    if baseline is not None and test_scores[task.metric] <= baseline["test"][task.metric]:
+        warnings.append(f"{task.name}: test {task.metric} {test_scores[task.metric]:.4f} is not above the constant "
+                        f"baseline's {baseline['test'][task.metric]:.4f} (always {baseline['prediction']}: "
+                        f"{baseline['rule']}); the model has not learned the task at this budget")
+        logger.warning(warnings[-1])
     test_stats = dict(adapter.stats)
     predictions = adapter.predictions(test, out)
 
@@ -970,11 +1135,12 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
                 "optimizer_steps": step, "peak_rss_mb": _peak_rss_mb()},
         diagnostics={"device": str(accelerator.device), "train_items": len(items),
                      "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
+                     "train_forward_passes": forward_passes,
                      "longest_train_item_tokens": max((item_tokens(x) for x in items), default=0),
                      "epochs_run": len(history), "reinitialised_parameters": reinitialised,
                      "head_bias_from_prior": prior_head,
                      "new_parameters": missing, "unused_checkpoint_parameters": unexpected, **test_stats},
-        entities=entity_info, warnings=warnings, predictions=predictions,
+        entities=entity_info, warnings=warnings, predictions=predictions, baseline=baseline,
     )
     del model, optimizer, best
     return result

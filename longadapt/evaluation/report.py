@@ -99,7 +99,18 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                    if len({b["optimizer_steps"] for b in budgets}) > 1 else budgets[0]["optimizer_steps"]},
         "mixed_budget": len({budget_key(b) for b in budgets}) > 1,
         "warnings": sorted({w for r in runs for w in r.get("warnings", [])}),
+        "baseline": _baseline_of(runs),
     }
+
+
+def _baseline_of(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The constant baseline of a model's runs on a task (it depends on the data and limits only, so the seeds
+    share it); None when the runs have none (entity tasks, runs written before it existed)."""
+    found = [r.get("baseline") for r in runs if r.get("baseline")]
+    if not found:
+        return None
+    main = runs[0]["main_metric"]
+    return {**found[0], "score": float(np.mean([b["test"][main] for b in found]))}
 
 
 def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -140,6 +151,14 @@ def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
                 r["model"] = {**r["model"], "name": f"{d.name}/{r['model']['name']}"}
             runs.append(r)
     return runs
+
+
+def _baseline_cell(b: dict[str, Any] | None) -> str:
+    if b is None:
+        return "–"
+    pred = b["prediction"]
+    what = ", ".join(map(str, pred)) if isinstance(pred, list) else f"{pred:.3g}"
+    return f"*{100 * b['score']:.2f}* (always {what})"
 
 
 def _fmt(ms: dict[str, Any]) -> str:
@@ -277,8 +296,18 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
                 cell += " *"
             if (m, t) in mixed_rows:
                 cell += " †"
+            base = summaries[(m, t)].get("baseline")
+            if base is not None and s["mean"] <= base["score"]:
+                cell += " ‡"
             cells.append(cell)
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    baselines = {t: next((summaries[(m, t)]["baseline"] for m in models
+                          if (m, t) in summaries and summaries[(m, t)].get("baseline")), None) for t in tasks}
+    if any(baselines.values()):
+        lines.append("| *constant baseline* | " + " | ".join(_baseline_cell(baselines[t]) for t in tasks) + " |")
+        lines += ["", "`‡`: not above the constant baseline of its task (the best prediction that ignores the input, "
+                  "chosen without test: the most frequent class, the top-k training labels, the best answer set, the "
+                  "mean score); such a model has not learned the task at its budget."]
 
     lines += ["", "## Budget and coverage", "",
               "What each row was trained and scored under. Coverage: the share of the test split's gold mentions the "

@@ -114,6 +114,11 @@ class TrainingConfig:
     # by examples
     batch_tokens: int | None = None
     eval_batch_tokens: int = 16384  # prediction batches hold at most this many tokens (memory bound)
+    # training memory bound: a batch whose padded size (rows x longest row; a document's windows and an
+    # MCQA question's options are rows) exceeds this many tokens is run as several forward/backward
+    # passes over whole examples, gradients summed before the one optimizer step; the gradient is the
+    # batch's (each pass weighted by its share of the loss). 0 = never split.
+    micro_batch_tokens: int = 2048
     max_length: int | None = None  # default: the model's maximum length
     stride: int | None = None  # tokens between window starts; default: half the window
     truncate: bool = False  # one window per example (its first max_length tokens); the rest is never seen
@@ -134,7 +139,7 @@ class TrainingConfig:
         out.eval_batch_size = _typed(self.eval_batch_size, int, "eval_batch_size") or out.batch_size
         for name, kind in (("weight_decay", float), ("warmup_ratio", float), ("max_grad_norm", float),
                            ("gradient_accumulation_steps", int), ("eval_every_epochs", int),
-                           ("eval_batch_tokens", int)):
+                           ("eval_batch_tokens", int), ("micro_batch_tokens", int)):
             setattr(out, name, _typed(getattr(self, name), kind, name))
         for name in ("max_length", "stride", "batch_tokens"):
             if getattr(self, name) is not None:
@@ -146,6 +151,9 @@ class TrainingConfig:
             out.batch_tokens = DOCUMENT_BATCH_TOKENS  # a task that sets batch_size trains by examples
         if out.batch_tokens is not None and int(out.batch_tokens) < 1:
             raise LongAdaptError(f"training.batch_tokens must be a positive number of tokens, not {out.batch_tokens!r}")
+        if out.micro_batch_tokens < 0:
+            raise LongAdaptError(f"training.micro_batch_tokens must be 0 (never split) or a positive number of tokens, "
+                                 f"not {out.micro_batch_tokens!r}")
         if out.epochs < 1 or out.batch_size < 1 or out.eval_every_epochs < 1 or out.gradient_accumulation_steps < 1:
             raise LongAdaptError("training.epochs, batch_size, eval_every_epochs and gradient_accumulation_steps "
                                  "must be at least 1")
