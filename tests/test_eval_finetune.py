@@ -286,3 +286,22 @@ def test_a_run_that_does_not_beat_the_constant_baseline_says_so(tiny_dir: Path, 
     beaten = res.score > res.baseline["test"]["weighted_f1"]
     assert beaten != any("not above the constant baseline" in w for w in res.warnings)
     assert not beaten  # 1 step at 1e-6 from a random 2-layer model
+
+
+def test_mcqa_prediction_batches_by_tokens_keep_each_question_in_place(tiny_dir: Path, shared_data: Path) -> None:
+    from accelerate import Accelerator
+
+    from longadapt.evaluation import windows as W
+    from longadapt.evaluation.finetune import ChoiceAdapter, _Runner
+
+    task = load_task("fr-frenchmedmcqa", data_root=shared_data)
+    data = task.load_data()
+    tok = W.load_tokenizer(str(tiny_dir))
+    adapter = ChoiceAdapter(task, tok, task.training(), 128, data)
+    torch.manual_seed(0)
+    model = adapter.model_class().from_pretrained(tiny_dir, **adapter.model_kwargs())
+    enc = adapter._encode(data["dev"][:20])
+    acc = Accelerator()
+    one_by_one = np.concatenate([_Runner(acc, model, 1, 10**6).forward_choices(adapter, [e]) for e in enc])
+    batched = _Runner(acc, model, 8, 1200).forward_choices(adapter, enc)  # several length groups of questions
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)

@@ -646,13 +646,16 @@ class _Runner:
 
     def forward_choices(self, adapter: ChoiceAdapter, enc: Sequence[list[tuple[list[int], Any]]]) -> np.ndarray:
         self.model.eval()
-        rows = []
-        for i in range(0, len(enc), self.batch_size):
-            items = [(e, [0.0] * len(adapter.options)) for e in enc[i : i + self.batch_size]]
-            batch = adapter.collate(items)
+        items = [(e, [0.0] * len(adapter.options)) for e in enc]
+        out = np.zeros((len(items), len(adapter.options)), dtype=np.float32)
+        # questions grouped by length, at most batch_size questions and batch_tokens padded tokens a batch
+        groups = [g[i : i + self.batch_size] for g in micro_batches(items, self.batch_tokens)
+                  for i in range(0, len(g), self.batch_size)]
+        for idx in groups:
+            batch = adapter.collate([items[k] for k in idx])
             batch.pop("targets")
-            rows.append(self._forward(batch))
-        return np.concatenate(rows)
+            out[idx] = self._forward(batch)
+        return out
 
 
 def item_rows(item: Any) -> list[int]:
