@@ -160,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from longadapt.data import build_packed_dataset
     from longadapt.training.config import ConfigSource, train_config_from_dict
-    from longadapt.training.resolve import load_tokenizer, resolve_corpus
+    from longadapt.training.resolve import resolve_corpus, resolve_tokenizer
 
     source = ConfigSource()
-    tokenizer = load_tokenizer(args.tokenizer, source)
+    tokenizer = resolve_tokenizer(args.tokenizer, source)
     spec = resolve_corpus(train_config_from_dict({"corpus": {"path": args.corpus}}).corpus, source)
     common = {"max_documents": args.max_documents} if args.max_documents else {}
     packed = build_packed_dataset(spec, tokenizer, args.language, args.max_length, split="train",

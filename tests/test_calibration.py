@@ -14,7 +14,7 @@ from longadapt.data import MLMCollator
 from longadapt.errors import LongAdaptError
 from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
 from longadapt.recipes.calibration import _mean_prediction, _rows, calibrate_output_bias
-from longadapt.recipes.tokenizers import train_tokenizer
+from longadapt.tokenizers.training import train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 from longadapt.cli import main
 from longadapt.evaluation.report import paired_test
 from longadapt.evaluation.testing import tiny_bert
+from longadapt.tokenizers import load_tokenizer
 
 FILLER = "le patient est venu en consultation pour un bilan complet après une chute à domicile".split()
 SYMPTOMS = ["fièvre", "toux sèche", "douleur thoracique", "dyspnée"]
@@ -168,8 +169,8 @@ def test_evaluate_save_models_keeps_the_selected_model(user_task: Path, models: 
 
     task = load_task(str(user_task), None)
     cfg = task.training()
-    tok = W.load_tokenizer(str(saved))
-    assert tok.model_max_length == W.load_tokenizer(str(models[0])).model_max_length
+    tok = load_tokenizer(str(saved), for_words=True)
+    assert tok.model_max_length == load_tokenizer(str(models[0]), for_words=True).model_max_length
     tok.model_max_length = 10**9
     data = task.load_data()
     adapter = F.TokenAdapter(task, tok, cfg, W.model_max_length(tok, model.config, None), data)

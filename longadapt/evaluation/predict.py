@@ -44,6 +44,7 @@ import numpy as np
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import entities as E
 from longadapt.io import atomic_write_text
+from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class Predictor:
         self.model_dir = resolve_model_source(model, "--model")
         config = AutoConfig.from_pretrained(self.model_dir)
         self.info = model_task(config, str(self.model_dir))
-        tok = W.load_tokenizer(str(self.model_dir))
+        tok = load_tokenizer(str(self.model_dir), for_words=True, where="model")
         length = W.model_max_length(tok, config, max_length)
         tok.model_max_length = 10**9  # documents are tokenized whole, then cut into windows
         task = Task(TaskConfig(name=self.info.name or "predict", type=self.info.type,

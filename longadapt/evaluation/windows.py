@@ -21,7 +21,6 @@ their length in words.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,51 +57,6 @@ class Window:
     offset: int  # position of the sequence's token ``start`` in ``input_ids``
     labels: list[int] | None = None  # token-classification training labels (-100 = ignored)
     type_ids: list[int] | None = None  # segment ids (text pairs only)
-
-
-def load_tokenizer(model_dir: str, **kwargs: Any):
-    """AutoTokenizer for ``model_dir``, made safe for pre-split words.
-
-    Byte-level BPE tokenizers (RoBERTa, CamemBERT-like, Longformer, ModernBERT, GPT-2) need a
-    prefix space on every word to tokenize pre-split words as in running text, and some refuse
-    pre-split input without it; the pre-tokenizer is switched to ``add_prefix_space=True``.
-    """
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir, **kwargs)
-    if not getattr(tok, "is_fast", False):
-        raise LongAdaptError(f"{model_dir}: a fast tokenizer (tokenizer.json) is needed for word alignment")
-    ensure_prefix_space(tok)
-    return tok
-
-
-def ensure_prefix_space(tok) -> bool:
-    """Turn on ``add_prefix_space`` in a byte-level pre-tokenizer; returns True when changed."""
-    from tokenizers import Tokenizer
-
-    backend = tok.backend_tokenizer
-    state = json.loads(backend.to_str())
-
-    def fix(node: Any) -> bool:
-        changed = False
-        if isinstance(node, dict):
-            if node.get("type") == "ByteLevel" and node.get("add_prefix_space") is False:
-                node["add_prefix_space"] = True
-                changed = True
-            for value in node.values():
-                changed |= fix(value)
-        elif isinstance(node, list):
-            for value in node:
-                changed |= fix(value)
-        return changed
-
-    if not fix(state.get("pre_tokenizer")):
-        return False
-    tok._tokenizer = Tokenizer.from_str(json.dumps(state))
-    if hasattr(tok, "add_prefix_space"):
-        tok.add_prefix_space = True
-    logger.info("byte-level tokenizer: add_prefix_space turned on for pre-split words")
-    return True
 
 
 def special_tokens(tok) -> tuple[list[int], list[int]]:

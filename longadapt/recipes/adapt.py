@@ -34,6 +34,8 @@ from longadapt.io import (
     temporary_dir,
     umask_modes,
 )
+from longadapt.sources import resolve_model_source
+from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -205,14 +207,6 @@ def _corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None
     return texts[:max_documents] if max_documents else texts
 
 
-def _load_tokenizer(src) -> Any:
-    from transformers import AutoTokenizer
-
-    from longadapt.interop import resolve_source
-
-    return AutoTokenizer.from_pretrained(resolve_source(src))
-
-
 def set_rope_theta(model, global_theta: float | None = None, local_theta: float | None = None) -> None:
     """Change the rotary bases of a core model (context extension)."""
     from longadapt.modeling.modeling import LongAdaptRotary
@@ -238,19 +232,19 @@ def build_convert(cfg: RecipeConfig) -> tuple[Any, Any, dict[str, Any]]:
         positions=o.positions, global_rope_theta=o.global_rope_theta, local_rope_theta=o.local_rope_theta,
         global_first_token=o.global_first_token,
     )
-    tok = _load_tokenizer(cfg.base)
+    tok = load_tokenizer(resolve_model_source(cfg.base, "base"), require_fast=False, where="base")
     tok.model_max_length = o.max_length
     return imported.model, tok, {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes}
 
 
 def build_continue(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     from longadapt.interop import import_checkpoint, make_long
-    from longadapt.recipes.tokenizers import train_tokenizer
+    from longadapt.tokenizers.training import train_tokenizer
     from longadapt.recipes.vocab_transfer import extend_vocabulary, keep_vocabulary, replace_vocabulary
 
     imported = import_checkpoint(cfg.base)
     model, notes = imported.model, list(imported.notes)
-    tok = _load_tokenizer(cfg.base)
+    tok = load_tokenizer(resolve_model_source(cfg.base, "base"), require_fast=False, where="base")
     o = cfg.continue_
     if o.make_long is not None:
         m = o.make_long
@@ -292,8 +286,8 @@ def build_continue(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any,
 
 def build_scratch(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
-    from longadapt.recipes.tokenizers import train_tokenizer
-    from longadapt.tokenization import round_up
+    from longadapt.tokenizers.training import train_tokenizer
+    from longadapt.tokenizers.conventions import round_up
 
     opts = dict(cfg.scratch.tokenizer)
     max_docs = opts.pop("max_documents", None)

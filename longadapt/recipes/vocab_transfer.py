@@ -4,7 +4,7 @@ new (target-language) tokenizer, its embedding rows initialised from the old one
 Arms (:data:`ARMS`):
 
 * ``keep`` -- nothing changes (the English tokenizer is kept, as DrLongformer did).
-* ``replace`` -- a new tokenizer (e.g. from :func:`longadapt.recipes.tokenizers.train_tokenizer`).
+* ``replace`` -- a new tokenizer (e.g. from :func:`longadapt.tokenizers.train_tokenizer`).
   Every new row is initialised from the old embedding matrix:
 
   - special tokens map by role ([CLS] -> the old CLS, or BOS; [SEP] -> SEP or EOS; [PAD], [MASK],
@@ -72,7 +72,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from longadapt.errors import LongAdaptError
-from longadapt.tokenization import SCHEMES, SP_MARK, byte_decoder as _byte_decoder, canonical_token  # noqa: F401
+from longadapt.tokenizers.conventions import SCHEMES, SP_MARK, byte_decoder as _byte_decoder, canonical_token  # noqa: F401
+from longadapt.tokenizers.conventions import detect_scheme, tokenizer_json
 
 logger = logging.getLogger(__name__)
 
@@ -112,30 +113,9 @@ def _walk(node: Any) -> Iterable[dict]:
             yield from _walk(value)
 
 
-def _backend_json(tokenizer) -> dict:
-    return json.loads(tokenizer.backend_tokenizer.to_str())
-
-
-def detect_scheme(tokenizer) -> str:
-    """The word-start convention of a fast tokenizer: ``wordpiece``, ``byte_level`` or ``metaspace``."""
-    return _scheme_of(_backend_json(_fast(tokenizer)))
-
-
-def _scheme_of(data: dict) -> str:
-    if data["model"].get("type") == "WordPiece":
-        return "wordpiece"
-    types = {n.get("type") for part in ("pre_tokenizer", "decoder") for n in _walk(data.get(part))}
-    if "ByteLevel" in types:
-        return "byte_level"
-    if "Metaspace" in types:
-        return "metaspace"
-    normalizer = [n for n in _walk(data.get("normalizer")) if n.get("type") == "Replace"]
-    if any(n.get("content") == SP_MARK for n in normalizer):  # Llama-style: spaces -> "▁" when normalising
-        return "metaspace"
-    raise LongAdaptError(
-        "cannot tell how this tokenizer marks word starts (no WordPiece model, ByteLevel or Metaspace "
-        "step); only WordPiece, byte-level BPE and SentencePiece-style tokenizers are supported"
-    )
+def _scheme(tokenizer) -> str:
+    """The word-start convention (``wordpiece``, ``byte_level`` or ``metaspace``; anything else is an error)."""
+    return detect_scheme(tokenizer, strict=True)[0]
 
 
 def _fast(tokenizer):
@@ -163,8 +143,8 @@ class OldPieces:
         from tokenizers import Tokenizer, models
 
         tok = _fast(tokenizer)
-        data = _backend_json(tok)
-        self.scheme = _scheme_of(data)
+        data = tokenizer_json(tok)
+        self.scheme = _scheme(data)
         self.backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())
         self.backend.no_padding()
         self.backend.no_truncation()
@@ -468,7 +448,7 @@ def keep_vocabulary(model, tokenizer) -> TransferResult:
     tok = _fast(tokenizer)
     rows = model.get_input_embeddings().weight.shape[0]
     report = TransferReport(
-        arm="keep", old_scheme=detect_scheme(tok), new_scheme=detect_scheme(tok),
+        arm="keep", old_scheme=_scheme(tok), new_scheme=_scheme(tok),
         old_vocab_size=len(tok), new_vocab_size=len(tok), old_rows=rows, new_rows=rows, kept=rows,
         sources=["old"] * rows,
     )
@@ -491,8 +471,8 @@ def replace_vocabulary(
     old_tok, new_tok = _fast(old_tokenizer), _fast(new_tokenizer)
     old_rows = _check_sizes(model, old_tok)
     pieces_of = OldPieces(old_tok)
-    new_scheme = _scheme_of(_backend_json(new_tok))
-    new_prefix = _backend_json(new_tok)["model"].get("continuing_subword_prefix") or "##"
+    new_scheme = _scheme(new_tok)
+    new_prefix = tokenizer_json(new_tok)["model"].get("continuing_subword_prefix") or "##"
     old_weight, old_out, old_bias, tied = _old_matrices(model)
 
     old_special = set(old_tok.all_special_ids)
@@ -648,7 +628,7 @@ def select_words(
     least ``min_chars`` long; words equal after the old tokenizer's normaliser (e.g. lower-casing
     and accent stripping of an uncased model) are counted together, written in that normalised
     form."""
-    from longadapt.recipes.tokenizers import _language_pack
+    from longadapt.tokenizers.training import _language_pack
 
     pack = _language_pack(language)
     nlp = pack.word_tokenizer()
@@ -705,7 +685,7 @@ def extend_vocabulary(
             min_chars=min_chars, max_words=max_words,
         )
     pieces_of = OldPieces(old_tok)
-    data = _backend_json(old_tok)
+    data = tokenizer_json(old_tok)
     # Dedupe on the normalised form; keep words that are not already one token.
     seen: set[str] = set()
     unique: list[str] = []
@@ -895,7 +875,7 @@ def transfer_vocabulary(
     """Run one vocabulary arm: ``keep``, ``replace`` (needs ``new_tokenizer``: an object or a directory)
     or ``extend`` (needs ``words=`` or ``corpus=`` and ``language=``). ``options`` go to the arm's
     function (:func:`replace_vocabulary`, :func:`extend_vocabulary`)."""
-    from longadapt.recipes.tokenizers import load_tokenizer
+    from longadapt.tokenizers.loading import load_tokenizer
 
     old_tok = load_tokenizer(old_tokenizer)
     if arm == "keep":
@@ -921,7 +901,6 @@ __all__ = [
     "TransferReport",
     "TransferResult",
     "canonical_token",
-    "detect_scheme",
     "extend_vocabulary",
     "keep_vocabulary",
     "piece_length_weights",

@@ -51,7 +51,7 @@ from longadapt.training.config import (
 )
 from longadapt.training.metrics import LossTally, MetricsWriter, masked_token_losses
 from longadapt.training.optim import build_optimizer, build_scheduler, freeze_parameters
-from longadapt.training.resolve import load_tokenizer, resolve_corpus
+from longadapt.training.resolve import resolve_corpus, resolve_tokenizer
 from longadapt.training.schedule_data import BatchPlan, derive_accumulation, masking_seed
 
 logger = logging.getLogger(__name__)
@@ -430,7 +430,7 @@ def train(
 
     # -- tokenizer, model -------------------------------------------------------------------------
     if tokenizer is None:
-        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model.path, source)
+        tokenizer = resolve_tokenizer(cfg.tokenizer or cfg.model.path, source)
     if model is None:
         model = build_model(cfg, tokenizer, source)
     check_model_fits(model, tokenizer, cfg, source)

@@ -87,8 +87,11 @@ def resolve_tokenizer_path(value: str, source: ConfigSource) -> str:
     return str(path)
 
 
-def load_tokenizer(value: str | None, source: ConfigSource) -> Any:
-    from transformers import AutoTokenizer
+def resolve_tokenizer(value: str | None, source: ConfigSource) -> Any:
+    """The training config's tokenizer (``tokenizer``, else ``model.path``), resolved against the config file's
+    folder (``pkg:<package>/<folder>`` too) and loaded by :func:`longadapt.tokenizers.load_tokenizer`; nothing
+    is downloaded here, so the folder must exist."""
+    from longadapt.tokenizers.loading import load_tokenizer
 
     if not value:
         raise LongAdaptError(
@@ -101,7 +104,4 @@ def load_tokenizer(value: str | None, source: ConfigSource) -> Any:
             f"{source.where('tokenizer')}: tokenizer folder {resolved} does not exist (nothing is downloaded); "
             "give a local folder written by save_pretrained"
         )
-    try:
-        return AutoTokenizer.from_pretrained(resolved)
-    except (OSError, ValueError) as exc:
-        raise LongAdaptError(f"{source.where('tokenizer')}: cannot load a tokenizer from {resolved}: {exc}") from exc
+    return load_tokenizer(resolved, require_fast=False, where=source.where("tokenizer"))

@@ -39,13 +39,13 @@ from longadapt.vocab.tokenizer import (
     canonical_token,
     case_accent_behaviour,
     detect_scheme,
-    load_tokenizer,
+    tokenizer_handle,
 )
 
 __all__ = [
     "DEFAULT_PROBE", "PROTOCOL", "TokenizerHandle", "VocabAnalysis", "VocabConfig", "analyze", "analyze_config",
     "byte_fallback_share", "canonical_token", "case_accent_behaviour", "chars_per_token", "continued_share",
     "count_words", "detect_scheme", "effective_context", "fertility", "flagged_share", "is_word", "iter_documents",
-    "load_tokenizer", "read_terms", "renyi_efficiency", "renyi_entropy", "scan_corpus", "segment_words",
+    "tokenizer_handle", "read_terms", "renyi_efficiency", "renyi_entropy", "scan_corpus", "segment_words",
     "share_longer", "term_coverage", "vocab_overlap", "vocab_used_share", "weighted_overlap", "write_outputs",
 ]

@@ -25,7 +25,7 @@ from longadapt.errors import LongAdaptError
 from longadapt.languages import LanguagePack, load_language
 from longadapt.vocab import metrics as M
 from longadapt.vocab.corpus import fingerprint, iter_documents, read_terms
-from longadapt.vocab.tokenizer import DEFAULT_PROBE, TokenizerHandle, case_accent_behaviour, load_tokenizer
+from longadapt.vocab.tokenizer import DEFAULT_PROBE, TokenizerHandle, case_accent_behaviour, tokenizer_handle
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class VocabConfig:
 
     languages: list[str]
     corpora: list[Any]  # a path, or a list of document strings
-    tokenizers: list[Any]  # sources for load_tokenizer, or loaded tokenizers
+    tokenizers: list[Any]  # sources for tokenizer_handle, or loaded tokenizers
     terms: list[Any] = field(default_factory=list)  # per language: a path, a list of terms, or None
     terms_format: str = "auto"
     max_lengths: list[int] = field(default_factory=lambda: [512, 4096])
@@ -361,7 +361,7 @@ def analyze(
     ``languages``: codes ("fr" or "fr,de" or a list); ``corpora``: one per language (a path to a
     .jsonl(.gz)/.txt(.gz) file or a directory of .txt files, or a list of document strings, e.g.
     ``corpora=[["doc 1", "doc 2"]]`` for one language);
-    ``tokenizers``: sources for :func:`load_tokenizer` (``"name=path"`` sets the label) or loaded
+    ``tokenizers``: sources for :func:`~longadapt.vocab.tokenizer.tokenizer_handle` (``"name=path"`` sets the label) or loaded
     tokenizers; ``terms``: one per language (a term file, a BRAT/IOB annotation path, a list of
     strings, or None). See ``longadapt.vocab.metrics.PROTOCOL`` for the definitions.
     """
@@ -382,7 +382,7 @@ def analyze(
     if not tokenizers:
         raise LongAdaptError("no tokenizer given; use --tokenizer PATH_OR_HUB_ID (repeatable)")
 
-    handles = [load_tokenizer(t) for t in tokenizers]
+    handles = [tokenizer_handle(t) for t in tokenizers]
     names = [h.name for h in handles]
     for i, h in enumerate(handles):  # make labels unique
         if names.count(h.name) > 1:

