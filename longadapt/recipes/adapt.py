@@ -107,8 +107,28 @@ class RecipeConfig:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for every phase
 
     def tokens(self) -> int:
-        per_step = self.train.get("tokens_per_step", 65536)
+        per_step = self.train.get("tokens_per_step", _train_default("tokens_per_step"))
         return sum(p.steps * (p.tokens_per_step or per_step) for p in self.phases)
+
+
+def _train_default(name: str) -> Any:
+    """The training engine's default for a ``train:`` key the recipe did not set (defaults live only in
+    :class:`~longadapt.training.config.TrainConfig`)."""
+    import dataclasses
+
+    from longadapt.training.config import TrainConfig
+
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
+def _default_validation_fraction() -> float:
+    """The data pipeline's validation fraction (``data.validation_fraction: null`` keeps it), so that the
+    held-out documents here are the ones the engine holds out."""
+    import inspect
+
+    from longadapt.data.pipeline import build_packed_dataset
+
+    return float(inspect.signature(build_packed_dataset).parameters["validation_fraction"].default)
 
 
 def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> RecipeConfig:
@@ -200,7 +220,8 @@ def _corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None
     fraction = data.get("validation_fraction")
     packing = from_dict(PackingConfig, dict(data.get("packing") or {}), "train.data.packing")
     held_out = validation_mask(
-        [text_hash(t) for t in docs], 0.01 if fraction is None else float(fraction), int(train.get("seed", 0)),
+        [text_hash(t) for t in docs], _default_validation_fraction() if fraction is None else float(fraction),
+        int(train.get("seed", _train_default("seed"))),
         packing.min_validation_documents,
     )
     texts = [t for t, v in zip(docs, held_out) if not v]
@@ -277,7 +298,7 @@ def build_continue(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any,
     if arm != "keep" and o.calibrate_bias:
         from longadapt.recipes.calibration import calibrate_output_bias
 
-        calibration = calibrate_output_bias(result.model, result.tokenizer, texts, **{"seed": int(cfg.train.get("seed", 0)), **o.calibration})
+        calibration = calibrate_output_bias(result.model, result.tokenizer, texts, **{"seed": int(cfg.train.get("seed", _train_default("seed"))), **o.calibration})
         info["calibration"] = calibration.to_dict()
     if info["transfer"]:
         info["transfer"].pop("sources", None)  # one entry per row: too long for run.json
@@ -308,7 +329,7 @@ def build_scratch(cfg: RecipeConfig, corpus: dict[str, Any]) -> tuple[Any, Any, 
         raise LongAdaptError(f"scratch.model: {exc}") from exc
     import torch
 
-    torch.manual_seed(int(cfg.train.get("seed", 0)))
+    torch.manual_seed(int(cfg.train.get("seed", _train_default("seed"))))
     model = LongAdaptForMaskedLM(mcfg)
     tok.model_max_length = mcfg.max_position_embeddings
     return model, tok, {"notes": [f"tokenizer trained on {len(texts)} documents, {len(tok)} entries"]}
@@ -344,13 +365,14 @@ def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any],
         data["tokens_per_step"] = phase.tokens_per_step
     # the stated budget is a promise: a micro-batch never holds more rows than one step's tokens
     # (the engine would round the step up to a whole micro-batch, e.g. 2x the budget at 4,096)
-    tokens = data.get("tokens_per_step", 65536)
+    tokens = data.get("tokens_per_step", _train_default("tokens_per_step"))
     if tokens % phase.max_length:
         raise LongAdaptError(
             f"phase {phase.name!r}: tokens_per_step ({tokens}) must be a multiple of max_length ({phase.max_length}) "
             "so that the token budget holds exactly"
         )
-    data["micro_batch_size"] = min(int(data.get("micro_batch_size", 8)), tokens // phase.max_length)
+    data["micro_batch_size"] = min(int(data.get("micro_batch_size", _train_default("micro_batch_size"))),
+                                   tokens // phase.max_length)
     # every phase checkpoints at least once per half (a stopped tiny run resumes mid-phase too)
     half = max(1, phase.steps // 2)
     data["save_every"] = min(int(data.get("save_every") or half), half)
