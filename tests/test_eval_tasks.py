@@ -63,7 +63,8 @@ def test_other_builtin_tasks(shared_data: Path) -> None:
     morfitt = load_task("fr-morfitt", data_root=shared_data)
     assert morfitt.type == "multilabel" and morfitt.metric == "weighted_f1"
     # built-in tasks state a CPU budget; a task without one gets the type's DrBenchmark defaults
-    assert (morfitt.training().epochs, morfitt.training().batch_size, morfitt.training().learning_rate) == (1, 16, 2e-4)
+    t = morfitt.training()
+    assert (t.epochs, t.batch_size, t.learning_rate, t.warmup_ratio) == (3, 16, 3e-4, 0.1)
     assert load_task("fr-frenchmedmcqa", data_root=shared_data).training().epochs == 1
     bare = load_task("fr-morfitt", data_root=shared_data, overrides={"training": {"epochs": None, "batch_size": None,
                                                                                   "learning_rate": None}})
