@@ -77,6 +77,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
                 f"{where}: unknown key {key!r}; valid keys are: {', '.join(sorted(fields))}"
             )
         hint = hints.get(key)
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(inner) == 1 and type(None) in typing.get_args(hint) and dataclasses.is_dataclass(inner[0]):
+            hint = inner[0]  # Optional[SomeDataclass]: null stays None, a mapping builds the dataclass
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value, f"{where}.{key}")
         else:

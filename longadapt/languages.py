@@ -43,6 +43,9 @@ class LanguagePack:
     lowercase: bool = False
     corpora: list[CorpusSource] = field(default_factory=list)
     eval_tasks: list[str] = field(default_factory=list)
+    # per recipe preset, defaults merged under every recipe of this language (the recipe's own values win),
+    # e.g. {"tiny": {"train": {"data": {"validation_fraction": 0.1}}}} for a small corpus
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def sentence_splitter(self, prefer_pipeline: bool = True):
@@ -92,4 +95,7 @@ def load_language(code: str) -> LanguagePack:
     if data["code"] != code:
         raise LongAdaptError(f"{path}: field 'code' is {data['code']!r} but the file is named {code}.yaml")
     data["corpora"] = [from_dict(CorpusSource, c, f"{path}: corpora") for c in data.get("corpora", [])]
-    return from_dict(LanguagePack, data, str(path))
+    pack = from_dict(LanguagePack, data, str(path))
+    if not isinstance(pack.recipes, dict) or not all(isinstance(v, dict) for v in pack.recipes.values()):
+        raise LongAdaptError(f"{path}: recipes must map a preset name (tiny, base) to recipe defaults")
+    return pack

@@ -15,13 +15,14 @@ import yaml
 import longadapt  # noqa: F401
 from longadapt.errors import LongAdaptError
 from longadapt.recipes.adapt import recipe_from_dict, run_recipe, set_rope_theta, smoke_recipe
+from longadapt.recipes.files import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _small(strategy: str, language: str, out: Path) -> dict:
     """The shipped tiny recipe, shrunk to seconds (same code path)."""
-    d = yaml.safe_load((REPO / "recipes" / strategy / f"{language}-tiny.yaml").read_text())
+    d, _ = load_recipe(strategy, language, "tiny")
     return {**smoke_recipe(d), "out": str(out)}
 
 
@@ -58,7 +59,7 @@ def test_convert_recipe_french(tmp_path):
 
 def test_convert_recipe_with_a_head_warm_up_phase(tmp_path):
     out = tmp_path / "convert-head"
-    shipped = yaml.safe_load((REPO / "recipes" / "convert" / "fr-tiny.yaml").read_text())
+    shipped, _ = load_recipe("convert", "fr", "tiny")
     shipped["phases"] = [dict(name="head", max_length=4096, steps=4, freeze=["model.*"]),
                          dict(name="mlm", max_length=4096, steps=12)]
     d = {**smoke_recipe(shipped), "out": str(out)}
@@ -198,14 +199,41 @@ def test_german_and_spanish_recipes_run_on_their_corpora(strategy, language, sen
 
 
 def test_recipe_files_are_valid_and_state_their_budget():
-    files = sorted((REPO / "recipes").glob("[cs]*/*-*.yaml"))
-    assert len(files) == 18  # 3 strategies x 3 languages x (tiny, base)
-    for f in files:
-        d = yaml.safe_load(f.read_text())
-        if d.get("base", "") is None:
-            d["base"] = "a-bert"  # the base presets of convert ask the user for one
-        cfg = recipe_from_dict(d, str(f))
-        assert cfg.token_budget == cfg.tokens(), f
+    """One file per strategy and preset serves every language; each (strategy, language, preset) loads,
+    checks and states the budget its phases add up to, with the language's name and pack defaults."""
+    files = sorted((REPO / "recipes").glob("[cs]*/*.yaml"))
+    assert [f.relative_to(REPO / "recipes").as_posix() for f in files] == [
+        f"{s}/{p}.yaml" for s in ("continue", "convert", "scratch") for p in ("base", "tiny")]
+    for strategy in ("convert", "continue", "scratch"):
+        for language, fraction in (("fr", 0.005), ("de", 0.1), ("es", 0.005)):
+            for preset in ("tiny", "base"):
+                d, where = load_recipe(strategy, language, preset)
+                assert where == str(REPO / "recipes" / strategy / f"{preset}.yaml")
+                assert d["language"] == language and d["preset"] == preset
+                assert "{" not in d.get("description", "")
+                if preset == "tiny":  # the language pack's recipes.tiny holds out the same documents for every strategy
+                    assert d["train"]["data"]["validation_fraction"] == fraction
+                    if strategy == "convert":
+                        assert {"fr": "French", "de": "German", "es": "Spanish"}[language] in d["description"]
+                if d.get("base", "") is None:
+                    d["base"] = "a-bert"  # the base presets of convert ask the user for one
+                cfg = recipe_from_dict(d, where)
+                assert cfg.token_budget == cfg.tokens(), (strategy, language, preset)
+
+
+def test_a_language_file_beside_the_preset_file_wins_and_the_recipe_overrides_the_pack(tmp_path):
+    shutil.copytree(REPO / "recipes" / "convert", tmp_path / "convert")
+    d = yaml.safe_load((tmp_path / "convert" / "tiny.yaml").read_text())
+    d["train"]["data"] = {"validation_fraction": 0.2}
+    (tmp_path / "convert" / "de-tiny.yaml").write_text(yaml.safe_dump(d))
+    de, where = load_recipe("convert", "de", "tiny", tmp_path)
+    assert where.endswith("de-tiny.yaml") and de["train"]["data"]["validation_fraction"] == 0.2
+    fr, where = load_recipe("convert", "fr", "tiny", tmp_path)
+    assert where.endswith("/tiny.yaml") and fr["train"]["data"]["validation_fraction"] == 0.005
+    with pytest.raises(LongAdaptError, match="no recipe .*huge.yaml.*available convert recipes: base, de-tiny, tiny"):
+        load_recipe("convert", "fr", "huge", tmp_path)
+    with pytest.raises(LongAdaptError, match="unknown language 'xx'"):
+        load_recipe("convert", "xx", "tiny", tmp_path)
 
 
 def test_recipe_errors_are_clear():
@@ -242,7 +270,7 @@ def test_cli_adapt_with_recipe_file(tmp_path):
     assert run["config"]["train"]["seed"] == 3
     res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", "scratch", "--language", "xx"],
                          capture_output=True, text=True)
-    assert res.returncode == 2 and "no recipe" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "unknown language 'xx'" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_replace_arm_first_step_loss_beats_random_rows(tmp_path, minilm_dir, shared_data):
@@ -263,7 +291,7 @@ def test_replace_arm_first_step_loss_beats_random_rows(tmp_path, minilm_dir, sha
 
     from transformers import AutoTokenizer
 
-    from longadapt.recipes.adapt import _corpus_texts
+    from longadapt.recipes.strategies.common import corpus_texts as _corpus_texts
     from longadapt.recipes.calibration import calibrate_output_bias
     from longadapt.tokenizers.training import train_tokenizer
     from longadapt.recipes.vocab_transfer import replace_vocabulary
@@ -312,7 +340,7 @@ def test_vocabulary_texts_leave_out_the_validation_documents(tmp_path, shared_da
     from longadapt.data.corpus import text_hash
     from longadapt.data.pipeline import encode_corpus
     from longadapt.data.split import validation_mask
-    from longadapt.recipes.adapt import _corpus_texts
+    from longadapt.recipes.strategies.common import corpus_texts as _corpus_texts
 
     corpus = {"path": str(shared_data / "corpora" / "fr.jsonl.gz")}
     train = {"seed": 3, "data": {"validation_fraction": 0.1, "max_documents": 60}}
@@ -325,3 +353,78 @@ def test_vocabulary_texts_leave_out_the_validation_documents(tmp_path, shared_da
     assert [text_hash(t) for t in texts] == [h for h, v in zip(hashes, held_out) if not v]
     assert _corpus_texts(corpus, "fr", 5, train) == texts[:5]
     assert len(_corpus_texts(corpus, "fr", 60)) == 60  # without training options: the first documents
+
+
+TOY_STRATEGY = '''
+"""A fourth strategy for the registry test: the base model's architecture and tokenizer with freshly
+initialised weights (the "no pretrained knowledge" control arm)."""
+from dataclasses import dataclass
+
+import torch
+
+from longadapt.interop import import_checkpoint
+from longadapt.recipes.strategies import Strategy, register
+from longadapt.recipes.strategies.common import recipe_seed
+from longadapt.recipes.strategies.convert import base_tokenizer
+
+
+@dataclass
+class ReinitOptions:
+    std: float = 0.02
+
+
+def build(cfg, corpus):
+    model = import_checkpoint(cfg.base).model
+    torch.manual_seed(recipe_seed(cfg))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, cfg.options.std)
+    return model, base_tokenizer(cfg), {"notes": [f"weights drawn from N(0, {cfg.options.std})"]}
+
+
+register(Strategy(name="reinit", options=ReinitOptions, build=build, needs_base=True,
+                  tokenizer_line=lambda o: "the base model's, weights re-drawn"))
+'''
+
+
+def test_a_fourth_strategy_is_one_module_and_one_recipe_file(tmp_path, minilm_dir):
+    """Issue #14: adding a strategy takes one module (registering it) and one recipe file (naming it),
+    and runs through ``longadapt adapt NAME --language fr`` like the built-in ones."""
+    import os
+
+    (tmp_path / "toy_strategies").mkdir()
+    (tmp_path / "toy_strategies" / "__init__.py").write_text("")
+    (tmp_path / "toy_strategies" / "reinit.py").write_text(TOY_STRATEGY)
+    (tmp_path / "recipes" / "reinit").mkdir(parents=True)
+    (tmp_path / "recipes" / "reinit" / "tiny.yaml").write_text(yaml.safe_dump({
+        "strategy": "reinit", "strategy_module": "toy_strategies.reinit", "base": str(minilm_dir),
+        "reinit": {"std": 0.05}, "phases": [{"name": "mlm", "max_length": 256, "steps": 2}],
+        "train": {"tokens_per_step": 512, "micro_batch_size": 2, "eval_every": 0, "tensorboard": False,
+                  "data": {"max_validation_rows": 2, "max_documents": 40}}}))
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LONGADAPT_RECIPES": str(tmp_path / "recipes"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", "reinit", "--language", "es", "--out", str(out)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["strategy"] == "reinit" and run["language"] == "es" and run["config"]["reinit"] == {"std": 0.05}
+    assert run["build"]["notes"] == ["weights drawn from N(0, 0.05)"] and run["tokens_seen"] == 2 * 512
+    assert "the base model's, weights re-drawn" in (out / "README.md").read_text()
+    # the weights are the re-drawn ones after two steps, not MiniLM's
+    base = transformers.AutoModel.from_pretrained(minilm_dir).embeddings.word_embeddings.weight
+    adapted = transformers.AutoModelForMaskedLM.from_pretrained(out).get_input_embeddings().weight
+    assert base.shape == adapted.shape and abs(adapted.std().item() - 0.05) < 0.01
+    # a strategy the registry does not know, or a module that does not register it, is refused by name
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"strategy": "distil", "strategy_module": "toy_strategies.reinit"}))
+    res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", str(bad)], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "strategy 'distil' is unknown" in res.stderr and "registers reinit" in res.stderr
+
+
+def test_recipe_sections_of_another_strategy_are_refused():
+    with pytest.raises(LongAdaptError, match="section convert: holds the options of the convert strategy"):
+        recipe_from_dict({"strategy": "scratch", "convert": {"max_length": 1024}})
+    with pytest.raises(LongAdaptError, match=r"recipe: convert: unknown key 'max_lenght'"):
+        recipe_from_dict({"strategy": "convert", "base": "x", "convert": {"max_lenght": 1024}})

@@ -128,7 +128,7 @@ LAUNCH_ENV = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_
     (["/usr/bin/python3", "/usr/local/bin/accelerate", "launch", "--cpu", "--num_processes", "2",
       "-m", "longadapt", "pretrain", "x.yaml"], 2),
     (["python", "-m", "accelerate.commands.launch", "--num_processes=4", "--cpu", "-m", "longadapt", "adapt",
-      "recipes/convert/fr-tiny.yaml", "steps=3"], 4),
+      "recipes/convert/tiny.yaml", "--language", "fr", "steps=3"], 4),
     (["python", "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "-m", "longadapt"], 1),
     (["python", "train.py", "--num_processes", "2"], 1),  # not started by accelerate launch
 ])

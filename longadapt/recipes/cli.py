@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
-from longadapt.errors import LongAdaptError
 
 logger = logging.getLogger(__name__)
 
 
-def recipes_dir() -> Path:
-    env = os.environ.get("LONGADAPT_RECIPES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "recipes"
-
-
 def add_arguments_adapt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="convert | continue | scratch, or a recipe YAML file")
+    p.add_argument("recipe", help="a strategy (convert | continue | scratch, or one with a recipes/<name>/ folder), or a recipe YAML file")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the recipe (e.g. phases.0.steps=10 is not "
                    "supported; use train.steps or a recipe file) ")
     p.add_argument("--language", default=None, help="language code (languages/<code>.yaml); default fr")
@@ -36,35 +29,13 @@ def add_arguments_adapt(p: argparse.ArgumentParser) -> None:
                         "this run there")
 
 
-def load_recipe_file(args: argparse.Namespace) -> tuple[dict, str]:
-    from longadapt.config import load_yaml
-    from longadapt.recipes.adapt import STRATEGIES
-
-    if args.recipe in STRATEGIES:
-        language = args.language or "fr"
-        preset = args.preset or "tiny"
-        path = recipes_dir() / args.recipe / f"{language}-{preset}.yaml"
-        if not path.is_file():
-            have = sorted(p.stem for p in (recipes_dir() / args.recipe).glob("*.yaml"))
-            raise LongAdaptError(
-                f"no recipe {path}; available {args.recipe} recipes: {', '.join(have) or 'none'}. "
-                "Write one (copy a similar file) or pass a recipe file."
-            )
-    else:
-        path = Path(args.recipe)
-        if not path.is_file():
-            raise LongAdaptError(f"{args.recipe} is neither a strategy (convert, continue, scratch) nor a recipe file")
-    data = load_yaml(path)
-    if args.language and data.get("language", args.language) != args.language and args.recipe not in STRATEGIES:
-        data["language"] = args.language
-    return data, str(path)
-
-
 def run_adapt(args: argparse.Namespace) -> int:
     from longadapt.config import deep_merge, parse_overrides
     from longadapt.recipes.adapt import recipe_from_dict, recipe_out, run_recipe
 
-    data, where = load_recipe_file(args)
+    from longadapt.recipes.files import load_recipe
+
+    data, where = load_recipe(args.recipe, args.language, args.preset)
     data = deep_merge(data, parse_overrides(args.overrides))
     if args.base:
         data["base"] = args.base

@@ -145,28 +145,23 @@ def run_comparison(runs_dir: str | Path, language: str = "fr", preset: str = "ti
     return their summaries. ``small`` shrinks each run to seconds (same code path)."""
     import logging
 
-    import yaml
-
     from longadapt.recipes.adapt import recipe_from_dict, run_recipe, smoke_recipe
+    from longadapt.recipes.files import load_recipe
 
     log = logging.getLogger(__name__)
     runs_dir = Path(runs_dir)
-    recipes = Path(recipes_dir) if recipes_dir else Path(__file__).resolve().parents[2] / "recipes"
     summaries = []
     for name, strategy, arm in COMPARISON:
         out = runs_dir / name
         if not (out / "run.json").is_file():
-            path = recipes / strategy / f"{language}-{preset}.yaml"
-            if not path.is_file():
-                raise LongAdaptError(f"no recipe {path} for this comparison")
-            data = yaml.safe_load(path.read_text())
+            data, path = load_recipe(strategy, language, preset, Path(recipes_dir) if recipes_dir else None)
             if arm:
                 data.setdefault("continue", {})["vocab_arm"] = arm
             if small:
                 data = smoke_recipe(data)
             data["out"] = str(out)
             log.info("training %s", name)
-            run_recipe(recipe_from_dict(data, str(path)), resume=True)  # a stopped comparison run continues
+            run_recipe(recipe_from_dict(data, path), resume=True)  # a stopped comparison run continues
             print(f"{name}: trained")
         else:
             print(f"{name}: loaded")

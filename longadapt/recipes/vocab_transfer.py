@@ -877,7 +877,8 @@ def transfer_vocabulary(
     function (:func:`replace_vocabulary`, :func:`extend_vocabulary`)."""
     from longadapt.tokenizers.loading import load_tokenizer
 
-    old_tok = load_tokenizer(old_tokenizer)
+    # keep needs no tokenizers backend (a slow base tokenizer stays as it is); the other arms edit it
+    old_tok = load_tokenizer(old_tokenizer, require_fast=arm in ("replace", "extend"), where="old tokenizer")
     if arm == "keep":
         if options or new_tokenizer is not None:
             raise LongAdaptError("the keep arm takes no new tokenizer and no options")

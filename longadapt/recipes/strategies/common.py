@@ -1,0 +1,83 @@
+"""What the strategies share: the engine's defaults, the recipe's seed, and the corpus texts that shape
+a vocabulary (never the documents the engine holds out for validation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from longadapt.config import from_dict
+
+
+def train_default(name: str) -> Any:
+    """The training engine's default for a ``train:`` key the recipe did not set (defaults live only in
+    :class:`~longadapt.training.config.TrainConfig`)."""
+    import dataclasses
+
+    from longadapt.training.config import TrainConfig
+
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
+def recipe_seed(cfg) -> int:
+    """The recipe's ``train.seed`` (the engine's default when unset): model initialisation, tokenizer
+    sampling and calibration draw from it, so a resumed build is the same build."""
+    return int(cfg.train.get("seed", train_default("seed")))
+
+
+def default_validation_fraction() -> float:
+    """The data pipeline's validation fraction (``data.validation_fraction: null`` keeps it), so that the
+    held-out documents here are the ones the engine holds out."""
+    import inspect
+
+    from longadapt.data.pipeline import build_packed_dataset
+
+    return float(inspect.signature(build_packed_dataset).parameters["validation_fraction"].default)
+
+
+def corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None,
+                 train: dict[str, Any] | None = None) -> list[str]:
+    """The first ``max_documents`` documents of the corpus (cleaned, de-duplicated) for tokenizer
+    training, vocabulary extension and bias calibration. With ``train`` (the recipe's training
+    options), the documents the engine will hold out for validation are left out, by the same rule
+    (hash of the text, ``data.validation_fraction``, ``seed``, ``data.max_documents``,
+    ``data.packing.min_validation_documents``): held-out text never shapes the vocabulary that is
+    scored on it."""
+    from longadapt.data import CorpusSpec, read_corpus
+    from longadapt.data.corpus import text_hash
+    from longadapt.data.packing import PackingConfig
+    from longadapt.data.split import validation_mask
+    from longadapt.training.config import ConfigSource
+    from longadapt.training.resolve import resolve_corpus
+
+    resolved = resolve_corpus(from_dict(CorpusSpec, spec, "corpus"), ConfigSource())
+    if train is None:
+        texts = []
+        for doc in read_corpus(resolved, language=language):
+            texts.append(doc.text)
+            if max_documents and len(texts) >= max_documents:
+                break
+        return texts
+    data = dict(train.get("data") or {})
+    engine_docs = data.get("max_documents")
+    docs = []
+    for doc in read_corpus(resolved, language=language):
+        docs.append(doc.text)
+        if engine_docs and len(docs) >= engine_docs:
+            break
+    fraction = data.get("validation_fraction")
+    packing = from_dict(PackingConfig, dict(data.get("packing") or {}), "train.data.packing")
+    held_out = validation_mask(
+        [text_hash(t) for t in docs], default_validation_fraction() if fraction is None else float(fraction),
+        int(train.get("seed", train_default("seed"))),
+        packing.min_validation_documents,
+    )
+    texts = [t for t, v in zip(docs, held_out) if not v]
+    return texts[:max_documents] if max_documents else texts
+
+
+def options_texts(options: dict[str, Any], cfg, corpus: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Split a ``tokenizer:`` / ``extend:`` options dict into (the options without ``max_documents``,
+    the training texts it asks for)."""
+    opts = dict(options)
+    max_docs = opts.pop("max_documents", None)
+    return opts, corpus_texts(corpus, cfg.language, max_docs, cfg.train)

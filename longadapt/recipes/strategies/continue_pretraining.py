@@ -1,0 +1,95 @@
+"""``continue``: an English (clinical) long model further pretrained on the target language, with a
+vocabulary arm (:func:`longadapt.recipes.vocab_transfer.transfer_vocabulary`): ``keep`` the old
+tokenizer, ``replace`` it by a tokenizer trained on the corpus (rows transferred), or ``extend`` it
+with whole target-language words; after replace/extend the decoder bias is re-fitted to the new
+tokenizer's token frequencies (:mod:`longadapt.recipes.calibration`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from longadapt.errors import LongAdaptError
+from longadapt.recipes.strategies import Strategy, register
+from longadapt.recipes.strategies.common import options_texts, recipe_seed
+from longadapt.recipes.strategies.convert import ConvertOptions, base_tokenizer, make_model_long
+
+ARMS = ("keep", "replace", "extend")
+
+
+@dataclass
+class ContinueOptions:
+    vocab_arm: str = "keep"  # keep | replace | extend
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # replace: TokenizerTrainingConfig fields
+    extend: dict[str, Any] = field(default_factory=dict)  # extend: options of extend_vocabulary
+    # replace/extend: re-fit the decoder bias to the new tokenizer's token frequencies on the same
+    # texts (longadapt.recipes.calibration); ``calibration`` holds options of calibrate_output_bias
+    calibrate_bias: bool = True
+    calibration: dict[str, Any] = field(default_factory=dict)
+    make_long: ConvertOptions | None = None  # when the base is shorter than the target length
+
+
+def check(cfg, where: str) -> None:
+    if cfg.options.vocab_arm not in ARMS:
+        raise LongAdaptError(f"{where}: continue.vocab_arm must be keep, replace or extend, not {cfg.options.vocab_arm!r}")
+
+
+def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    from longadapt.interop import import_checkpoint
+    from longadapt.recipes.vocab_transfer import transfer_vocabulary
+
+    o: ContinueOptions = cfg.options
+    imported = import_checkpoint(cfg.base)
+    model, notes = imported.model, list(imported.notes)
+    tok = base_tokenizer(cfg)
+    if o.make_long is not None:
+        notes += make_model_long(model, o.make_long)
+    need = max(p.max_length for p in cfg.phases)
+    if model.config.max_position_embeddings < need:
+        raise LongAdaptError(
+            f"the base model accepts {model.config.max_position_embeddings} tokens but a phase trains at {need}; "
+            "add continue.make_long (e.g. continue.make_long.max_length={need}) or shorten the phases"
+        )
+    texts: list[str] = []
+    if o.vocab_arm == "replace":
+        from longadapt.tokenizers.training import train_tokenizer
+
+        opts, texts = options_texts(o.tokenizer, cfg, corpus)
+        result = transfer_vocabulary(model, tok, "replace", new_tokenizer=train_tokenizer(texts, cfg.language, **opts))
+    elif o.vocab_arm == "extend":
+        opts, texts = options_texts(o.extend, cfg, corpus)
+        result = transfer_vocabulary(model, tok, "extend", corpus=texts, language=cfg.language, **opts)
+    else:
+        result = transfer_vocabulary(model, tok, "keep")
+    result.tokenizer.model_max_length = model.config.max_position_embeddings
+    info = {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes,
+            "vocab_arm": o.vocab_arm,
+            "transfer": result.report.to_dict() if hasattr(result.report, "to_dict") else None}
+    if o.vocab_arm != "keep" and o.calibrate_bias:
+        from longadapt.recipes.calibration import calibrate_output_bias
+
+        calibration = calibrate_output_bias(result.model, result.tokenizer, texts,
+                                            **{"seed": recipe_seed(cfg), **o.calibration})
+        info["calibration"] = calibration.to_dict()
+    if info["transfer"]:
+        info["transfer"].pop("sources", None)  # one entry per row: too long for run.json
+    return result.model, result.tokenizer, info
+
+
+def tokenizer_line(o: ContinueOptions) -> str:
+    return {"keep": "the base model's (kept)", "replace": "trained on the corpus, rows transferred",
+            "extend": "the base model's, extended with whole words"}[o.vocab_arm]
+
+
+def smoke(d: dict[str, Any], steps: int, max_length: int, documents: int) -> None:
+    cont = d.setdefault("continue", {})
+    if cont.get("make_long"):
+        cont["make_long"]["max_length"] = max_length
+    cont["tokenizer"] = {"vocab_size": 1500, "max_documents": max(20, documents // 2)}
+    cont["extend"] = {"max_documents": max(20, documents // 2), "max_words": 100, "min_frequency": 3}
+
+
+STRATEGY = register(Strategy(name="continue", options=ContinueOptions, build=build, needs_base=True, check=check,
+                             tokenizer_line=tokenizer_line, smoke=smoke,
+                             summary="an English long model further pretrained on the target language, "
+                                     "with a vocabulary arm (keep / replace / extend)"))
