@@ -49,43 +49,100 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` merged onto ``base`` (neither is changed). A mapping with whole-number keys merges into a
+    list item by item, so that the override ``phases.1.steps=10`` edits the second phase."""
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = deep_merge(old, value)
+        elif isinstance(value, dict) and isinstance(old, list) and value and all(_is_index(k) for k in value):
+            items = list(old)
+            for k, v in value.items():
+                i = int(k)
+                if not 0 <= i < len(items):
+                    raise LongAdaptError(f"override {key}.{k}: {key} has {len(items)} item(s), numbered 0 to "
+                                         f"{len(items) - 1}")
+                items[i] = deep_merge(items[i], v) if isinstance(v, dict) and isinstance(items[i], dict) else v
+            merged[key] = items
         else:
             merged[key] = value
     return merged
 
 
+def _is_index(key: Any) -> bool:
+    return isinstance(key, int) or (isinstance(key, str) and key.isdigit())
+
+
 T = typing.TypeVar("T")
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", lines: dict[str, int] | None = None,
+              locate: typing.Callable[[str], str | None] | None = None) -> T:
     """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses.
 
-    Unknown keys raise a LongAdaptError naming the key and the valid ones.
+    Unknown keys raise a LongAdaptError naming the key, the closest valid one and the valid ones; ``lines``
+    (dotted key relative to ``data`` -> 1-based line, :func:`yaml_key_lines`) adds the line to messages;
+    ``locate`` (dotted key -> where it was set, or None) is the general form.
     """
+    import difflib
+
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls} is not a dataclass")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    lines = lines or {}
     kwargs = {}
     for key, value in (data or {}).items():
+        found = locate(str(key)) if locate is not None else None
+        at = f" (line {lines[str(key)]})" if str(key) in lines else f" ({found})" if found else ""
         if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
             raise LongAdaptError(
-                f"{where}: unknown key {key!r}; valid keys are: {', '.join(sorted(fields))}"
+                f"{where}{at}: unknown key {key!r}{f'; did you mean {close[0]!r}?' if close else ';'} "
+                f"valid keys are: {', '.join(sorted(fields))}"
             )
         hint = hints.get(key)
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(inner) == 1 and type(None) in typing.get_args(hint) and dataclasses.is_dataclass(inner[0]):
             hint = inner[0]  # Optional[SomeDataclass]: null stays None, a mapping builds the dataclass
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, f"{where}.{key}")
+            value = from_dict(hint, value, f"{where}.{key}", sub_lines(lines, str(key)),
+                              (lambda k, _key=key: locate(f"{_key}.{k}")) if locate is not None else None)
         else:
-            value = _typed(value, hint, f"{where}: {key}")
+            value = _typed(value, hint, f"{where}: {key}{at}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def sub_lines(lines: dict[str, int] | None, key: str) -> dict[str, int]:
+    """The part of a :func:`yaml_key_lines` map under ``key``, relative to it."""
+    prefix = f"{key}."
+    return {k[len(prefix):]: n for k, n in (lines or {}).items() if k.startswith(prefix)}
+
+
+def yaml_key_lines(path: str | Path) -> dict[str, int]:
+    """Map each dotted key of a YAML file to the 1-based line where it is written; list items count from
+    0 (``phases.1.steps``). Empty when the file cannot be parsed (its loader reports that)."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    out: dict[str, int] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = f"{prefix}{key_node.value}"
+                out[key] = key_node.start_mark.line + 1
+                walk(value_node, key + ".")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                out[f"{prefix}{i}"] = item.start_mark.line + 1
+                walk(item, f"{prefix}{i}.")
+
+    walk(root, "")
+    return out
 
 
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}

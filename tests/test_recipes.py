@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -428,3 +429,57 @@ def test_recipe_sections_of_another_strategy_are_refused():
         recipe_from_dict({"strategy": "scratch", "convert": {"max_length": 1024}})
     with pytest.raises(LongAdaptError, match=r"recipe: convert: unknown key 'max_lenght'"):
         recipe_from_dict({"strategy": "convert", "base": "x", "convert": {"max_lenght": 1024}})
+
+
+def test_recipe_typos_are_refused_at_load_with_file_line_and_a_suggestion(tmp_path):
+    """Issue #14: a typo in any section of a recipe file stops ``longadapt adapt`` before any model is
+    built, naming the file, the line and the closest valid key; overrides reach list items."""
+    from longadapt.config import yaml_key_lines
+
+    good, _ = load_recipe("convert", "fr", "tiny")
+    cases = {
+        "train.lrr": ("train", {"lrr": 1e-3}, r":(\d+) \(lrr\): unknown key 'lrr'\. Did you mean 'lr'\?"),
+        "phase key": ("phases", [{"name": "mlm", "max_length": 4096, "steps": 16, "frezee": ["model.*"]}],
+                      r"phases\[0\] \(line (\d+)\): unknown key 'frezee'; did you mean 'freeze'\?"),
+        "phase train": ("phases", [{"name": "mlm", "max_length": 4096, "steps": 16, "train": {"warmup": 3}}],
+                        r":(\d+) \(warmup\): unknown key 'warmup'"),
+        "strategy section": ("convert", {"local_windw": 256}, r"convert \(line (\d+)\): unknown key 'local_windw'; "
+                             r"did you mean 'local_window'\?"),
+        "top level": ("phasess", [], r"\(line (\d+)\): unknown key 'phasess'; did you mean 'phases'\?"),
+        "typed": ("convert", {"global_every": "often"}, r"global_every \(line (\d+)\) must be a whole number"),
+    }
+    for name, (key, value, pattern) in cases.items():
+        d = copy.deepcopy(good)
+        d.pop("token_budget")
+        d[key] = value if key not in d or not isinstance(d[key], dict) else {**d[key], **value}
+        path = tmp_path / f"{name.replace(' ', '-')}.yaml"
+        path.write_text(yaml.safe_dump(d, sort_keys=False))
+        lines = yaml_key_lines(path)
+        with pytest.raises(LongAdaptError, match=pattern) as info:
+            recipe_from_dict(d, str(path), lines)
+        import re
+
+        line = int(re.search(pattern, str(info.value)).group(1))
+        written = path.read_text().splitlines()[line - 1]
+        assert (list(value)[0] if isinstance(value, dict) else key if name == "top level" else "frezee"
+                if name == "phase key" else "warmup") in written, (name, written)
+        assert str(path) in str(info.value), name
+    # through the command line: exit 2, the message, no model built (no output folder)
+    res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", str(tmp_path / "train.lrr.yaml"), "--out",
+                          str(tmp_path / "never")], capture_output=True, text=True)
+    assert res.returncode == 2 and "Did you mean 'lr'" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "never").exists()
+    # an override reaches a list item; a wrong index is named
+    from longadapt.config import deep_merge, parse_overrides
+
+    two = {"phases": [{"name": "a", "steps": 1}, {"name": "b", "steps": 2}]}
+    assert deep_merge(two, parse_overrides(["phases.1.steps=10"]))["phases"] == [{"name": "a", "steps": 1},
+                                                                                 {"name": "b", "steps": 10}]
+    with pytest.raises(LongAdaptError, match="phases has 2 item"):
+        deep_merge(two, parse_overrides(["phases.2.steps=10"]))
+    # an override's bad value is not blamed on the file's line
+    d = deep_merge(good, parse_overrides(["train.lr=fast"]))
+    path = tmp_path / "lr.yaml"
+    path.write_text(yaml.safe_dump(good, sort_keys=False))
+    with pytest.raises(LongAdaptError, match=r"command-line override 'train.lr=fast'"):
+        recipe_from_dict(d, str(path), yaml_key_lines(path), {"train.lr": "train.lr=fast"})

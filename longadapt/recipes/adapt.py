@@ -75,12 +75,18 @@ class RecipeConfig:
         return sum(p.steps * (p.tokens_per_step or per_step) for p in self.phases)
 
 
-def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> RecipeConfig:
+def recipe_from_dict(data: dict[str, Any], where: str = "recipe", lines: dict[str, int] | None = None,
+                     overrides: dict[str, str] | None = None) -> RecipeConfig:
     """A checked recipe from its YAML dict: every section, the strategy's own options and every phase's
-    training settings, before any data or model is loaded."""
+    training settings, before any data or model is loaded. ``where`` names the file; ``lines`` (dotted
+    key -> line, :func:`longadapt.config.yaml_key_lines`) and ``overrides`` (dotted key -> ``key=value``
+    as typed) let messages point at the line or the command-line override."""
     import dataclasses
 
+    from longadapt.config import sub_lines
     from longadapt.recipes.strategies import get_strategy, strategy_names
+
+    lines = {k: n for k, n in (lines or {}).items() if not any(k == o or k.startswith(o + ".") for o in overrides or {})}
 
     data = copy.deepcopy(data)
     if "options" in data:
@@ -95,15 +101,16 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> RecipeConfi
             raise LongAdaptError(f"{where}: section {other}: holds the options of the {other} strategy, but this "
                                  f"recipe's strategy is {strategy.name}; remove it or change strategy:")
     phases = data.pop("phases", None)
-    cfg = from_dict(RecipeConfig, data, where)
+    cfg = from_dict(RecipeConfig, data, where, lines)
     if phases is not None:
         if not isinstance(phases, list) or not phases:
             raise LongAdaptError(f"{where}: phases must be a non-empty list of phases")
-        cfg.phases = [from_dict(Phase, p, f"{where}: phases[{i}]") for i, p in enumerate(phases)]
+        cfg.phases = [from_dict(Phase, p, f"{where}: phases[{i}]", sub_lines(lines, f"phases.{i}"))
+                      for i, p in enumerate(phases)]
     if section is not None and not isinstance(section, dict):
         raise LongAdaptError(f"{where}: {strategy.name}: must be a mapping of {strategy.name} options")
-    cfg.options = from_dict(strategy.options, section or {}, f"{where}: {strategy.name}")
-    validate(cfg, where)
+    cfg.options = from_dict(strategy.options, section or {}, f"{where}: {strategy.name}", sub_lines(lines, strategy.name))
+    validate(cfg, where, lines, overrides)
     return cfg
 
 
@@ -114,7 +121,8 @@ def recipe_record(cfg: RecipeConfig) -> dict[str, Any]:
     return record
 
 
-def validate(cfg: RecipeConfig, where: str = "recipe") -> None:
+def validate(cfg: RecipeConfig, where: str = "recipe", lines: dict[str, int] | None = None,
+             overrides: dict[str, str] | None = None) -> None:
     from longadapt.recipes.strategies import get_strategy
 
     strategy = get_strategy(cfg.strategy, cfg.strategy_module, where)
@@ -135,7 +143,8 @@ def validate(cfg: RecipeConfig, where: str = "recipe") -> None:
     # every phase's training settings are checked now (typos with a did-you-mean), not after the model is built
     for i, phase in enumerate(cfg.phases):
         try:
-            _phase_train_config(cfg, phase, {"path": "corpus.jsonl"}, Path("runs/check"))
+            _phase_train_config(cfg, phase, {"path": "corpus.jsonl"}, Path("runs/check"),
+                                source=_phase_source(where, i, lines, overrides))
         except LongAdaptError as exc:
             raise LongAdaptError(f"{where}: phases[{i}] ({phase.name!r}) with the recipe's train section: {exc}") from None
 
@@ -176,7 +185,31 @@ class RecipeResult:
     tokenizer: Any = field(default=None, repr=False)
 
 
-def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any], out: Path, resume: bool = False):
+# a phase's own keys and the engine keys they set
+_PHASE_KEYS = {"steps": "steps", "lr": "lr", "tokens_per_step": "tokens_per_step", "max_length": "max_length",
+               "freeze": "model.freeze"}
+
+
+def _phase_source(where: str, index: int, lines: dict[str, int] | None, overrides: dict[str, str] | None):
+    """Where each engine key of phase ``index`` was written: the phase's ``train:``, the phase's own keys,
+    else the recipe's ``train:`` (file and line, or the command-line override that set it)."""
+    from longadapt.training.config import ConfigSource
+
+    def engine_keys(recipe_map: dict[str, Any]) -> dict[str, Any]:
+        out = {k[len("train."):]: v for k, v in recipe_map.items() if k.startswith("train.")}
+        phase = f"phases.{index}."
+        out.update({k[len(phase + "train."):]: v for k, v in recipe_map.items() if k.startswith(phase + "train.")})
+        for own, engine in _PHASE_KEYS.items():
+            if phase + own in recipe_map:
+                out[engine] = recipe_map[phase + own]
+        return out
+
+    path = Path(where) if lines else None
+    return ConfigSource(path=path, lines=engine_keys(lines or {}), overrides=engine_keys(overrides or {}))
+
+
+def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any], out: Path, resume: bool = False,
+                        source=None):
     from longadapt.config import deep_merge
     from longadapt.training import train_config_from_dict
 
@@ -204,7 +237,7 @@ def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any],
     # every phase checkpoints at least once per half (a stopped tiny run resumes mid-phase too)
     half = max(1, phase.steps // 2)
     data["save_every"] = min(int(data.get("save_every") or half), half)
-    return train_config_from_dict(data)
+    return train_config_from_dict(data, source)
 
 
 def recipe_out(cfg: RecipeConfig) -> Path:

@@ -12,8 +12,8 @@ logger = logging.getLogger(__name__)
 
 def add_arguments_adapt(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="a strategy (convert | continue | scratch, or one with a recipes/<name>/ folder), or a recipe YAML file")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the recipe (e.g. phases.0.steps=10 is not "
-                   "supported; use train.steps or a recipe file) ")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the recipe, anywhere after the command (e.g. train.lr=1e-4, "
+                   "phases.1.steps=10, continue.vocab_arm=replace)")
     p.add_argument("--language", default=None, help="language code (languages/<code>.yaml); default fr")
     p.add_argument("--preset", default=None, help="recipe preset: tiny (CPU minutes) or base (multi-GPU); default tiny")
     p.add_argument("--base", help="base model: directory, installed model package or hub id")
@@ -30,13 +30,13 @@ def add_arguments_adapt(p: argparse.ArgumentParser) -> None:
 
 
 def run_adapt(args: argparse.Namespace) -> int:
-    from longadapt.config import deep_merge, parse_overrides
+    from longadapt.config import deep_merge, parse_overrides, yaml_key_lines
     from longadapt.recipes.adapt import recipe_from_dict, recipe_out, run_recipe
-
     from longadapt.recipes.files import load_recipe
 
     data, where = load_recipe(args.recipe, args.language, args.preset)
     data = deep_merge(data, parse_overrides(args.overrides))
+    typed = {item.split("=", 1)[0].strip(): item for item in args.overrides}
     if args.base:
         data["base"] = args.base
     if args.corpus:
@@ -44,10 +44,11 @@ def run_adapt(args: argparse.Namespace) -> int:
     if args.out:
         data["out"] = args.out
     if args.steps:
-        for phase in data.get("phases", []):
+        for i, phase in enumerate(data.get("phases", [])):
             phase["steps"] = args.steps
+            typed[f"phases.{i}.steps"] = f"--steps {args.steps}"
         data.pop("token_budget", None)
-    cfg = recipe_from_dict(data, where)
+    cfg = recipe_from_dict(data, where, yaml_key_lines(where), typed)
     if args.force_new:
         from longadapt.training.cli import _set_aside_if_used
 

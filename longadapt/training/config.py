@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import from_dict, to_dict
+from longadapt.config import from_dict, to_dict, yaml_key_lines  # noqa: F401 - yaml_key_lines: used by training.cli
 from longadapt.data.corpus import CorpusSpec
 from longadapt.data.packing import PackingConfig
 from longadapt.errors import LongAdaptError
@@ -185,6 +185,17 @@ class ConfigSource:
         """Folder that relative paths of the config are resolved against."""
         return self.path.resolve().parent if self.path is not None else Path.cwd()
 
+    def known(self, key: str) -> str | None:
+        """Where ``key`` (or the section holding it) was set, when this source knows; else None."""
+        if key in self.overrides:
+            return f"command-line override {self.overrides[key]!r}"
+        probe = key
+        while probe:
+            if probe in self.lines and self.path is not None:
+                return f"{self.path}:{self.lines[probe]}"
+            probe = probe.rpartition(".")[0]
+        return None
+
     def where(self, key: str) -> str:
         """``file.yaml:12 (key)``, ``command-line override key=value`` or ``config key``."""
         if key in self.overrides:
@@ -197,27 +208,6 @@ class ConfigSource:
         if self.path is not None:
             return f"{self.path} ({key}: not set in the file, default used)"
         return f"config key {key}"
-
-
-def yaml_key_lines(path: Path) -> dict[str, int]:
-    """Map each dotted key of a YAML mapping file to the 1-based line where it is written."""
-    import yaml
-
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        return {}
-    out: dict[str, int] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = f"{prefix}{key_node.value}"
-                out[key] = key_node.start_mark.line + 1
-                walk(value_node, key + ".")
-
-    walk(root, "")
-    return out
 
 
 def _dataclass_of(hint: Any) -> type | None:
@@ -287,7 +277,7 @@ def train_config_from_dict(data: dict[str, Any], source: ConfigSource | None = N
     _check_keys(TrainConfig, data, "", source)
     data = _materialise(TrainConfig, data, "", source)
     try:
-        cfg = from_dict(TrainConfig, data, str(source.path) if source.path else "config")
+        cfg = from_dict(TrainConfig, data, str(source.path) if source.path else "config", locate=source.known)
     except TypeError as exc:  # a nested dataclass refused a value
         raise LongAdaptError(f"{source.path or 'config'}: {exc}") from exc
     if isinstance(cfg.optimizer.betas, list):
