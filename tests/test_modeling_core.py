@@ -259,3 +259,34 @@ def test_heads_missing_from_checkpoint_are_initialised(auto, tmp_path):
     for name, p in heads.items():
         assert torch.isfinite(p).all(), name
         assert 0.005 < p.std().item() < 0.1, (name, p.std().item())
+
+
+def test_the_backend_table_is_the_one_list_of_backends():
+    """Issue #14: a backend is one entry of modeling.attention.BACKENDS; the config accepts exactly those
+    (plus auto), and each names why it cannot run where it cannot."""
+    from longadapt.modeling import attention as attn_mod
+    from longadapt.modeling.configuration import BACKENDS as CONFIG_BACKENDS
+
+    assert CONFIG_BACKENDS == ("auto", *attn_mod.BACKENDS)
+    cpu = torch.device("cpu")
+    assert attn_mod.resolve_backend("auto", cpu) == "sdpa"
+    assert attn_mod.resolve_backend("eager", cpu) == "eager"
+    with pytest.raises(RuntimeError, match="flash"):
+        attn_mod.resolve_backend("flash", cpu)
+    with pytest.raises(ValueError, match="not one of auto, eager, sdpa, flash"):
+        attn_mod.resolve_backend("xformers", cpu)
+
+
+def test_the_core_edits_its_own_layer_types_and_rotary_bases():
+    """make_long's edits are the core's methods: config and the modules' cached types change together."""
+    cfg = LongAdaptConfig(vocab_size=64, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                          intermediate_size=48, max_position_embeddings=256, local_attention=32,
+                          global_attn_every_n_layers=3)
+    core = LongAdaptForMaskedLM(cfg).model
+    assert [layer.attn.layer_type for layer in core.layers] == cfg.layer_types
+    core.set_layer_types(2, 16)
+    assert cfg.layer_types == ["full_attention", "sliding_attention"] * 2 and cfg.local_attention == 16
+    assert [layer.layer_type for layer in core.layers] == [layer.attn.layer_type for layer in core.layers] == cfg.layer_types
+    core.set_rope_theta(160000.0)
+    assert cfg.global_rope_theta == 160000.0 and core.rotary_global.theta == 160000.0
+    assert core.extend_positions(512, "rope") == [] and cfg.max_position_embeddings == 512

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from longadapt.errors import LongAdaptError
-from longadapt.sources import installed_model_package, resolve_model_source
+from longadapt.sources import resolve_model_source
 from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
 from longadapt.modeling.configuration import GLOBAL, LOCAL
 
@@ -391,42 +391,21 @@ def make_long(
         raise LongAdaptError(f"--local-window must be an even number of at least 2 tokens, got {local_window}")
     if global_every < 0:
         raise LongAdaptError(f"--global-every must be >= 0 (0 = every layer local), got {global_every}")
-    if positions == "copy":
-        if cfg.position_embedding_type != "absolute":
-            raise LongAdaptError(
-                "--positions copy tiles learned absolute positions, but this model uses rotary positions; "
-                "use --positions rope (rotary models only need a new --max-length)"
-            )
-        if max_length % old_len:
-            raise LongAdaptError(
-                f"--positions copy tiles the {old_len} learned positions, so --max-length must be a multiple of "
-                f"{old_len} (e.g. {old_len * max(2, round(max_length / old_len))}), got {max_length}"
-            )
-        old = model.model.embeddings.position_embeddings.weight.data
-        new = torch.nn.Embedding(max_length, cfg.hidden_size)
-        new.weight.data.copy_(old.repeat(max_length // old_len, 1))
-        model.model.embeddings.position_embeddings = new
-        notes.append(f"learned positions tiled {max_length // old_len}x: {old_len} -> {max_length}")
-    else:
-        if cfg.position_embedding_type == "absolute":
-            model.model.embeddings.position_embeddings = None
-            cfg.position_embedding_type = "rope"
-            notes.append("learned absolute positions removed; rotary positions used instead (needs MLM training to recover)")
-        if global_rope_theta is not None:
-            cfg.global_rope_theta = float(global_rope_theta)
-        if local_rope_theta is not None:
-            cfg.local_rope_theta = float(local_rope_theta)
-        from longadapt.modeling.modeling import LongAdaptRotary
-
-        model.model.rotary_global = LongAdaptRotary(cfg.head_dim, cfg.global_rope_theta)
-        model.model.rotary_local = LongAdaptRotary(cfg.head_dim, cfg.local_rope_theta)
-    cfg.max_position_embeddings = max_length
-    cfg.local_attention = local_window
-    cfg.global_attn_every_n_layers = global_every
-    cfg.layer_types = [GLOBAL if (global_every > 0 and i % global_every == 0) else LOCAL for i in range(cfg.num_hidden_layers)]
-    for layer, t in zip(model.model.layers, cfg.layer_types):
-        layer.layer_type = t
-        layer.attn.layer_type = t
+    if positions == "copy" and cfg.position_embedding_type != "absolute":
+        raise LongAdaptError(
+            "--positions copy tiles learned absolute positions, but this model uses rotary positions; "
+            "use --positions rope (rotary models only need a new --max-length)"
+        )
+    if positions == "copy" and max_length % old_len:
+        raise LongAdaptError(
+            f"--positions copy tiles the {old_len} learned positions, so --max-length must be a multiple of "
+            f"{old_len} (e.g. {old_len * max(2, round(max_length / old_len))}), got {max_length}"
+        )
+    core = model.model  # the core edits itself: positions, rotary bases, layer types
+    notes += core.extend_positions(max_length, positions)
+    if positions == "rope":
+        core.set_rope_theta(global_rope_theta, local_rope_theta)
+    core.set_layer_types(global_every, local_window)
     n_local = cfg.layer_types.count(LOCAL)
     notes.append(f"{n_local} of {cfg.num_hidden_layers} layers local (window {local_window}), the others global")
     if cfg.global_token_projections or global_first_token:

@@ -25,9 +25,11 @@ flash-attn and the global keys outside the band are merged in with the band's lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -505,13 +507,93 @@ def _needs_grad(*tensors: torch.Tensor) -> bool:
 _FLASH_GLOBAL_FALLBACK_LOGGED = False
 
 
+def _flash_unavailable(device: torch.device) -> str | None:
+    if not HAS_FLASH_ATTN:
+        return "attention_backend='flash' needs the flash-attn package: pip install 'longadapt[flash]'"
+    if device.type != "cuda":
+        return "attention_backend='flash' needs the model on a CUDA device"
+    return None
+
+
+def _attend_groups(kernel: str, q, k, v, layout: Layout, *, half, scale, dropout, training, block, glob):
+    """Attention group by group (documents of similar length batched): ``kernel`` ``eager`` (explicit
+    scores and masks, the reference) or ``sdpa`` (global: per document; local: query blocks with a band
+    mask, O(L x window))."""
+    if half is not None and half + 1 >= layout.max_seqlen:
+        half, glob = None, None  # the window covers every document: plain global attention is the same thing
+    out = torch.empty_like(q) if len(layout.groups) > 1 or not layout.groups[0].contiguous else None
+    for i, g in enumerate(layout.groups):
+        gg = glob.groups[i] if glob is not None else None
+        qg, kg, vg = _to_group(q, g), _to_group(k, g), _to_group(v, g)
+        if kernel == "eager":
+            o = eager_attention(qg, kg, vg, g.valid, half, scale, dropout, training,
+                                key_global=None if gg is None else gg.is_global)
+        elif half is None:
+            o = sdpa_global_attention(qg, kg, vg, g.valid, scale, dropout)
+        else:
+            o = sdpa_local_attention(qg, kg, vg, g.valid, half, block or max(half, 16), scale, dropout, layout._cache,
+                                     glob=gg)
+        if out is None:
+            return o.reshape(q.shape)
+        _from_group(o, g, out)
+    return out
+
+
+def _attend_flash(q, k, v, layout: Layout, *, half, scale, dropout, training, block, glob):
+    """flash-attn's varlen kernel on the unpadded tokens (band via ``window_size``); local layers with
+    global tokens merge the global keys in with the band's log-sum-exp, or run on SDPA blocks when
+    gradients (or dropout) are needed."""
+    global _FLASH_GLOBAL_FALLBACK_LOGGED
+    if glob is None:
+        return flash_attention(q, k, v, layout, half, scale, dropout)
+    if not _needs_grad(q, k, v) and dropout == 0.0:
+        return flash_attention_with_globals(q, k, v, layout, half, scale, glob)
+    # flash-attn's backward ignores the gradient of the log-sum-exp that the merge needs:
+    # with gradients (or dropout), local layers with global tokens run on SDPA blocks instead.
+    if not _FLASH_GLOBAL_FALLBACK_LOGGED:
+        logger.info("global tokens with gradients: local layers use the SDPA block path instead of flash-attn")
+        _FLASH_GLOBAL_FALLBACK_LOGGED = True
+    return _attend_groups("sdpa", q, k, v, layout, half=half, scale=scale, dropout=dropout, training=training,
+                          block=block, glob=glob)
+
+
+@dataclass(frozen=True)
+class AttentionBackend:
+    """One attention implementation. A new backend is one entry of :data:`BACKENDS` (its name also goes
+    in ``configuration.BACKENDS``, which a test keeps equal) and a case in the equivalence tests.
+
+    * ``attend(q, k, v, layout, *, half, scale, dropout, training, block, glob)``: a layer's attention
+      over unpadded (T, H, d) tensors (``half`` None: a global layer; ``glob``: global tokens of a
+      local layer), as :func:`attend` documents;
+    * ``global_rows``: the kernel of the global tokens' own rows (:func:`attend_global_rows`);
+    * ``unavailable(device)``: why it cannot run there, or None."""
+
+    name: str
+    attend: Callable[..., torch.Tensor]
+    global_rows: str
+    unavailable: Callable[[torch.device], str | None] = lambda device: None
+    summary: str = ""
+
+
+BACKENDS: dict[str, AttentionBackend] = {
+    "eager": AttentionBackend("eager", functools.partial(_attend_groups, "eager"), "eager",
+                              summary="explicit scores and masks (the reference; quadratic)"),
+    "sdpa": AttentionBackend("sdpa", functools.partial(_attend_groups, "sdpa"), "sdpa",
+                             summary="PyTorch SDPA; local layers in query blocks, O(L x window)"),
+    "flash": AttentionBackend("flash", _attend_flash, "sdpa", _flash_unavailable,
+                              summary="flash-attn varlen on CUDA (fp16/bf16), window_size for local layers"),
+}
+
+
 def resolve_backend(name: str, device: torch.device) -> str:
+    """The backend a model runs with: ``auto`` is flash-attn where it can run, else SDPA."""
     if name == "auto":
-        return "flash" if (HAS_FLASH_ATTN and device.type == "cuda") else "sdpa"
-    if name == "flash" and not HAS_FLASH_ATTN:
-        raise RuntimeError("attention_backend='flash' needs the flash-attn package: pip install 'longadapt[flash]'")
-    if name == "flash" and device.type != "cuda":
-        raise RuntimeError("attention_backend='flash' needs the model on a CUDA device")
+        return "flash" if BACKENDS["flash"].unavailable(device) is None else "sdpa"
+    if name not in BACKENDS:
+        raise ValueError(f"attention backend {name!r} is not one of auto, {', '.join(BACKENDS)}")
+    why = BACKENDS[name].unavailable(device)
+    if why:
+        raise RuntimeError(why)
     return name
 
 
@@ -533,36 +615,8 @@ def attend(
     otherwise each token sees ``half`` tokens on each side. With ``glob`` (local layers only), every
     query also sees the global tokens of its document (each key counted once); the global tokens'
     own rows are then replaced by the caller (:func:`attend_global_rows`). Returns (T, H, d)."""
-    global _FLASH_GLOBAL_FALLBACK_LOGGED
     dropout = dropout if training else 0.0
     if glob is not None and half is None:
         glob = None  # full attention already sees every key once
-    if backend == "flash":
-        if glob is None:
-            return flash_attention(q, k, v, layout, half, scale, dropout)
-        if not _needs_grad(q, k, v) and dropout == 0.0:
-            return flash_attention_with_globals(q, k, v, layout, half, scale, glob)
-        # flash-attn's backward ignores the gradient of the log-sum-exp that the merge needs:
-        # with gradients (or dropout), local layers with global tokens run on SDPA blocks instead.
-        if not _FLASH_GLOBAL_FALLBACK_LOGGED:
-            logger.info("global tokens with gradients: local layers use the SDPA block path instead of flash-attn")
-            _FLASH_GLOBAL_FALLBACK_LOGGED = True
-        backend = "sdpa"
-    if half is not None and half + 1 >= layout.max_seqlen:
-        half, glob = None, None  # the window covers every document: plain global attention is the same thing
-    out = torch.empty_like(q) if len(layout.groups) > 1 or not layout.groups[0].contiguous else None
-    for i, g in enumerate(layout.groups):
-        gg = glob.groups[i] if glob is not None else None
-        qg, kg, vg = _to_group(q, g), _to_group(k, g), _to_group(v, g)
-        if backend == "eager":
-            o = eager_attention(qg, kg, vg, g.valid, half, scale, dropout, training,
-                                key_global=None if gg is None else gg.is_global)
-        elif half is None:
-            o = sdpa_global_attention(qg, kg, vg, g.valid, scale, dropout)
-        else:
-            o = sdpa_local_attention(qg, kg, vg, g.valid, half, block or max(half, 16), scale, dropout, layout._cache,
-                                     glob=gg)
-        if out is None:
-            return o.reshape(q.shape)
-        _from_group(o, g, out)
-    return out
+    return BACKENDS[backend].attend(q, k, v, layout, half=half, scale=scale, dropout=dropout, training=training,
+                                    block=block, glob=glob)

@@ -15,6 +15,13 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"
+
+
+def layer_types_for(num_layers: int, global_every: int) -> list[str]:
+    """Layer ``i`` is a global (full-attention) *layer* when ``global_every > 0 and i % global_every == 0``,
+    a local (sliding-window) layer otherwise. (Global *tokens*, Longformer's, are something else: tokens
+    that attend everywhere inside local layers; see ``global_token_projections``.)"""
+    return [GLOBAL if (global_every > 0 and i % global_every == 0) else LOCAL for i in range(num_layers)]
 LAYER_TYPES = (GLOBAL, LOCAL)
 BACKENDS = ("auto", "eager", "sdpa", "flash")
 
@@ -120,10 +127,7 @@ class LongAdaptConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         if self.layer_types is None:
-            k = self.global_attn_every_n_layers
-            self.layer_types = [
-                GLOBAL if (k > 0 and i % k == 0) else LOCAL for i in range(self.num_hidden_layers)
-            ]
+            self.layer_types = layer_types_for(self.num_hidden_layers, self.global_attn_every_n_layers)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):

@@ -30,6 +30,7 @@ from transformers.modeling_outputs import (
 )
 
 from longadapt.modeling.attention import (
+    BACKENDS,
     Layout,
     attend,
     attend_global_rows,
@@ -37,7 +38,7 @@ from longadapt.modeling.attention import (
     build_layout,
     resolve_backend,
 )
-from longadapt.modeling.configuration import GLOBAL, LOCAL, LongAdaptConfig
+from longadapt.modeling.configuration import GLOBAL, LOCAL, LongAdaptConfig, layer_types_for
 from longadapt.modeling.loss import chunked_linear_cross_entropy
 
 
@@ -158,7 +159,7 @@ class LongAdaptAttention(nn.Module):
             q, k = apply_rotary(q, cos[idx], sin[idx]), apply_rotary(k, cos, sin)
         return attend_global_rows(
             q, k, v, layout, glob,
-            backend="eager" if backend == "eager" else "sdpa",
+            backend=BACKENDS[backend].global_rows,
             scale=scale,
             dropout=self.config.attention_dropout,
             training=self.training,
@@ -275,6 +276,64 @@ class LongAdaptModel(LongAdaptPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.embeddings.tok_embeddings = value
+
+    # -- the model edits itself (make_long, context extension): config and modules change together --
+
+    def set_layer_types(self, global_every: int, local_window: int | None = None) -> None:
+        """Layer ``i`` becomes a global layer when ``global_every > 0 and i % global_every == 0`` and a local
+        one otherwise (window ``local_window`` tokens, ``local_window // 2`` each side, when given)."""
+        cfg = self.config
+        if local_window is not None:
+            cfg.local_attention = int(local_window)
+        cfg.global_attn_every_n_layers = int(global_every)
+        cfg.layer_types = layer_types_for(cfg.num_hidden_layers, cfg.global_attn_every_n_layers)
+        for layer, kind in zip(self.layers, cfg.layer_types):
+            layer.layer_type = kind
+            layer.attn.layer_type = kind
+
+    def set_rope_theta(self, global_theta: float | None = None, local_theta: float | None = None) -> None:
+        """Set the rotary bases of the global and the local layers (None keeps one) and rebuild both rotary
+        modules (a model that just switched to rotary positions gets them here)."""
+        cfg = self.config
+        if cfg.position_embedding_type != "rope":
+            raise ValueError("a rotary base can only be set on a model with rotary positions")
+        if global_theta is not None:
+            cfg.global_rope_theta = float(global_theta)
+        if local_theta is not None:
+            cfg.local_rope_theta = float(local_theta)
+        self.rotary_global = LongAdaptRotary(cfg.head_dim, cfg.global_rope_theta)
+        self.rotary_local = LongAdaptRotary(cfg.head_dim, cfg.local_rope_theta)
+
+    def extend_positions(self, max_length: int, positions: str = "copy") -> list[str]:
+        """Accept ``max_length`` tokens: ``copy`` tiles the learned absolute positions (row ``p`` of the new
+        table is row ``p % old_length``: the new length must be a multiple of the old), ``rope`` replaces
+        them by rotary positions (on a rotary model it only raises the maximum). Returns notes."""
+        cfg = self.config
+        old_len = cfg.max_position_embeddings
+        if max_length < old_len:
+            raise ValueError(f"max_length {max_length} is shorter than the model's current maximum ({old_len})")
+        notes = []
+        if positions == "copy":
+            if cfg.position_embedding_type != "absolute":
+                raise ValueError("copy tiles learned absolute positions, but this model uses rotary positions")
+            if max_length % old_len:
+                raise ValueError(f"copy tiles the {old_len} learned positions: max_length must be a multiple of it")
+            old = self.embeddings.position_embeddings.weight.data
+            new = nn.Embedding(max_length, cfg.hidden_size)
+            new.weight.data.copy_(old.repeat(max_length // old_len, 1))
+            self.embeddings.position_embeddings = new
+            notes.append(f"learned positions tiled {max_length // old_len}x: {old_len} -> {max_length}")
+        elif positions == "rope":
+            if cfg.position_embedding_type == "absolute":
+                self.embeddings.position_embeddings = None
+                cfg.position_embedding_type = "rope"
+                notes.append("learned absolute positions removed; rotary positions used instead "
+                             "(needs MLM training to recover)")
+                self.set_rope_theta()
+        else:
+            raise ValueError(f"positions must be 'copy' or 'rope', not {positions!r}")
+        cfg.max_position_embeddings = max_length
+        return notes
 
     def attention_backend(self, device: torch.device) -> str:
         name = self.config.attention_backend

@@ -158,18 +158,10 @@ def _corpus_spec(cfg: RecipeConfig, pack) -> dict[str, Any]:
 
 
 def set_rope_theta(model, global_theta: float | None = None, local_theta: float | None = None) -> None:
-    """Change the rotary bases of a core model (context extension)."""
-    from longadapt.modeling.modeling import LongAdaptRotary
-
-    cfg = model.config
-    if cfg.position_embedding_type != "rope":
+    """Change the rotary bases of a core model (a phase's context extension)."""
+    if model.config.position_embedding_type != "rope":
         raise LongAdaptError("a rotary base can only be set on a model with rotary positions")
-    if global_theta is not None:
-        cfg.global_rope_theta = float(global_theta)
-        model.model.rotary_global = LongAdaptRotary(cfg.head_dim, cfg.global_rope_theta)
-    if local_theta is not None:
-        cfg.local_rope_theta = float(local_theta)
-        model.model.rotary_local = LongAdaptRotary(cfg.head_dim, cfg.local_rope_theta)
+    model.model.set_rope_theta(global_theta, local_theta)
 
 
 # ----------------------------------------------------------------------------------------------
