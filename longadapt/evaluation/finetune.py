@@ -38,6 +38,7 @@ from longadapt.evaluation import metrics as M
 from longadapt.evaluation import windows as W
 from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence
 from longadapt.evaluation.tasks import Task, TaskData, TrainingConfig
+from longadapt.modeling.parameters import parameter_groups
 from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -989,12 +990,8 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     else:
         loader = torch.utils.data.DataLoader(items, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                                              collate_fn=list)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    # the engine's groups: decay on matrices and embeddings, none on biases and norms (tied weights once)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
     if limits.max_steps is not None:

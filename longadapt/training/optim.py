@@ -15,6 +15,7 @@ from transformers import (
 )
 
 from longadapt.errors import LongAdaptError
+from longadapt.modeling.parameters import parameter_groups
 from longadapt.training.config import OptimizerConfig, ScheduleConfig
 
 logger = logging.getLogger(__name__)
@@ -43,30 +44,6 @@ def freeze_parameters(model: torch.nn.Module, patterns: list[str], where: str) -
     logger.info("froze %d parameter tensors (%s); %d parameters left to train", len(frozen), ", ".join(patterns),
                 trainable)
     return sorted(frozen)
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: weight decay on weight matrices and embeddings, none on biases and norms.
-
-    A parameter is exempt when it has fewer than two dimensions (biases, LayerNorm/RMSNorm weights)
-    or when its module is a normalisation layer.
-    """
-    no_decay_ids: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, (torch.nn.LayerNorm, torch.nn.RMSNorm, torch.nn.GroupNorm)) or "norm" in type(
-            module
-        ).__name__.lower():
-            no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
-    decay, no_decay, seen = [], [], set()
-    for _, param in model.named_parameters():
-        if not param.requires_grad or id(param) in seen:  # tied weights appear once
-            continue
-        seen.add(id(param))
-        (no_decay if param.ndim < 2 or id(param) in no_decay_ids else decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, cfg: OptimizerConfig) -> torch.optim.AdamW:

@@ -495,15 +495,10 @@ def _examples(handles: Sequence[TokenizerHandle], scan: CorpusScan, probe: str, 
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
+    from longadapt.runinfo import package_versions
 
-    out = {}
-    for pkg in ("longadapt", "transformers", "tokenizers", "spacy", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    found = package_versions(("longadapt", "transformers", "tokenizers", "spacy", "numpy"), platform_name=False)
+    return {k: v for k, v in found.items() if v is not None and k != "python"}
 
 
 def analyze_config(cfg: VocabConfig) -> VocabAnalysis:
