@@ -398,52 +398,81 @@ def _make_accelerator(cfg: TrainConfig) -> Any:
     return accelerator
 
 
-def train(
-    config: TrainConfig,
-    model: Any = None,
-    tokenizer: Any = None,
-    *,
-    train_dataset: Any = None,
-    validation_dataset: Any = None,
-    source: ConfigSource | None = None,
-) -> TrainResult:
-    """Train a masked-LM encoder as ``config`` says and write the run directory.
+class StepTotals:
+    """Sums over an optimizer step's micro-batches (and over a logging window of steps): the masked-LM loss
+    times masked tokens, masked tokens, bytes of the masked tokens, real tokens. One float64 tensor, so
+    that processes add theirs in a single reduce."""
 
-    ``model`` / ``tokenizer``: an already-built model and its tokenizer (the adapt recipes pass
-    them); otherwise they come from ``config.model`` and ``config.tokenizer``.
-    ``train_dataset`` / ``validation_dataset``: already-built datasets with the columns of
-    :func:`longadapt.data.build_packed_dataset` (benchmarks pass padded ones); otherwise they are
-    built from ``config.corpus``. ``source`` lets error messages name the YAML file and line.
-    """
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+    def __init__(self, device: torch.device | None = None):
+        self.values = torch.zeros(4, dtype=torch.float64, device=device)
 
-    from longadapt.runinfo import run_record
+    def add(self, loss_sum: torch.Tensor | float, masked: float, nbytes: float, tokens: float) -> None:
+        self.values[0] += loss_sum
+        self.values[1] += masked
+        self.values[2] += nbytes
+        self.values[3] += tokens
 
-    source = source or ConfigSource()
-    cfg = config
-    cfg.validate(source)
-    accelerator = _make_accelerator(cfg)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    set_seed(cfg.seed)  # python, numpy, torch: model initialisation and dropout
-    run_dir = Path(cfg.output_dir).expanduser().resolve()
+    @property
+    def masked(self) -> float:
+        return float(self.values[1])
 
-    # -- tokenizer, model -------------------------------------------------------------------------
-    if tokenizer is None:
-        tokenizer = resolve_tokenizer(cfg.tokenizer or cfg.model.path, source)
-    if model is None:
-        model = build_model(cfg, tokenizer, source)
-    check_model_fits(model, tokenizer, cfg, source)
-    takes_document_ids = "document_ids" in inspect.signature(model.forward).parameters
-    # the core computes the training loss without the (masked tokens x vocabulary) logits
-    loss_only = {"return_logits": False} if "return_logits" in inspect.signature(model.forward).parameters else {}
-    if not takes_document_ids:
-        logger.warning(
-            "%s.forward has no document_ids argument: attention will cross document boundaries in packed rows",
-            type(model).__name__,
-        )
+    @property
+    def tokens(self) -> float:
+        return float(self.values[3])
 
-    # -- data ----------------------------------------------------------------------------------------
+    def mean_loss(self) -> float:
+        """Nats per masked token."""
+        return float(self.values[0] / max(float(self.values[1]), 1.0))
+
+    def bits_per_byte(self) -> float:
+        return float(self.values[0] / math.log(2) / max(float(self.values[2]), 1.0))
+
+
+def _forward_backward(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: Any, takes_document_ids: bool,
+                      loss_only: dict[str, Any]) -> StepTotals:
+    """Forward and backward over one step's micro-batches (gradients synchronised on the last only). Each
+    micro-batch's loss is weighted by its share of the step's masked tokens over every process, so the
+    step's gradient is that of the mean loss per masked token whatever the split. Returns this process's
+    totals."""
+    world, device = accelerator.num_processes, accelerator.device
+    counts = torch.tensor([float((b["labels"] != -100).sum()) for b in batches], dtype=torch.float64, device=device)
+    n_masked_global = float(accelerator.reduce(counts.sum(), "sum") if world > 1 else counts.sum())
+    totals = StepTotals(device)
+    for m, batch in enumerate(batches):
+        inputs = _model_kwargs(batch, takes_document_ids, device)
+        n_m = float(counts[m])
+        sync = contextlib.nullcontext() if m == len(batches) - 1 else accelerator.no_sync(model)
+        with sync:
+            out = model(**inputs, **loss_only)
+            if n_m > 0:
+                loss = out.loss * (n_m * world / max(n_masked_global, 1.0))
+                loss_sum = out.loss.detach().double() * n_m
+            else:  # nothing masked: a zero that still reaches every parameter (DDP waits for all)
+                loss = (out.loss if out.logits is None else out.logits.sum()) * 0.0
+                loss_sum = 0.0
+            accelerator.backward(loss)
+        totals.add(loss_sum, n_m, batch["token_bytes"][batch["labels"] != -100].sum().double().item(),
+                   batch["attention_mask"].sum().double().item())
+    return totals
+
+
+@dataclass
+class _Data:
+    """The packed rows a run trains and validates on, and the batch plan over them."""
+
+    train: Any
+    validation: Any
+    plan: BatchPlan
+    accumulation: int
+    tokens_per_step: int  # real tokens of one optimizer step (whole micro-batches)
+    info: dict[str, Any]  # run.json's data section
+
+
+def _prepare_data(cfg: TrainConfig, tokenizer: Any, source: ConfigSource, accelerator: Any,
+                  train_dataset: Any, validation_dataset: Any) -> _Data:
+    """Build (or take) the packed datasets, check that they hold at least one step and a validation row,
+    and plan the batches: rows per step, accumulation, the token budget each step really takes."""
+    world = accelerator.num_processes
     if train_dataset is None or validation_dataset is None:
         from longadapt.data import build_packed_dataset
 
@@ -504,6 +533,59 @@ def train(
         "validation_rows": len(validation_dataset),
         "epochs": plan.epoch_at(cfg.steps),
     }
+
+    return _Data(train_dataset, validation_dataset, plan, accumulation, real_tokens_per_step, data_info)
+
+
+def train(
+    config: TrainConfig,
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    train_dataset: Any = None,
+    validation_dataset: Any = None,
+    source: ConfigSource | None = None,
+) -> TrainResult:
+    """Train a masked-LM encoder as ``config`` says and write the run directory.
+
+    ``model`` / ``tokenizer``: an already-built model and its tokenizer (the adapt recipes pass
+    them); otherwise they come from ``config.model`` and ``config.tokenizer``.
+    ``train_dataset`` / ``validation_dataset``: already-built datasets with the columns of
+    :func:`longadapt.data.build_packed_dataset` (benchmarks pass padded ones); otherwise they are
+    built from ``config.corpus``. ``source`` lets error messages name the YAML file and line.
+    """
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from longadapt.runinfo import run_record
+
+    source = source or ConfigSource()
+    cfg = config
+    cfg.validate(source)
+    accelerator = _make_accelerator(cfg)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    set_seed(cfg.seed)  # python, numpy, torch: model initialisation and dropout
+    run_dir = Path(cfg.output_dir).expanduser().resolve()
+
+    # -- tokenizer, model -------------------------------------------------------------------------
+    if tokenizer is None:
+        tokenizer = resolve_tokenizer(cfg.tokenizer or cfg.model.path, source)
+    if model is None:
+        model = build_model(cfg, tokenizer, source)
+    check_model_fits(model, tokenizer, cfg, source)
+    takes_document_ids = "document_ids" in inspect.signature(model.forward).parameters
+    # the core computes the training loss without the (masked tokens x vocabulary) logits
+    loss_only = {"return_logits": False} if "return_logits" in inspect.signature(model.forward).parameters else {}
+    if not takes_document_ids:
+        logger.warning(
+            "%s.forward has no document_ids argument: attention will cross document boundaries in packed rows",
+            type(model).__name__,
+        )
+
+    # -- data ----------------------------------------------------------------------------------------
+    data = _prepare_data(cfg, tokenizer, source, accelerator, train_dataset, validation_dataset)
+    train_dataset, validation_dataset, plan, accumulation = data.train, data.validation, data.plan, data.accumulation
+    real_tokens_per_step, data_info = data.tokens_per_step, data.info
 
     # -- output directory ------------------------------------------------------------------------
     cfg_dict = config_to_dict(cfg)
@@ -606,11 +688,10 @@ def train(
         if accelerator.is_main_process:
             atomic_write_json(run_dir / "run.json", record)
     train_time = 0.0
-    window = torch.zeros(4, dtype=torch.float64)  # loss_sum, masked, bytes, real tokens
+    window = StepTotals()  # the steps since the last train record
     window_time, window_wait, window_steps = 0.0, 0.0, 0
     progress = tqdm(total=cfg.steps, initial=state.step, desc="pretrain", unit="step",
                     disable=not accelerator.is_main_process, dynamic_ncols=True)
-    device = accelerator.device
     start_step = state.step
     wall_start = time.perf_counter()
     last_save = wall_start
@@ -638,32 +719,12 @@ def train(
             batches = pending.result()
             waited = time.perf_counter() - t_wait
             pending = prefetch.submit(step_batches, step + 1) if step + 1 < cfg.steps else None
-            counts = torch.tensor(
-                [float((b["labels"] != -100).sum()) for b in batches], dtype=torch.float64, device=device
-            )
-            n_masked_global = accelerator.reduce(counts.sum(), "sum") if world > 1 else counts.sum()
-            n_masked_global = float(n_masked_global)
-            stats = torch.zeros(4, dtype=torch.float64, device=device)
-            for m, batch in enumerate(batches):
-                inputs = _model_kwargs(batch, takes_document_ids, device)
-                n_m = float(counts[m])
-                sync = contextlib.nullcontext() if m == accumulation - 1 else accelerator.no_sync(model)
-                with sync:
-                    out = model(**inputs, **loss_only)
-                    if n_m > 0:
-                        loss = out.loss * (n_m * world / max(n_masked_global, 1.0))
-                        stats[0] += out.loss.detach().double() * n_m
-                    else:  # nothing masked: a zero that still reaches every parameter (DDP waits for all)
-                        loss = (out.loss if out.logits is None else out.logits.sum()) * 0.0
-                    accelerator.backward(loss)
-                stats[1] += n_m
-                stats[2] += batch["token_bytes"][batch["labels"] != -100].sum().double().item()
-                stats[3] += batch["attention_mask"].sum().double().item()
+            stats = _forward_backward(model, batches, accelerator, takes_document_ids, loss_only)
             max_norm = cfg.optimizer.max_grad_norm or float("inf")
             grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
             if world > 1:
-                stats = accelerator.reduce(stats, "sum")
-            loss_value = float(stats[0] / max(float(stats[1]), 1.0))
+                stats.values = accelerator.reduce(stats.values, "sum")
+            loss_value = stats.mean_loss()
             if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
                 last = latest_checkpoint(run_dir)
                 raise TrainingDiverged(
@@ -677,24 +738,24 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            state.tokens += int(stats[3])
-            state.masked_tokens += int(stats[1])
+            state.tokens += int(stats.tokens)
+            state.masked_tokens += int(stats.masked)
             dt = time.perf_counter() - t0
             train_time += dt
             data_wait += waited
             session_step_time += dt
-            window += stats.cpu()
+            window.values += stats.values.cpu()
             window_time += dt
             window_wait += waited
             window_steps += 1
             progress.update(1)
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                 rec = {
-                    "loss": float(window[0] / max(float(window[1]), 1.0)),
-                    "bpb": float(window[0] / math.log(2) / max(float(window[2]), 1.0)),
+                    "loss": window.mean_loss(),
+                    "bpb": window.bits_per_byte(),
                     "lr": scheduler.get_last_lr()[0],
                     "grad_norm": grad_norm,
-                    "tokens_per_s": float(window[3]) / max(window_time, 1e-9),
+                    "tokens_per_s": window.tokens / max(window_time, 1e-9),
                     "data_wait_fraction": window_wait / max(window_time, 1e-9),
                     "tokens": state.tokens,
                     "epoch": plan.epoch_at(state.step),
@@ -703,7 +764,7 @@ def train(
                 if writer is not None:
                     writer.write({"step": state.step, "kind": "train", **rec})
                 progress.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}")
-                window.zero_()
+                window.values.zero_()
                 window_time, window_wait, window_steps = 0.0, 0.0, 0
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
                 last_eval = evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
