@@ -198,13 +198,9 @@ class ConfigSource:
 
     def where(self, key: str) -> str:
         """``file.yaml:12 (key)``, ``command-line override key=value`` or ``config key``."""
-        if key in self.overrides:
-            return f"command-line override {self.overrides[key]!r}"
-        probe = key
-        while probe:
-            if probe in self.lines and self.path is not None:
-                return f"{self.path}:{self.lines[probe]} ({key})"
-            probe = probe.rpartition(".")[0]
+        found = self.known(key)
+        if found is not None:
+            return found if key in self.overrides else f"{found} ({key})"
         if self.path is not None:
             return f"{self.path} ({key}: not set in the file, default used)"
         return f"config key {key}"
