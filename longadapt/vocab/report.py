@@ -65,7 +65,6 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
 
 def side_by_side(result: VocabAnalysis, metric: str) -> list[dict[str, Any]]:
     """One row per tokenizer, one column per language, for ``metric``."""
-    languages = result.config["languages"]
     out: dict[str, dict[str, Any]] = {}
     for r in result.rows:
         out.setdefault(r["tokenizer"], {"tokenizer": r["tokenizer"]})[r["language"]] = r.get(metric)
