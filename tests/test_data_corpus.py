@@ -222,3 +222,25 @@ def test_unknown_suffix(tmp_path):
     path.write_text("a,b\n", encoding="utf-8")
     with pytest.raises(LongAdaptError, match="set format"):
         list(read_corpus(CorpusSpec(str(path))))
+
+
+def test_iter_texts_reads_the_files_as_stored_through_the_pipeline_reader(tmp_path):
+    """The vocabulary analysis and the tokenizer trainer read corpora with iter_texts: the pipeline's
+    reader with no cleaning (a .txt file is one document per line), while read_corpus cleans."""
+    from longadapt.data.corpus import iter_texts
+
+    nfd = unicodedata.normalize("NFD", "fièvre  à 39 °C")
+    (tmp_path / "a.txt").write_bytes(f"{nfd}\r\n\r\n  HTA  \r\nfin".encode())
+    assert list(iter_texts(tmp_path / "a.txt")) == [nfd, "  HTA  ", "fin"]
+    assert list(iter_texts(tmp_path / "a.txt", max_documents=2)) == [nfd, "  HTA  "]
+    lines = CorpusSpec(str(tmp_path / "a.txt"), text_documents="line")
+    assert [(d.id, d.text) for d in read_corpus(lines)] == [("a:1", "fièvre à 39 °C"), ("a:3", "HTA"), ("a:4", "fin")]
+    (tmp_path / "c.jsonl").write_text(json.dumps({"text": nfd}) + "\n" + json.dumps({"text": nfd}) + "\n")
+    assert list(iter_texts(tmp_path / "c.jsonl")) == [nfd, nfd]  # neither normalised nor de-duplicated
+    assert _texts(CorpusSpec(str(tmp_path / "c.jsonl"))) == ["fièvre à 39 °C"]
+    assert list(iter_texts(["un", "  ", "deux"])) == ["un", "deux"]
+    with pytest.raises(LongAdaptError, match="nope.jsonl does not exist"):
+        list(iter_texts(tmp_path / "nope.jsonl"))
+    (tmp_path / "d.jsonl").write_text('{"text": "ok"}\n{"txt": 1}\n')
+    with pytest.raises(LongAdaptError, match=r"d.jsonl, line 2: no field 'text'"):
+        list(iter_texts(tmp_path / "d.jsonl"))

@@ -203,7 +203,7 @@ def test_user_errors():
         train_tokenizer(["texte"], "fr", 1000, vocabulary=5)
     with pytest.raises(LongAdaptError, match="too small"):
         train_tokenizer(["texte"], "fr", 100)
-    with pytest.raises(LongAdaptError, match="not a file"):
+    with pytest.raises(LongAdaptError, match="corpus.jsonl.gz does not exist"):
         train_tokenizer("/nonexistent/corpus.jsonl.gz", "fr", 1000)
     with pytest.raises(LongAdaptError, match="unknown language"):
         train_tokenizer(["texte"], "xx", 1000)

@@ -177,7 +177,7 @@ def test_cli_errors_are_clear(tiny, tmp_path, capsys):
     empty.write_text("")
     cases = [
         (["--language", "xx", "--corpus", str(tiny["corpus"])], "unknown language 'xx'"),
-        (["--language", "fr", "--corpus", str(empty)], "has no documents with text"),
+        (["--language", "fr", "--corpus", str(empty)], "empty.jsonl holds no documents (no record found)"),
         (["--language", "fr", "--corpus", str(tmp_path / "nope.jsonl")], "nope.jsonl does not exist"),
         (["--language", "fr,de", "--corpus", str(tiny["corpus"])], "1 corpus value(s) for 2 language(s)"),
     ]
@@ -195,7 +195,7 @@ def test_cli_errors_are_clear(tiny, tmp_path, capsys):
 def test_api_errors(tiny, tmp_path):
     blank = tmp_path / "blank.jsonl"
     blank.write_text('{"text": "   "}\n{"text": ""}\n')
-    with pytest.raises(LongAdaptError, match="no documents with text"):
+    with pytest.raises(LongAdaptError, match=r"blank.jsonl holds no documents \(2 record\(s\) read, all blank\)"):
         analyze("fr", blank, [str(tiny["wp"])], progress=False)
     numbers = tmp_path / "numbers.txt"
     numbers.write_text("12 13, 14.\n")
@@ -203,7 +203,7 @@ def test_api_errors(tiny, tmp_path):
         analyze("fr", numbers, [str(tiny["wp"])], progress=False)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "ok"}\n{"txt": "no"}\n')
-    with pytest.raises(LongAdaptError, match=r"broken.jsonl:2: no field 'text'"):
+    with pytest.raises(LongAdaptError, match=r"broken.jsonl, line 2: no field 'text'"):
         analyze("fr", broken, [str(tiny["wp"])], progress=False)
     with pytest.raises(LongAdaptError, match="no tokenizer given"):
         analyze("fr", tiny["corpus"], [], progress=False)

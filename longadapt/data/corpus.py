@@ -53,12 +53,15 @@ class CorpusSpec:
         BRAT ``.txt``/``.ann`` pairs: the ``.txt`` files are read, the annotations ignored).
     text_field / id_field: the record keys holding the text and the identifier (jsonl, parquet, hub,
         disk). A record without ``id_field`` gets ``<file>:<line>`` as identifier.
-    text_documents: for plain text, ``file`` (one document per file) or ``blank_line`` (documents
-        separated by one or more blank lines).
+    text_documents: for plain text, ``file`` (one document per file), ``blank_line`` (documents
+        separated by one or more blank lines) or ``line`` (one document per non-empty line).
     encoding: of text and JSON Lines files.
     normalization: Unicode normal form (NFC, NFKC, ..., or ``none``); ``None`` means NFC, or the
         language pack's ``normalization`` when the corpus is read for a language.
     deduplicate: drop documents whose cleaned text was already seen (exact match on a hash).
+    clean: ``False`` yields each text exactly as stored (no normal form, no white-space clean-up, no
+        lower-casing; only blank documents are skipped): what the vocabulary analysis and the
+        tokenizer trainer read (:func:`iter_texts`), so that they measure the files as they are.
     dataset_split / hub_config / data_files / revision: passed to ``datasets`` for ``hub``/``disk``.
     """
 
@@ -71,6 +74,7 @@ class CorpusSpec:
     normalization: str | None = None
     lowercase: bool = False
     deduplicate: bool = True
+    clean: bool = True
     dataset_split: str = "train"
     hub_config: str | None = None
     data_files: Any = None
@@ -80,10 +84,10 @@ class CorpusSpec:
         self.path = str(self.path)
         if self.format not in FORMATS:
             raise LongAdaptError(f"corpus format {self.format!r} is not one of: {', '.join(FORMATS)}")
-        if self.text_documents not in ("file", "blank_line"):
+        if self.text_documents not in ("file", "blank_line", "line"):
             raise LongAdaptError(
-                f"text_documents={self.text_documents!r}: use 'file' (one document per file) "
-                "or 'blank_line' (documents separated by blank lines)"
+                f"text_documents={self.text_documents!r}: use 'file' (one document per file), "
+                "'blank_line' (documents separated by blank lines) or 'line' (one document per line)"
             )
         if self.normalization is not None and self.normalization not in NORMALIZATION_FORMS:
             raise LongAdaptError(
@@ -251,13 +255,17 @@ def _read_whole(path: Path, encoding: str) -> str:
 
 def _read_text(spec: CorpusSpec, files: list[Path], fmt: str) -> Iterator[tuple[str, str]]:
     for path in files:
-        text = _read_whole(path, spec.encoding)
+        # line endings as Python's text mode reads them (clean_text does the same for cleaned corpora)
+        text = _read_whole(path, spec.encoding).replace("\r\n", "\n").replace("\r", "\n")
         stem = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
         stem = Path(stem).stem
         if spec.text_documents == "file" or fmt == "brat":
             yield stem, text
+        elif spec.text_documents == "line":
+            for lineno, line in enumerate(text.split("\n"), start=1):
+                if line.strip():
+                    yield f"{stem}:{lineno}", line
         else:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
             for i, block in enumerate(_BLOCK_SEPARATOR.split(text)):
                 yield f"{stem}:{i + 1}", block
 
@@ -430,7 +438,7 @@ def read_corpus(spec: CorpusSpec, *, language: str | None = None) -> Iterator[Do
     n_raw = n_empty = n_dup = n_out = 0
     for doc_id, raw in _raw_documents(spec):
         n_raw += 1
-        text = clean_text(raw, normalization, lowercase)
+        text = clean_text(raw, normalization, lowercase) if spec.clean else (raw if raw.strip() else "")
         if not text:
             n_empty += 1
             continue
@@ -447,5 +455,39 @@ def read_corpus(spec: CorpusSpec, *, language: str | None = None) -> Iterator[Do
         spec.path, n_raw, n_out, n_empty, n_dup,
     )
     if n_out == 0:
-        detail = f"{n_raw} record(s) read, all empty after cleaning" if n_raw else "no record found"
+        empty = "all empty after cleaning" if spec.clean else "all blank"
+        detail = f"{n_raw} record(s) read, {empty}" if n_raw else "no record found"
         raise LongAdaptError(f"corpus {spec.path} holds no documents ({detail}). Check the path and text_field.")
+
+
+def iter_texts(source: str | Path | Iterable[str], text_field: str = "text",
+               max_documents: int | None = None) -> Iterator[str]:
+    """The texts of a corpus exactly as stored, streaming: what the vocabulary analysis measures and the
+    tokenizer trainer learns from (no cleaning, no de-duplication; blank documents are skipped).
+
+    ``source``: a ``.jsonl``/``.jsonl.gz`` file (the ``text_field`` of each line), a ``.txt``/``.txt.gz``
+    file (one document per non-empty line), a folder (of ``.txt`` files: one document per file; of
+    JSON Lines or Parquet files), a glob, or any iterable of strings. Files are read by
+    :func:`read_corpus`, so every format and error message is the pipeline's.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists() and not globlib.has_magic(str(source)):
+            raise LongAdaptError(
+                f"corpus {path} does not exist; pass a .jsonl(.gz) or .txt(.gz) file, a folder of them, or a list of texts"
+            )
+        one_text_file = path.is_file() and _format_of_file(path) == "text"
+        spec = CorpusSpec(str(source), text_field=text_field, text_documents="line" if one_text_file else "file",
+                          deduplicate=False, clean=False)
+        texts: Iterable[str] = (doc.text for doc in read_corpus(spec))
+    else:
+        texts = source
+    n = 0
+    for text in texts:
+        if max_documents is not None and n >= max_documents:
+            return
+        if not isinstance(text, str):
+            raise LongAdaptError(f"corpus items must be strings, got {type(text).__name__}")
+        if text.strip():
+            n += 1
+            yield text

@@ -16,7 +16,7 @@ _EXPORTS = {
     **dict.fromkeys(["SCHEMES", "SP_MARK", "byte_decoder", "canonical_token", "detect_scheme", "round_up",
                      "tokenizer_json"], "conventions"),
     **dict.fromkeys(["ensure_prefix_space", "load_tokenizer"], "loading"),
-    **dict.fromkeys(["BYTE_TOKENS", "SPECIAL_TOKENS", "TokenizerTrainingConfig", "fertility", "iter_corpus",
+    **dict.fromkeys(["BYTE_TOKENS", "SPECIAL_TOKENS", "TokenizerTrainingConfig", "fertility",
                      "save_tokenizer", "split_sentences", "train_tokenizer"], "training"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -38,13 +38,13 @@ back ``x`` for NFC text without leading spaces (a leading space is not kept).
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from longadapt.data.corpus import iter_texts
 from longadapt.errors import LongAdaptError
 from longadapt.tokenizers.conventions import round_up  # noqa: F401  (re-exported)
 
@@ -142,53 +142,6 @@ class TokenizerTrainingConfig:
 
 # ---------------------------------------------------------------------------------------------------
 # reading documents and cutting sentences
-
-
-def iter_corpus(source: str | Path | Iterable[str], text_field: str = "text", max_documents: int | None = None) -> Iterator[str]:
-    """Documents of a corpus: a ``.jsonl``/``.jsonl.gz`` file (the ``text_field`` of each line), a
-    ``.txt``/``.txt.gz`` file (one document per non-empty line), or any iterable of strings."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise LongAdaptError(f"corpus {path} is not a file; pass a .jsonl(.gz) or .txt(.gz) file or a list of texts")
-        docs = _read_file(path, text_field)
-    else:
-        docs = (t for t in source)
-    n = 0
-    for doc in docs:
-        if max_documents is not None and n >= max_documents:
-            return
-        if not isinstance(doc, str):
-            raise LongAdaptError(f"corpus items must be strings, got {type(doc).__name__}")
-        if doc.strip():
-            n += 1
-            yield doc
-
-
-def _read_file(path: Path, text_field: str) -> Iterator[str]:
-    name = path.name.lower()
-    opener = gzip.open if name.endswith(".gz") else open
-    stem = name[:-3] if name.endswith(".gz") else name
-    is_jsonl = stem.endswith((".jsonl", ".ndjson", ".json"))
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                if not is_jsonl:
-                    yield line.rstrip("\n")
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LongAdaptError(f"{path}:{lineno}: not valid JSON ({exc}); fix or remove the line") from exc
-                if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                    raise LongAdaptError(f"{path}:{lineno}: no string field {text_field!r}; set text_field to the text key")
-                yield record[text_field]
-    except UnicodeDecodeError as exc:
-        raise LongAdaptError(f"{path} is not UTF-8 text ({exc}); re-encode it as UTF-8") from exc
-    except (OSError, EOFError) as exc:
-        raise LongAdaptError(f"cannot read corpus {path}: {exc}") from exc
 
 
 def split_sentences(
@@ -362,7 +315,7 @@ def train_tokenizer(
 ):
     """Train a tokenizer on a corpus of ``language`` and return it as a ``PreTrainedTokenizerFast``.
 
-    ``texts_or_corpus``: documents (an iterable of strings) or a corpus file (see :func:`iter_corpus`).
+    ``texts_or_corpus``: documents (an iterable of strings) or a corpus file (see :func:`longadapt.data.corpus.iter_texts`).
     ``language``: a language code (``"fr"``) or a :class:`~longadapt.languages.LanguagePack`.
     ``vocab_size`` and ``options`` override fields of ``config`` (a
     :class:`TokenizerTrainingConfig`), e.g. ``model="unigram"``, ``byte_level=True``,
@@ -395,7 +348,7 @@ def train_tokenizer(
     def documents() -> Iterator[str]:
         from tqdm.auto import tqdm
 
-        docs = iter_corpus(texts_or_corpus, cfg.text_field, cfg.max_documents)
+        docs = iter_texts(texts_or_corpus, cfg.text_field, cfg.max_documents)
         for doc in tqdm(docs, desc="reading documents", unit="doc", disable=not cfg.show_progress):
             stats["documents"] += 1
             yield doc
@@ -513,7 +466,6 @@ __all__ = [
     "SPECIAL_TOKENS",
     "TokenizerTrainingConfig",
     "fertility",
-    "iter_corpus",
     "round_up",
     "save_tokenizer",
     "split_sentences",

@@ -412,7 +412,7 @@ def analyze(
     for pack, corpus, term_src in zip(packs, corpora_l, terms_l):
         if isinstance(corpus, (str, Path)):
             source = str(corpus)
-            docs: Iterable[str] = iter_documents(corpus, text_field=text_field, max_docs=max_docs)
+            docs: Iterable[str] = iter_documents(corpus, text_field=text_field, max_documents=max_docs)
             info: dict[str, Any] = fingerprint(corpus) if Path(corpus).exists() else {"path": source}
         else:
             source = "<texts>"

@@ -1,7 +1,8 @@
-"""Streaming corpus readers and term lists for the vocabulary analysis.
+"""Corpora and term lists for the vocabulary analysis.
 
-Corpora: ``.jsonl`` / ``.jsonl.gz`` (one JSON object per line with a text field), ``.txt`` /
-``.txt.gz`` (one document per line), or a directory of ``.txt`` files (one document per file).
+Corpora are read by :func:`longadapt.data.corpus.iter_texts` (``iter_documents`` here): ``.jsonl`` /
+``.jsonl.gz`` (one JSON object per line with a text field), ``.txt`` / ``.txt.gz`` (one document per
+line), or a directory of ``.txt`` files (one document per file), each text as stored.
 
 Terms: a list (one term per line), BRAT standoff annotations (``.ann`` files or a directory of
 them: the text of each ``T`` line), or an IOB/BIO file (``token TAG`` per line: the tokens of each
@@ -10,15 +11,12 @@ mention joined by spaces).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import json
 import logging
 import re
 from pathlib import Path
-from typing import Iterator
 
+from longadapt.data.corpus import iter_texts
 from longadapt.errors import LongAdaptError
 
 logger = logging.getLogger(__name__)
@@ -26,59 +24,9 @@ logger = logging.getLogger(__name__)
 _IOB_TAG = re.compile(r"^(O|[BIES]-\S+)$")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def iter_documents(path: str | Path, text_field: str = "text", max_docs: int | None = None) -> Iterator[str]:
-    """Yield the text of each document of a corpus, streaming (nothing is held in memory)."""
-    path = Path(path)
-    if not path.exists():
-        raise LongAdaptError(f"corpus {path} does not exist")
-    n = 0
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-        if not files:
-            raise LongAdaptError(f"corpus directory {path} holds no .txt files (one document per file)")
-        for f in files:
-            if max_docs is not None and n >= max_docs:
-                return
-            yield f.read_text(encoding="utf-8")
-            n += 1
-        return
-    name = path.name.removesuffix(".gz")
-    is_jsonl = name.endswith((".jsonl", ".json"))
-    if not is_jsonl and not name.endswith(".txt"):
-        raise LongAdaptError(
-            f"corpus {path}: unknown format; use .jsonl(.gz) with a {text_field!r} field per line, "
-            ".txt(.gz) with one document per line, or a directory of .txt files"
-        )
-    try:
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if max_docs is not None and n >= max_docs:
-                    return
-                if not line.strip():
-                    continue
-                if not is_jsonl:
-                    yield line.rstrip("\n")
-                    n += 1
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LongAdaptError(f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one JSON object per line") from exc
-                if not isinstance(record, dict) or text_field not in record:
-                    raise LongAdaptError(f"{path}:{lineno}: no field {text_field!r}; each line must be an object with a {text_field!r} string")
-                text = record[text_field]
-                if not isinstance(text, str):
-                    raise LongAdaptError(f"{path}:{lineno}: field {text_field!r} must be a string, got {type(text).__name__}")
-                yield text
-                n += 1
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise LongAdaptError(f"corpus {path} cannot be read ({exc}); is it UTF-8 text or gzip of it?") from exc
+# The corpus reader is the data pipeline's (one reader for every format, with its error messages);
+# the analysis reads the texts as stored, uncleaned.
+iter_documents = iter_texts
 
 
 def fingerprint(path: str | Path) -> dict[str, object]:
