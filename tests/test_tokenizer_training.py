@@ -193,8 +193,16 @@ def test_fertility_on_held_out_text(bpe, shared_data):
 def test_user_errors():
     with pytest.raises(LongAdaptError, match="empty"):
         train_tokenizer(["", "   "], "fr", 1000)
-    with pytest.raises(LongAdaptError, match="unknown"):
+    with pytest.raises(LongAdaptError, match="unknown; use one of bpe, unigram, wordpiece"):
+        train_tokenizer(["texte"], "fr", 1000, model="sentencepiece")
+    with pytest.raises(LongAdaptError, match="WordPiece model has no byte fallback: pass byte_fallback=False"):
         train_tokenizer(["texte"], "fr", 1000, model="wordpiece")
+    with pytest.raises(LongAdaptError, match="unknown_token=False needs model='bpe'"):
+        train_tokenizer(["texte"], "fr", 1000, model="unigram", unknown_token=False)
+    with pytest.raises(LongAdaptError, match="pass sentences='lines'"):
+        train_tokenizer(["texte"], None, 1000)
+    with pytest.raises(LongAdaptError, match="when_short='pad' is unknown; use one of reserve, shrink"):
+        train_tokenizer(["texte"], "fr", 1000, when_short="pad")
     with pytest.raises(LongAdaptError, match="byte_fallback"):
         train_tokenizer(["texte"], "fr", 1000, byte_fallback=False)
     with pytest.raises(LongAdaptError, match="byte_level=True needs"):
@@ -210,3 +218,31 @@ def test_user_errors():
     with pytest.raises(LongAdaptError, match="no such file or directory"):
         load_tokenizer("/nonexistent/tokenizer")
     assert TokenizerTrainingConfig().vocab_size % 64 == 0
+
+
+def test_wordpiece_is_bert_style_and_says_that_unseen_characters_are_unknown(fr_docs, tmp_path):
+    from longadapt.tokenizers import detect_scheme
+
+    wp = train_tokenizer(fr_docs[:60], "fr", 1500, model="wordpiece", byte_fallback=False, out_dir=tmp_path / "wp")
+    assert len(wp) == 1536 and len(wp) % 64 == 0
+    assert detect_scheme(wp) == ("wordpiece", "##")
+    assert [wp.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert wp.unk_token_id == 1
+    pieces = wp.tokenize("hospitalisation 37,5")
+    assert pieces[0] != "[UNK]" and all(p.startswith("##") for p in pieces[1:pieces.index("3")])
+    assert pieces[-4:] == ["3", "7", ",", "5"]  # digits one by one, punctuation a word of its own
+    assert wp.tokenize("Ω") == ["[UNK]"]  # never seen: no byte fallback in WordPiece
+    info = json.loads((tmp_path / "wp" / TRAINING_INFO).read_text())
+    assert info["scheme"] == "wordpiece" and "[UNK]" in info["unknown"]
+    enc = wp("Le patient tousse.")
+    assert enc["input_ids"][0] == wp.cls_token_id and enc["input_ids"][-1] == wp.sep_token_id
+
+
+def test_shrink_trains_again_at_the_size_the_text_supports_and_reserve_pads(fr_docs):
+    small = fr_docs[:2]
+    reserved = train_tokenizer(small, "fr", 8192)
+    assert len(reserved) == 8192 and reserved.training_info["pieces"]["reserved"] > 0
+    shrunk = train_tokenizer(small, "fr", 8192, when_short="shrink")
+    learned = reserved.training_info["pieces"]["learned"]
+    assert len(shrunk) % 64 == 0 and len(shrunk) <= 5 + 256 + learned < len(shrunk) + 64
+    assert shrunk.training_info["pieces"]["reserved"] < 64

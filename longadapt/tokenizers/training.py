@@ -31,6 +31,16 @@ the core model, the MLM collator and ``word_ids()`` can use directly. Choices, a
   ``"parser"``: the installed pipeline, e.g. fr_core_news_sm, slower), or at line breaks
   (``"lines"``). A sentence longer than ``max_sentence_chars`` is cut at spaces.
 
+Two comparison settings exist for the vocabulary analysis (``longadapt.vocab.train.train_bpe`` uses
+them, on sentences it already cut): ``pre_tokenization="words"`` (only the word-start marker splits:
+digits, punctuation and line breaks stay inside words) and ``special_tokens="roberta"`` (``<pad>``,
+``<unk>``, ``<s>``, ``</s>``, ``<mask>``, written ``<s> A </s>``), with ``when_short="shrink"`` (a corpus
+too small for the size asked for gives the largest multiple of 64 it supports, trained again, instead
+of reserved pieces that would count as unused vocabulary). ``model="wordpiece"`` trains a BERT-style
+WordPiece ("##" continuations; word-start scheme ``wordpiece``): it has no byte fallback, so it needs
+``byte_fallback=False`` and every character not seen in training becomes ``[UNK]`` (the training info
+says so).
+
 Decoding strips the word-start marker added before the first word, so ``decode(encode(x))`` gives
 back ``x`` for NFC text without leading spaces (a leading space is not kept).
 """
@@ -53,13 +63,19 @@ logger = logging.getLogger(__name__)
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 #: Special tokens in id order (ids 0..4).
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK)
+#: The special-token conventions: tokens in id order (pad, unk, cls, sep, mask) and the template's
+#: token types of the second segment.
+SPECIAL_STYLES: dict[str, tuple[str, ...]] = {"bert": SPECIAL_TOKENS, "roberta": ("<pad>", "<unk>", "<s>", "</s>", "<mask>")}
 #: Byte pieces of byte-fallback vocabularies.
 BYTE_TOKENS: tuple[str, ...] = tuple(f"<0x{i:02X}>" for i in range(256))
 #: Name pattern of the reserved padding pieces (``[unused0]``, ...).
 RESERVED_FORMAT = "[unused{}]"
 METASPACE = "\u2581"
-MODELS = ("bpe", "unigram")
+WORDPIECE_PREFIX = "##"
+MODELS = ("bpe", "unigram", "wordpiece")
 SENTENCE_MODES = ("rule", "parser", "lines")
+PRE_TOKENIZATIONS = ("clinical", "words")
+WHEN_SHORT = ("reserve", "shrink")
 #: Name of the file written next to the tokenizer files: the training config and statistics.
 TRAINING_INFO = "longadapt_tokenizer.json"
 
@@ -70,7 +86,7 @@ class TokenizerTrainingConfig:
 
     vocab_size: wanted size including special, byte and reserved pieces; rounded UP to a multiple of
         ``pad_to_multiple_of``.
-    model: ``"bpe"`` or ``"unigram"``.
+    model: ``"bpe"``, ``"unigram"`` or ``"wordpiece"`` (no byte fallback: needs ``byte_fallback=False``).
     byte_fallback: SentencePiece-style pieces with the 256 byte pieces (BPE or Unigram).
     byte_level: GPT-2-style byte-level BPE instead (``model="bpe"`` only); overrides
         ``byte_fallback``. One of the two is required: without either, clinical symbols unseen in
@@ -89,6 +105,15 @@ class TokenizerTrainingConfig:
     text_field: the text key of JSON Lines corpora.
     model_max_length: the tokenizer's ``model_max_length``.
     pad_to_multiple_of: the vocabulary size is a multiple of this.
+    pre_tokenization: ``"clinical"`` (digits, runs of punctuation and line breaks are words of their
+        own) or ``"words"`` (only white space splits; the analysis's comparison tokenizers).
+    special_tokens: ``"bert"`` (``[PAD]`` ``[UNK]`` ``[CLS]`` ``[SEP]`` ``[MASK]``) or ``"roberta"``
+        (``<pad>`` ``<unk>`` ``<s>`` ``</s>`` ``<mask>``).
+    when_short: the corpus gives fewer pieces than asked: ``"reserve"`` pads with reserved pieces,
+        ``"shrink"`` trains again at the largest multiple of ``pad_to_multiple_of`` it supports.
+    unknown_token: declare the unknown piece as the tokenizer's unknown token. ``False`` (BPE only)
+        leaves it an ordinary special piece, for tokenizers that can never produce it (byte fallback,
+        byte-level): the analysis's comparison tokenizers, whose tables say "no unknown token".
     show_progress: progress bars (documents read, then the trainer's).
     """
 
@@ -110,6 +135,10 @@ class TokenizerTrainingConfig:
     text_field: str = "text"
     model_max_length: int = 8192
     pad_to_multiple_of: int = 64
+    pre_tokenization: str = "clinical"
+    special_tokens: str = "bert"
+    when_short: str = "reserve"
+    unknown_token: bool = True
     show_progress: bool = False
 
     def validate(self) -> None:
@@ -117,25 +146,54 @@ class TokenizerTrainingConfig:
             raise LongAdaptError(f"tokenizer model {self.model!r} is unknown; use one of {', '.join(MODELS)}")
         if self.byte_level and self.model != "bpe":
             raise LongAdaptError("byte_level=True needs model='bpe'; for a Unigram model use byte_fallback=True")
-        if not (self.byte_level or self.byte_fallback):
+        if self.model == "wordpiece":
+            if self.byte_fallback or self.byte_level:
+                raise LongAdaptError(
+                    "a WordPiece model has no byte fallback: pass byte_fallback=False (characters not seen in "
+                    "training then become [UNK]), or use model='bpe' / 'unigram' with byte_fallback=True"
+                )
+        elif not (self.byte_level or self.byte_fallback):
             raise LongAdaptError(
                 "a tokenizer without byte_fallback or byte_level maps unseen characters (µ, ≥, ½, →) to [UNK]; "
                 "set byte_fallback=True (BPE or Unigram) or byte_level=True (BPE)"
             )
+        for name, allowed in (("pre_tokenization", PRE_TOKENIZATIONS), ("special_tokens", tuple(SPECIAL_STYLES)),
+                              ("when_short", WHEN_SHORT)):
+            if getattr(self, name) not in allowed:
+                raise LongAdaptError(f"{name}={getattr(self, name)!r} is unknown; use one of {', '.join(allowed)}")
+        if not self.unknown_token and self.model != "bpe":
+            raise LongAdaptError(f"unknown_token=False needs model='bpe'; a {self.model} model needs its unknown token")
         if self.sentences not in SENTENCE_MODES:
             raise LongAdaptError(f"sentences={self.sentences!r} is unknown; use one of {', '.join(SENTENCE_MODES)}")
         if self.pad_to_multiple_of < 1:
             raise LongAdaptError("pad_to_multiple_of must be >= 1")
         if self.max_sentence_chars < 16:
             raise LongAdaptError("max_sentence_chars must be at least 16")
-        floor = len(SPECIAL_TOKENS) + 256 + 64
+        floor = self.smallest_size
         if int(self.vocab_size) < floor:
             raise LongAdaptError(f"vocab_size {self.vocab_size} is too small; use at least {floor}")
 
     @property
     def scheme(self) -> str:
-        """Word-start convention of the trained tokenizer: ``metaspace`` or ``byte_level``."""
+        """Word-start convention of the trained tokenizer: ``metaspace``, ``byte_level`` or ``wordpiece``."""
+        if self.model == "wordpiece":
+            return "wordpiece"
         return "byte_level" if self.byte_level else "metaspace"
+
+    @property
+    def specials(self) -> tuple[str, ...]:
+        """The special tokens in id order: pad, unk, cls, sep, mask."""
+        return SPECIAL_STYLES[self.special_tokens]
+
+    @property
+    def byte_pieces(self) -> bool:
+        """Whether the 256 byte pieces are in the vocabulary (byte fallback, not byte-level)."""
+        return bool(self.byte_fallback and not self.byte_level)
+
+    @property
+    def smallest_size(self) -> int:
+        """Special pieces, the 256 bytes (byte fallback or byte-level alphabet) and one learned piece."""
+        return len(SPECIAL_TOKENS) + (0 if self.model == "wordpiece" else 256) + 1
 
 
 
@@ -190,7 +248,7 @@ def _language_pack(language: Any):
 # building the tokenizer
 
 
-def _normalizer(form: str, lowercase: bool):
+def _normalizer(form: str, lowercase: bool, cfg: TokenizerTrainingConfig):
     from tokenizers import normalizers
 
     form = (form or "none").upper()
@@ -203,16 +261,31 @@ def _normalizer(form: str, lowercase: bool):
         raise LongAdaptError(f"normalization {form!r} is unknown; use NFC, NFD or none")
     if lowercase:
         steps.append(normalizers.Lowercase())
-    # A word after a line break is a word start: a space is inserted after every "\n" (the decoder
-    # removes exactly that space again), so "…\nSuite" gives "\n" "▁Suite", not "S" "u" "ite".
-    steps.append(normalizers.Replace("\n", "\n "))
+    if cfg.pre_tokenization == "clinical" and cfg.model != "wordpiece":
+        # A word after a line break is a word start: a space is inserted after every "\n" (the decoder
+        # removes exactly that space again), so "…\nSuite" gives "\n" "▁Suite", not "S" "u" "ite".
+        steps.append(normalizers.Replace("\n", "\n "))
     return normalizers.Sequence(steps)
 
 
-def _pre_tokenizer(byte_level: bool):
+def _pre_tokenizer(cfg: TokenizerTrainingConfig):
     from tokenizers import Regex, pre_tokenizers
 
-    if byte_level:
+    words = cfg.pre_tokenization == "words"
+    if cfg.model == "wordpiece":
+        if words:
+            return pre_tokenizers.BertPreTokenizer()  # white space and every punctuation character
+        # white space, then every digit and every run of punctuation is a word of its own
+        return pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.WhitespaceSplit(),
+                pre_tokenizers.Split(Regex(r"\p{Nd}"), behavior="isolated"),
+                pre_tokenizers.Split(Regex(r"\p{P}+"), behavior="isolated"),
+            ]
+        )
+    if cfg.byte_level:
+        if words:
+            return pre_tokenizers.ByteLevel(add_prefix_space=False)
         # Byte-level first (it adds "Ġ" before the first word and maps bytes to symbols), then every
         # ASCII digit (the only digits that stay one symbol) becomes a pre-token of its own.
         return pre_tokenizers.Sequence(
@@ -222,11 +295,14 @@ def _pre_tokenizer(byte_level: bool):
                 pre_tokenizers.Split(Regex("[\u010a\u010d\u0109]+"), behavior="isolated"),  # \n \r \t
             ]
         )
+    metaspace = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
+    if words:
+        return metaspace
     # Metaspace first (spaces -> "▁", one pre-token per word), then digits, runs of punctuation
     # (a word-start marker stays on them: "▁(") and line breaks become pre-tokens of their own.
     return pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True),
+            metaspace,
             pre_tokenizers.Split(Regex(METASPACE + r"?\p{Nd}"), behavior="isolated"),
             pre_tokenizers.Split(Regex(METASPACE + r"?\p{P}+"), behavior="isolated"),
             pre_tokenizers.Split(Regex(r"[\r\n\t\f\v]+"), behavior="isolated"),
@@ -234,28 +310,75 @@ def _pre_tokenizer(byte_level: bool):
     )
 
 
-def _decoder(byte_level: bool):
+def _decoder(cfg: TokenizerTrainingConfig):
     from tokenizers import decoders
 
+    if cfg.model == "wordpiece":
+        return decoders.WordPiece(prefix=WORDPIECE_PREFIX)
+    if cfg.byte_level and cfg.pre_tokenization == "words":
+        return decoders.ByteLevel()  # no prefix space was added
     # After Fuse the text is one string: remove the space the normaliser put after each line break,
     # then the space that marks the first word.
-    tail = [decoders.Fuse(), decoders.Replace("\n ", "\n"), decoders.Strip(" ", 1, 0)]
-    if byte_level:
+    tail = [decoders.Fuse()]
+    if cfg.pre_tokenization == "clinical":
+        tail.append(decoders.Replace("\n ", "\n"))
+    tail.append(decoders.Strip(" ", 1, 0))
+    if cfg.byte_level:
         return decoders.Sequence([decoders.ByteLevel(), *tail])
     return decoders.Sequence([decoders.Replace(METASPACE, " "), decoders.ByteFallback(), *tail])
 
 
-def _post_processor(tok, byte_level: bool):
+def _post_processor(tok, cfg: TokenizerTrainingConfig):
     from tokenizers import processors
 
+    _, _, cls, sep, _ = cfg.specials
+    second = 1 if cfg.special_tokens == "bert" else 0  # RoBERTa-style models have no token types
     template = processors.TemplateProcessing(
-        single=f"{CLS}:0 $A:0 {SEP}:0",
-        pair=f"{CLS}:0 $A:0 {SEP}:0 $B:1 {SEP}:1",
-        special_tokens=[(CLS, tok.token_to_id(CLS)), (SEP, tok.token_to_id(SEP))],
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:{second} {sep}:{second}",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
-    if byte_level:
+    if cfg.byte_level:
         return processors.Sequence([processors.ByteLevel(trim_offsets=True), template])
     return template
+
+
+def _model_and_trainer(cfg: TokenizerTrainingConfig, target: int):
+    from tokenizers import models, pre_tokenizers, trainers
+
+    specials, unk = list(cfg.specials), cfg.specials[1]
+    alphabet = {} if cfg.limit_alphabet is None else {"limit_alphabet": cfg.limit_alphabet}
+    if cfg.model == "wordpiece":
+        model = models.WordPiece(unk_token=unk, continuing_subword_prefix=WORDPIECE_PREFIX)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=target, min_frequency=cfg.min_frequency, special_tokens=specials,
+            continuing_subword_prefix=WORDPIECE_PREFIX, show_progress=cfg.show_progress, **alphabet,
+        )
+    elif cfg.model == "bpe":
+        model = models.BPE(unk_token=unk, byte_fallback=not cfg.byte_level)
+        kwargs: dict[str, Any] = dict(
+            vocab_size=target - (256 if cfg.byte_pieces else 0),
+            min_frequency=cfg.min_frequency,
+            special_tokens=specials,
+            show_progress=cfg.show_progress,
+        )
+        if cfg.byte_level:
+            kwargs["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
+        else:
+            kwargs.update(alphabet)
+        trainer = trainers.BpeTrainer(**kwargs)
+    else:
+        model = models.Unigram()
+        trainer = trainers.UnigramTrainer(
+            vocab_size=target - len(BYTE_TOKENS),
+            special_tokens=specials,
+            unk_token=unk,
+            max_piece_length=cfg.max_piece_length,
+            shrinking_factor=cfg.shrinking_factor,
+            n_sub_iterations=cfg.n_sub_iterations,
+            show_progress=cfg.show_progress,
+        )
+    return model, trainer
 
 
 def _finalise_vocab(tok, cfg: TokenizerTrainingConfig, target: int):
@@ -265,10 +388,11 @@ def _finalise_vocab(tok, cfg: TokenizerTrainingConfig, target: int):
 
     data = json.loads(tok.to_str())
     model = data["model"]
+    specials = cfg.specials
     counts: dict[str, int] = {}
-    if model["type"] == "BPE":
-        learned = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1]) if t not in SPECIAL_TOKENS]
-        head = list(SPECIAL_TOKENS) + (list(BYTE_TOKENS) if cfg.byte_fallback and not cfg.byte_level else [])
+    if model["type"] in ("BPE", "WordPiece"):
+        learned = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1]) if t not in specials]
+        head = list(specials) + (list(BYTE_TOKENS) if cfg.byte_pieces else [])
         seen = set(head)
         learned = [t for t in learned if t not in seen]
         order = head + learned
@@ -276,29 +400,30 @@ def _finalise_vocab(tok, cfg: TokenizerTrainingConfig, target: int):
         counts["reserved"] = max(0, target - len(order))
         order += [RESERVED_FORMAT.format(i) for i in range(counts["reserved"])]
         model["vocab"] = {t: i for i, t in enumerate(order)}
-        model["unk_token"] = UNK
-        model["byte_fallback"] = bool(cfg.byte_fallback and not cfg.byte_level)
+        model["unk_token"] = specials[1] if cfg.unknown_token else None
+        if model["type"] == "BPE":
+            model["byte_fallback"] = cfg.byte_pieces
         size = len(order)
     elif model["type"] == "Unigram":
-        pieces = [(p, s) for p, s in model["vocab"] if p not in SPECIAL_TOKENS]
+        pieces = [(p, s) for p, s in model["vocab"] if p not in specials]
         floor = min((s for _, s in pieces), default=0.0)
         learned = [(p, s) for p, s in pieces if p not in BYTE_TOKENS]
-        order = [(t, 0.0) for t in SPECIAL_TOKENS] + [(b, 0.0) for b in BYTE_TOKENS] + learned
+        order = [(t, 0.0) for t in specials] + [(b, 0.0) for b in BYTE_TOKENS] + learned
         counts["learned"] = len(learned)
         counts["reserved"] = max(0, target - len(order))
         order += [(RESERVED_FORMAT.format(i), floor - 10.0) for i in range(counts["reserved"])]
         model["vocab"] = [[p, s] for p, s in order]
-        model["unk_id"] = SPECIAL_TOKENS.index(UNK)
+        model["unk_id"] = 1
         model["byte_fallback"] = True
         size = len(order)
-    else:  # pragma: no cover - only the two trainers above are used
+    else:  # pragma: no cover - only the trainers above are used
         raise AssertionError(model["type"])
-    ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    ids = {t: i for i, t in enumerate(specials)}
     for added in data.get("added_tokens", []):
         if added["content"] in ids:
             added["id"] = ids[added["content"]]
-    counts["special"] = len(SPECIAL_TOKENS)
-    counts["byte"] = 256 if cfg.byte_fallback and not cfg.byte_level else 0
+    counts["special"] = len(specials)
+    counts["byte"] = 256 if cfg.byte_pieces else 0
     if size > target:  # the trainer gave more than asked (never expected): keep, but say so
         logger.warning("trained vocabulary has %d pieces, more than the %d asked for", size, target)
     return Tokenizer.from_str(json.dumps(data)), counts
@@ -315,15 +440,18 @@ def train_tokenizer(
 ):
     """Train a tokenizer on a corpus of ``language`` and return it as a ``PreTrainedTokenizerFast``.
 
-    ``texts_or_corpus``: documents (an iterable of strings) or a corpus file (see :func:`longadapt.data.corpus.iter_texts`).
-    ``language``: a language code (``"fr"``) or a :class:`~longadapt.languages.LanguagePack`.
+    ``texts_or_corpus``: documents (an iterable of strings) or a corpus file (see
+    :func:`longadapt.data.corpus.iter_texts`).
+    ``language``: a language code (``"fr"``) or a :class:`~longadapt.languages.LanguagePack`; ``None``
+    for text of several languages (then ``sentences="lines"``, NFC unless ``normalization`` says
+    otherwise, no lower-casing unless ``lowercase=True``).
     ``vocab_size`` and ``options`` override fields of ``config`` (a
     :class:`TokenizerTrainingConfig`), e.g. ``model="unigram"``, ``byte_level=True``,
     ``model_max_length=4096``, ``max_documents=500``.
     With ``out_dir`` the tokenizer is saved there (``AutoTokenizer.from_pretrained(out_dir)`` loads
     it) together with ``longadapt_tokenizer.json`` (the config and training statistics).
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     cfg = dataclasses.replace(config) if config is not None else TokenizerTrainingConfig()
@@ -337,95 +465,97 @@ def train_tokenizer(
     if cfg.byte_level:
         cfg.byte_fallback = False
     cfg.validate()
-    pack = _language_pack(language)
-    lowercase = pack.lowercase if cfg.lowercase is None else cfg.lowercase
-    normalization = cfg.normalization or pack.normalization or "NFC"
-    normalizer = _normalizer(normalization, lowercase)
+    pack = _language_pack(language) if language is not None else None
+    if pack is None and cfg.sentences != "lines":
+        raise LongAdaptError(
+            "without a language the documents can only be cut at line breaks: pass sentences='lines', or a "
+            "language code (fr, de, es, ...) for its sentence splitter"
+        )
+    lowercase = cfg.lowercase if cfg.lowercase is not None else (pack.lowercase if pack else False)
+    normalization = cfg.normalization or (pack.normalization if pack else None) or "NFC"
+    normalizer = _normalizer(normalization, lowercase, cfg)
     target = round_up(cfg.vocab_size, cfg.pad_to_multiple_of)
+    if cfg.when_short == "shrink" and not isinstance(texts_or_corpus, (str, Path, list, tuple)):
+        texts_or_corpus = list(texts_or_corpus)  # a second training reads the texts again
+    code = pack.code if pack else "several languages"
 
-    stats = {"documents": 0, "sentences": 0, "characters": 0}
+    def train_once(size: int):
+        stats = {"documents": 0, "sentences": 0, "characters": 0}
 
-    def documents() -> Iterator[str]:
-        from tqdm.auto import tqdm
+        def documents() -> Iterator[str]:
+            from tqdm.auto import tqdm
 
-        docs = iter_texts(texts_or_corpus, cfg.text_field, cfg.max_documents)
-        for doc in tqdm(docs, desc="reading documents", unit="doc", disable=not cfg.show_progress):
-            stats["documents"] += 1
-            yield doc
+            docs = iter_texts(texts_or_corpus, cfg.text_field, cfg.max_documents)
+            for doc in tqdm(docs, desc="reading documents", unit="doc", disable=not cfg.show_progress):
+                stats["documents"] += 1
+                yield doc
 
-    def sentences() -> Iterator[str]:
-        for sent in split_sentences(documents(), pack, cfg.sentences, cfg.max_sentence_chars):
-            if cfg.max_sentences is not None and stats["sentences"] >= cfg.max_sentences:
-                return
-            stats["sentences"] += 1
-            stats["characters"] += len(sent)
-            yield sent
+        def sentences() -> Iterator[str]:
+            for sent in split_sentences(documents(), pack, cfg.sentences, cfg.max_sentence_chars):
+                if cfg.max_sentences is not None and stats["sentences"] >= cfg.max_sentences:
+                    return
+                stats["sentences"] += 1
+                stats["characters"] += len(sent)
+                yield sent
 
-    if cfg.model == "bpe":
-        tok = Tokenizer(models.BPE(unk_token=UNK, byte_fallback=not cfg.byte_level))
-        trainer_kwargs: dict[str, Any] = dict(
-            vocab_size=target - (0 if cfg.byte_level else len(BYTE_TOKENS)),
-            min_frequency=cfg.min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
-            show_progress=cfg.show_progress,
-        )
-        if cfg.byte_level:
-            trainer_kwargs["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
-        elif cfg.limit_alphabet is not None:
-            trainer_kwargs["limit_alphabet"] = cfg.limit_alphabet
-        trainer = trainers.BpeTrainer(**trainer_kwargs)
-    else:
-        tok = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(
-            vocab_size=target - len(BYTE_TOKENS),
-            special_tokens=list(SPECIAL_TOKENS),
-            unk_token=UNK,
-            max_piece_length=cfg.max_piece_length,
-            shrinking_factor=cfg.shrinking_factor,
-            n_sub_iterations=cfg.n_sub_iterations,
-            show_progress=cfg.show_progress,
-        )
+        model, trainer = _model_and_trainer(cfg, size)
+        tok = Tokenizer(model)
+        tok.normalizer = normalizer
+        tok.pre_tokenizer = _pre_tokenizer(cfg)
+        logger.info("training a %s tokenizer (%s, %d pieces) for %s", cfg.model, cfg.scheme, size, code)
+        tok.train_from_iterator(sentences(), trainer=trainer)
+        if stats["sentences"] == 0:
+            raise LongAdaptError("the corpus is empty: no sentence to train the tokenizer on; check the path and text_field")
+        tok, counts = _finalise_vocab(tok, cfg, size)
+        return tok, counts, stats
+
+    tok, counts, stats = train_once(target)
+    if counts["reserved"] and cfg.when_short == "shrink":
+        smaller = (target - counts["reserved"]) // cfg.pad_to_multiple_of * cfg.pad_to_multiple_of
+        if cfg.smallest_size <= smaller < target:
+            logger.warning("the text supports only %d vocabulary entries, not %d: training again with %d",
+                           target - counts["reserved"], target, smaller)
+            target = smaller
+            tok, counts, stats = train_once(target)
     tok.normalizer = normalizer
-    tok.pre_tokenizer = _pre_tokenizer(cfg.byte_level)
-    logger.info("training a %s tokenizer (%s, %d pieces) for %s", cfg.model, cfg.scheme, target, pack.code)
-    tok.train_from_iterator(sentences(), trainer=trainer)
-    if stats["sentences"] == 0:
-        raise LongAdaptError("the corpus is empty: no sentence to train the tokenizer on; check the path and text_field")
-
-    tok, counts = _finalise_vocab(tok, cfg, target)
-    tok.normalizer = normalizer
-    tok.pre_tokenizer = _pre_tokenizer(cfg.byte_level)
-    tok.decoder = _decoder(cfg.byte_level)
-    tok.post_processor = _post_processor(tok, cfg.byte_level)
+    tok.pre_tokenizer = _pre_tokenizer(cfg)
+    tok.decoder = _decoder(cfg)
+    tok.post_processor = _post_processor(tok, cfg)
     if counts["reserved"]:
         logger.warning(
             "the corpus gave only %d learned pieces: the vocabulary is padded with %d reserved pieces to %d",
             counts["learned"], counts["reserved"], target,
         )
+    pad, unk, cls, sep, mask = cfg.specials
+    bos_eos = {"bos_token": cls, "eos_token": sep} if cfg.special_tokens == "roberta" else {}
+    if cfg.unknown_token:
+        bos_eos["unk_token"] = unk
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        unk_token=UNK,
-        pad_token=PAD,
-        cls_token=CLS,
-        sep_token=SEP,
-        mask_token=MASK,
+        pad_token=pad,
+        cls_token=cls,
+        sep_token=sep,
+        mask_token=mask,
         model_max_length=cfg.model_max_length,
         clean_up_tokenization_spaces=False,
         padding_side="right",
+        **bos_eos,
     )
     if len(fast) != max(target, tok.get_vocab_size(with_added_tokens=True)):  # pragma: no cover - sanity
         raise AssertionError(f"tokenizer has {len(fast)} entries, expected {target}")
     info = {
-        "language": pack.code,
+        "language": pack.code if pack else None,
         "scheme": cfg.scheme,
         "normalization": normalization,
         "lowercase": lowercase,
-        "special_tokens": list(SPECIAL_TOKENS),
+        "special_tokens": list(cfg.specials),
         "vocab_size": len(fast),
         "pieces": counts,
         "corpus": dict(stats),
         "config": dataclasses.asdict(cfg),
     }
+    if cfg.model == "wordpiece":
+        info["unknown"] = "characters not seen in training become " + unk + " (WordPiece has no byte fallback)"
     fast.training_info = info  # type: ignore[attr-defined]
     logger.info(
         "tokenizer: %d pieces (%d learned, %d reserved) from %d sentences of %d documents",
