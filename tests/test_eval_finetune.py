@@ -10,7 +10,7 @@ import torch
 
 from longadapt.evaluation import metrics as M
 from longadapt.evaluation.finetune import RunLimits, run
-from longadapt.evaluation.tasks import TrainingConfig, load_task
+from longadapt.evaluation.tasks import FinetuneConfig, load_task
 from longadapt.evaluation.testing import tiny_bert
 from longadapt.tokenizers import load_tokenizer
 
@@ -30,7 +30,7 @@ def _best_epoch(history, metric):
 
 def test_document_ner_run(tiny_dir: Path, shared_data: Path) -> None:
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)
-    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=3, learning_rate=5e-3),
+    res = run(str(tiny_dir), task, seed=0, training=FinetuneConfig(epochs=3, learning_rate=5e-3),
               limits=RunLimits(max_train_docs=4, max_eval_docs=3))
     assert res.main_metric == "f1" and 0.0 <= res.score <= 1.0
     assert res.score == res.test["f1"]
@@ -49,7 +49,7 @@ def test_document_ner_run(tiny_dir: Path, shared_data: Path) -> None:
 
 def test_seeds_are_reproducible(tiny_dir: Path, shared_data: Path) -> None:
     task = load_task("fr-e3c-ner", data_root=shared_data)
-    kw = dict(training=TrainingConfig(epochs=1, batch_size=8), limits=RunLimits(max_train_docs=24, max_eval_docs=12))
+    kw = dict(training=FinetuneConfig(epochs=1, batch_size=8), limits=RunLimits(max_train_docs=24, max_eval_docs=12))
     a = run(str(tiny_dir), task, seed=1, **kw)
     b = run(str(tiny_dir), task, seed=1, **kw)
     c = run(str(tiny_dir), task, seed=2, **kw)
@@ -59,7 +59,7 @@ def test_seeds_are_reproducible(tiny_dir: Path, shared_data: Path) -> None:
 
 def test_multilabel_threshold_from_dev_is_used_on_test(tiny_dir: Path, shared_data: Path) -> None:
     task = load_task("fr-morfitt", data_root=shared_data)
-    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=1, learning_rate=1e-3),
+    res = run(str(tiny_dir), task, seed=0, training=FinetuneConfig(epochs=1, learning_rate=1e-3),
               limits=RunLimits(max_train_docs=24, max_eval_docs=16))
     assert res.threshold in M.DEFAULT_THRESHOLDS
     labels = task.config.labels
@@ -72,7 +72,7 @@ def test_multilabel_threshold_from_dev_is_used_on_test(tiny_dir: Path, shared_da
 
 def test_mcqa_run(tiny_dir: Path, shared_data: Path) -> None:
     task = load_task("fr-frenchmedmcqa", data_root=shared_data)
-    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=2, learning_rate=1e-3, batch_size=8),
+    res = run(str(tiny_dir), task, seed=0, training=FinetuneConfig(epochs=2, learning_rate=1e-3, batch_size=8),
               limits=RunLimits(max_train_docs=16, max_eval_docs=12))
     assert set(res.test) == {"hamming_score", "exact_match"}
     assert res.dev["restored"] == pytest.approx(res.dev["hamming_score"])
@@ -98,12 +98,12 @@ def test_user_regression_and_single_label_tasks(tiny_dir: Path, tmp_path: Path) 
     (tmp_path / "cls.yaml").write_text(
         "type: classification\nreader: tsv\nlabels: [long, short]\nlength_buckets: [150]\n"
         "data_root: .\nsplits: {train: cls-train.tsv, dev: cls-dev.tsv, test: cls-test.tsv}\n", encoding="utf-8")
-    sts = run(str(tiny_dir), load_task(tmp_path / "sts.yaml"), seed=0, training=TrainingConfig(epochs=1, batch_size=4),
+    sts = run(str(tiny_dir), load_task(tmp_path / "sts.yaml"), seed=0, training=FinetuneConfig(epochs=1, batch_size=4),
               limits=RunLimits(max_steps=2))
     assert {"spearman", "edrm", "pearson", "rmse"} <= set(sts.test) and sts.main_metric == "spearman"
     assert sts.config["training"]["epochs"] == 1 and sts.timing["optimizer_steps"] == 2
     assert max(r["n_windows"] for r in sts.per_example) > 1  # long texts pooled over windows
-    cls = run(str(tiny_dir), load_task(tmp_path / "cls.yaml"), seed=0, training=TrainingConfig(epochs=1))
+    cls = run(str(tiny_dir), load_task(tmp_path / "cls.yaml"), seed=0, training=FinetuneConfig(epochs=1))
     assert set(cls.buckets) == {"0-150", ">150"}
     assert cls.test["weighted_f1"] == pytest.approx(
         M.classification_scores([["long", "short"].index(r["gold"]) for r in cls.per_example],
@@ -138,7 +138,7 @@ def test_longadapt_core_through_the_auto_classes(tiny_dir: Path, shared_data: Pa
     assert main(["import", str(tiny_dir), str(core), "--max-length", "2048", "--local-window", "64",
                  "--global-every", "2"]) == 0
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)
-    res = run(str(core), task, seed=0, training=TrainingConfig(epochs=1), limits=RunLimits(max_train_docs=2, max_eval_docs=2))
+    res = run(str(core), task, seed=0, training=FinetuneConfig(epochs=1), limits=RunLimits(max_train_docs=2, max_eval_docs=2))
     assert res.model["model_type"] == "longadapt" and res.model["max_length"] == 2048
     assert all(r["n_windows"] == 1 for r in res.per_example)  # whole documents in one window
     assert np.isfinite(res.history[0]["train_loss"])
@@ -278,7 +278,7 @@ def test_constant_baseline_on_hand_checked_examples():
 
 def test_a_run_that_does_not_beat_the_constant_baseline_says_so(tiny_dir: Path, shared_data: Path) -> None:
     task = load_task("fr-morfitt", data_root=shared_data)
-    res = run(str(tiny_dir), task, seed=0, training=TrainingConfig(epochs=1, learning_rate=1e-6),
+    res = run(str(tiny_dir), task, seed=0, training=FinetuneConfig(epochs=1, learning_rate=1e-6),
               limits=RunLimits(max_train_docs=12, max_eval_docs=12))
     assert res.baseline is not None and res.baseline["prediction"]
     assert set(res.baseline["test"]) == set(res.test)

@@ -19,7 +19,7 @@ from longadapt.training.config import (
 )
 from longadapt.training.metrics import LossTally, masked_token_losses, positions_in_document
 from longadapt.training.optim import build_scheduler, parameter_groups
-from longadapt.training.schedule_data import BatchPlan, derive_accumulation, masking_seed
+from longadapt.training.batch_plan import BatchPlan, derive_accumulation, masking_seed
 
 
 def _lrs(name: str, steps: int = 100, **kw) -> list[float]:

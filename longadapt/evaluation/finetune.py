@@ -37,7 +37,7 @@ from longadapt.evaluation import entities as E
 from longadapt.evaluation import metrics as M
 from longadapt.evaluation import windows as W
 from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence
-from longadapt.evaluation.tasks import Task, TaskData, TrainingConfig
+from longadapt.evaluation.tasks import Task, TaskData, FinetuneConfig
 from longadapt.modeling.parameters import parameter_groups
 from longadapt.tokenizers.loading import load_tokenizer
 
@@ -109,7 +109,7 @@ def _n_words(ex: Any) -> int:
 class _Adapter:
     """Builds features, batches, losses and predictions for one head type."""
 
-    def __init__(self, task: Task, tok: Any, cfg: TrainingConfig, max_length: int, data: TaskData | None = None) -> None:
+    def __init__(self, task: Task, tok: Any, cfg: FinetuneConfig, max_length: int, data: TaskData | None = None) -> None:
         self.task, self.tok, self.cfg, self.max_length, self.data = task, tok, cfg, max_length, data
         self.prefix, self.suffix = W.special_tokens(tok)
         self.max_content = max_length - len(self.prefix) - len(self.suffix)
@@ -945,7 +945,7 @@ def _output_warnings(task: Task, adapter: _Adapter, examples: Sequence[Any], out
 
 
 def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
-        training: TrainingConfig | None = None, limits: RunLimits | None = None,
+        training: FinetuneConfig | None = None, limits: RunLimits | None = None,
         max_length: int | None = None, model_name: str | None = None,
         save_dir: str | Path | None = None) -> RunResult:
     """Fine-tune ``model_dir`` on ``task`` with ``seed``; select on dev; score on test.

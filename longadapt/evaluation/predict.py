@@ -136,7 +136,7 @@ class Predictor:
         import longadapt  # noqa: F401  (registers the core)
         from longadapt.evaluation import finetune as F
         from longadapt.evaluation import windows as W
-        from longadapt.evaluation.tasks import Task, TaskConfig, TaskData, TrainingConfig
+        from longadapt.evaluation.tasks import Task, TaskConfig, TaskData, FinetuneConfig
         from longadapt.sources import resolve_model_source
 
         self.model_dir = resolve_model_source(model, "--model")
@@ -149,7 +149,7 @@ class Predictor:
                                reader="brat" if self.info.type == "ner" else "tsv", labels=self.info.labels,
                                word_splitter=self.info.word_splitter),
                     Path(self.model_dir), Path("."))
-        training = TrainingConfig(truncate=self.info.truncate, threshold=self.info.threshold, batch_size=16,
+        training = FinetuneConfig(truncate=self.info.truncate, threshold=self.info.threshold, batch_size=16,
                                   at_least_one=self.info.at_least_one).resolved(self.info.type)
         data = TaskData(splits={}, stats={}, scheme=self.info.scheme)
         self.adapter = F.ADAPTERS[self.info.type](task, tok, training, length, data)

@@ -96,7 +96,7 @@ class SourceSpec:
 
 
 @dataclass
-class TrainingConfig:
+class FinetuneConfig:
     """Fine-tuning hyper-parameters; ``None`` means the task type's default (TYPE_DEFAULTS)."""
 
     epochs: int | None = None
@@ -130,9 +130,9 @@ class TrainingConfig:
     eval_every_epochs: int = 1
     select_metric: str | None = None  # the dev metric that selects the checkpoint; default: the task's metric
 
-    def resolved(self, task_type: str, document_task: bool = False) -> TrainingConfig:
+    def resolved(self, task_type: str, document_task: bool = False) -> FinetuneConfig:
         epochs, batch, lr = TYPE_DEFAULTS[task_type]
-        out = TrainingConfig(**to_dict(self))
+        out = FinetuneConfig(**to_dict(self))
         out.epochs = _typed(self.epochs, int, "epochs") if self.epochs is not None else epochs
         out.batch_size = _typed(self.batch_size, int, "batch_size") if self.batch_size is not None else batch
         out.learning_rate = _typed(self.learning_rate, float, "learning_rate") if self.learning_rate is not None else lr
@@ -205,7 +205,7 @@ class TaskConfig:
     discontinuous: str = "fragments"  # fragments | extent | longest
     other_labels: str = "error"  # mentions (or tags) of labels not in `labels`: error | ignore (counted)
     segment_on: str | None = None  # cut documents into segments after each word equal to this (e.g. ".")
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    training: FinetuneConfig = field(default_factory=FinetuneConfig)
     protocols: dict[str, Any] = field(default_factory=dict)  # per protocol: overrides of this YAML
     protocol: str = "default"  # set by load_task
     licence: str = ""
@@ -291,7 +291,7 @@ class Task:
             return list(self.config.labels)
         return ["O"] + [f"{p}-{lab}" for lab in self.config.labels for p in ("B", "I")]
 
-    def training(self) -> TrainingConfig:
+    def training(self) -> FinetuneConfig:
         return self.config.training.resolved(self.type, self.document_task)
 
     def path(self, rel: str) -> Path:
@@ -538,7 +538,7 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
     if overrides:
         _check_keys(overrides, overrides_from)
         if isinstance(overrides.get("training"), dict):  # typed here, so that a bad value is blamed on --set
-            from_dict(TrainingConfig, overrides["training"], f"{overrides_from}: training")
+            from_dict(FinetuneConfig, overrides["training"], f"{overrides_from}: training")
     data.setdefault("name", path.stem)
     if protocol != "default":
         kind = data.get("type")
@@ -556,7 +556,7 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
     raw_splits = data.pop("splits", None)
     raw_training = data.pop("training", None) or {}
     cfg = from_dict(TaskConfig, data, where)
-    cfg.training = from_dict(TrainingConfig, raw_training, f"{where}: training")
+    cfg.training = from_dict(FinetuneConfig, raw_training, f"{where}: training")
     cfg.splits = _parse_splits(raw_splits, where)
     _validate(cfg, where)
     if cfg.data_root is not None:
@@ -591,7 +591,7 @@ def _check_keys(data: dict[str, Any], where: str) -> None:
     check(data, TaskConfig, "")
     training = data.get("training")
     if isinstance(training, dict):
-        check(training, TrainingConfig, "training.")
+        check(training, FinetuneConfig, "training.")
     elif training is not None:
         raise LongAdaptError(f"{where}: 'training' must map keys to values")
 

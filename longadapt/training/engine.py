@@ -52,7 +52,7 @@ from longadapt.training.config import (
 from longadapt.training.metrics import LossTally, MetricsWriter, masked_token_losses
 from longadapt.training.optim import build_optimizer, build_scheduler, freeze_parameters
 from longadapt.training.resolve import resolve_corpus, resolve_tokenizer
-from longadapt.training.schedule_data import BatchPlan, derive_accumulation, masking_seed
+from longadapt.training.batch_plan import BatchPlan, derive_accumulation, masking_seed
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _rows(dataset: Any, indices: list[int]) -> list[dict[str, Any]]:
 
 
 class _Masker:
-    """Seeded MLM collators (one seed per optimizer step, see schedule_data), built once per seed."""
+    """Seeded MLM collators (one seed per optimizer step, see batch_plan), built once per seed."""
 
     def __init__(self, tokenizer: Any, cfg: TrainConfig):
         from longadapt.data import MLMCollator
