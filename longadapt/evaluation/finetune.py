@@ -953,11 +953,15 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     With ``save_dir``, the selected (best-on-dev) fine-tuned model is saved there with its tokenizer,
     so that ``AutoModelFor<Task>.from_pretrained(save_dir)`` reproduces the test predictions. The test
     outputs (entity tasks: every document's predicted mentions) are in ``RunResult.predictions``.
+
+    The phases: load the model for the task (:func:`_load_for_task`), batch the training items
+    (:func:`_train_loader`), train with selection on dev (:func:`_fit`), restore the selected weights
+    and score test, its length buckets and its examples (:func:`_score_test`), then the run record.
     """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import AutoConfig, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
     limits = limits or RunLimits()
     cfg = (training or task.config.training).resolved(task.type, task.document_task)
@@ -969,6 +973,97 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     test = data.limited("test", limits.max_eval_docs)
     select = cfg.select_metric or task.metric
 
+    loaded = _load_for_task(model_dir, task, cfg, data, train, max_length)
+    adapter = loaded.adapter
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    items, loader = _train_loader(adapter, train, cfg, seed)
+    # the engine's groups: decay on matrices and embeddings, none on biases and norms (tied weights once)
+    optimizer = torch.optim.AdamW(parameter_groups(loaded.model, cfg.weight_decay), lr=cfg.learning_rate)
+    steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * cfg.epochs
+    if limits.max_steps is not None:
+        total_steps = min(total_steps, limits.max_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), max(total_steps, 1))
+    model, optimizer, scheduler = accelerator.prepare(loaded.model, optimizer, scheduler)
+    loader = accelerator.prepare_data_loader(loader, device_placement=False)
+    runner = _Runner(accelerator, model, cfg.eval_batch_size, cfg.eval_batch_tokens)
+
+    fit = _fit(accelerator, model, optimizer, scheduler, loader, adapter, runner, dev, cfg, limits, task, seed,
+               model_dir, select)
+    best = fit.best
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(best["state"])
+    t0 = time.time()
+    scored = _score_test(adapter, runner, dev, test, best, select, task)
+    warnings = list(data.warnings) + _output_warnings(task, adapter, test, scored.out, scored.test)
+    baseline = constant_baseline(adapter, train, dev, test)
+    if baseline is not None and scored.test[task.metric] <= baseline["test"][task.metric]:
+        warnings.append(f"{task.name}: test {task.metric} {scored.test[task.metric]:.4f} is not above the constant "
+                        f"baseline's {baseline['test'][task.metric]:.4f} (always {baseline['prediction']}: "
+                        f"{baseline['rule']}); the model has not learned the task at this budget")
+        logger.warning(warnings[-1])
+    test_stats = dict(adapter.stats)
+    predictions = adapter.predictions(test, scored.out)
+    edges = task.config.length_buckets
+    buckets = _length_buckets(adapter, test, scored.out, best["threshold"], edges)
+    per_example = adapter.per_example(test, scored.out, best["threshold"], split="test")
+    for row in per_example:
+        row["bucket"] = M.length_bucket(row["n_words"], edges)
+    t_eval = fit.t_eval + time.time() - t0
+
+    if save_dir is not None:
+        _save_finetuned(unwrapped, loaded.tok, loaded.tokenizer_max_length, Path(save_dir), task, seed, best, adapter)
+    result = RunResult(
+        task=task.name, task_type=task.type,
+        model={"name": model_name or model_dir, "dir": str(model_dir),
+               "model_type": getattr(loaded.model_config, "model_type", "?"), "max_length": loaded.length,
+               "parameters": sum(p.numel() for p in unwrapped.parameters()), "tokenizer": type(loaded.tok).__name__},
+        seed=seed, main_metric=task.metric, score=float(scored.test[task.metric]),
+        dev={**best["dev"], "restored": scored.dev_again[select]}, test=scored.test, buckets=buckets,
+        best_epoch=best["epoch"], threshold=best["threshold"], history=fit.history, per_example=per_example,
+        config={"training": to_dict(cfg), "task": to_dict(task.config), "task_file": str(task.yaml_path),
+                "limits": to_dict(limits), "max_length": loaded.length, "stride": adapter.eval_stride,
+                "truncate": cfg.truncate, "select_metric": select, "protocol": task.config.protocol,
+                "data_root": str(task.data_root)},
+        data=_split_data(task, data, train, dev, test),
+        versions=versions(),
+        timing={"train_s": round(fit.t_train, 2), "eval_s": round(t_eval, 2),
+                "total_s": round(time.time() - t_start, 2), "optimizer_steps": fit.step, "peak_rss_mb": _peak_rss_mb()},
+        diagnostics={"device": str(accelerator.device), "train_items": len(items),
+                     "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
+                     "train_forward_passes": fit.forward_passes,
+                     "longest_train_item_tokens": max((item_tokens(x) for x in items), default=0),
+                     "epochs_run": len(fit.history), "reinitialised_parameters": loaded.reinitialised,
+                     "head_bias_from_prior": loaded.prior_head,
+                     "new_parameters": loaded.missing, "unused_checkpoint_parameters": loaded.unexpected, **test_stats},
+        entities=_entity_info(task, data, limits, train, adapter, scored.dev_table, scored.test_table),
+        warnings=warnings, predictions=predictions, baseline=baseline,
+    )
+    del model, optimizer, best, fit
+    return result
+
+
+@dataclass
+class _Loaded:
+    """The model and tokenizer of a run, ready for the task."""
+
+    tok: Any
+    model_config: Any
+    length: int  # the window / input length the model reads
+    tokenizer_max_length: int  # the tokenizer's own, restored in a saved fine-tuned model
+    adapter: Any
+    model: Any
+    missing: list[str]
+    unexpected: list[str]
+    reinitialised: Any
+    prior_head: Any
+
+
+def _load_for_task(model_dir: str, task: Task, cfg: FinetuneConfig, data: TaskData, train: list,
+                   max_length: int | None) -> _Loaded:
+    from transformers import AutoConfig
+
     tok = load_tokenizer(model_dir, for_words=True, where="model")
     model_config = AutoConfig.from_pretrained(model_dir)
     length = W.model_max_length(tok, model_config, max_length or cfg.max_length)
@@ -978,37 +1073,47 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     model, missing, unexpected = _load_model(adapter, model_dir, task)
     reinitialised = _check_parameters(model, set(missing), model_dir, model_config)
     prior_head = adapter.init_head(model, train, set(missing))
+    return _Loaded(tok, model_config, length, tokenizer_max_length, adapter, model, missing, unexpected,
+                   reinitialised, prior_head)
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
-                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+
+def _train_loader(adapter: Any, train: list, cfg: FinetuneConfig, seed: int) -> tuple[list, Any]:
+    """The training items and their shuffled loader: batches of ``batch_size`` items, or of at most
+    ``batch_tokens`` tokens. The loader yields lists of items; ``train_step`` collates them in
+    memory-bounded micro-batches."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     items = adapter.train_items(train)
-    # the loader yields lists of items; train_step collates them in memory-bounded micro-batches
     if cfg.batch_tokens:
         batches = TokenBudgetBatches([item_tokens(x) for x in items], int(cfg.batch_tokens), generator)
         loader = torch.utils.data.DataLoader(items, batch_sampler=batches, collate_fn=list)
     else:
         loader = torch.utils.data.DataLoader(items, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                                              collate_fn=list)
-    # the engine's groups: decay on matrices and embeddings, none on biases and norms (tied weights once)
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
-    steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * cfg.epochs
-    if limits.max_steps is not None:
-        total_steps = min(total_steps, limits.max_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), max(total_steps, 1))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    loader = accelerator.prepare_data_loader(loader, device_placement=False)
-    runner = _Runner(accelerator, model, cfg.eval_batch_size, cfg.eval_batch_tokens)
+    return items, loader
 
-    best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "state": None, "threshold": None, "dev": {}}
-    history: list[dict[str, Any]] = []
-    step = 0
-    forward_passes = 0
-    t_train = 0.0
-    t_eval = 0.0
+
+@dataclass
+class _Fit:
+    """What training with selection on dev produced."""
+
+    best: dict[str, Any]  # score, epoch, threshold, dev scores and the weights (on the CPU) of the selected epoch
+    history: list[dict[str, Any]]
+    step: int
+    forward_passes: int
+    t_train: float
+    t_eval: float
+
+
+def _fit(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: Any, adapter: Any, runner: Any,
+         dev: list, cfg: FinetuneConfig, limits: RunLimits, task: Task, seed: int, model_dir: str,
+         select: str) -> _Fit:
+    """The epochs: train, score dev every ``eval_every_epochs`` (and at the last), keep the best weights."""
+    import torch
     from tqdm.auto import tqdm
 
+    fit = _Fit({"score": -math.inf, "epoch": 0, "state": None, "threshold": None, "dev": {}}, [], 0, 0, 0.0, 0.0)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.time()
         model.train()
@@ -1016,10 +1121,10 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
         for batch in tqdm(loader, desc=f"{task.name} epoch {epoch}/{cfg.epochs}", leave=False, disable=None):
             with accelerator.accumulate(model):
                 loss, passes = train_step(accelerator, model, adapter, batch, cfg.micro_batch_tokens)
-                forward_passes += passes
+                fit.forward_passes += passes
                 if not torch.isfinite(loss):
                     raise LongAdaptError(
-                        f"{task.name}: the training loss is {float(loss)} at step {step + 1} (seed {seed}, model "
+                        f"{task.name}: the training loss is {float(loss)} at step {fit.step + 1} (seed {seed}, model "
                         f"{model_dir}); lower training.learning_rate or use training.mixed_precision=no")
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -1028,36 +1133,47 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
                 optimizer.zero_grad()
             losses.append(float(loss))
             if accelerator.sync_gradients:
-                step += 1
-            if limits.max_steps is not None and step >= limits.max_steps:
+                fit.step += 1
+            if limits.max_steps is not None and fit.step >= limits.max_steps:
                 break
-        t_train += time.time() - t0
+        fit.t_train += time.time() - t0
         faults.reached("epoch-end")
-        stop = limits.max_steps is not None and step >= limits.max_steps
+        stop = limits.max_steps is not None and fit.step >= limits.max_steps
+        train_loss = float(np.mean(losses)) if losses else None
         if epoch % cfg.eval_every_epochs and epoch != cfg.epochs and not stop:
-            history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else None})
+            fit.history.append({"epoch": epoch, "step": fit.step, "train_loss": train_loss})
             continue
         t0 = time.time()
         out = adapter.predict(runner, dev)
         dev_scores, threshold = adapter.score(dev, out, None, fit_threshold=True, split="dev")
-        t_eval += time.time() - t0
+        fit.t_eval += time.time() - t0
         value = dev_scores[select]
-        history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
-                        "dev": dev_scores, "threshold": threshold})
+        fit.history.append({"epoch": epoch, "step": fit.step, "train_loss": train_loss, "dev": dev_scores,
+                            "threshold": threshold})
         logger.info("%s seed %d epoch %d/%d (step %d): loss %.4f, dev %s %.4f%s", task.name, seed, epoch, cfg.epochs,
-                    step, np.mean(losses) if losses else float("nan"), select, value,
+                    fit.step, np.mean(losses) if losses else float("nan"), select, value,
                     f" ({task.metric} {dev_scores[task.metric]:.4f})" if select != task.metric else "")
-        if value > best["score"]:
+        if value > fit.best["score"]:
             state = accelerator.unwrap_model(model).state_dict()
-            best = {"score": value, "epoch": epoch, "threshold": threshold, "dev": dev_scores,
-                    "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()}}
+            fit.best = {"score": value, "epoch": epoch, "threshold": threshold, "dev": dev_scores,
+                        "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()}}
         if stop:
             break
+    return fit
 
-    # restore the best weights, check them on dev, then test
-    unwrapped = accelerator.unwrap_model(model)
-    unwrapped.load_state_dict(best["state"])
-    t0 = time.time()
+
+@dataclass
+class _Scored:
+    dev_again: dict[str, float]  # dev scored again with the restored weights (a check of the restore)
+    dev_table: dict[str, Any]
+    out: Any  # the test outputs
+    test: dict[str, float]
+    test_table: dict[str, Any]
+
+
+def _score_test(adapter: Any, runner: Any, dev: list, test: list, best: dict[str, Any], select: str,
+                task: Task) -> _Scored:
+    """With the selected weights restored: dev again (it must give the selected score), then test."""
     dev_again, _ = adapter.score(dev, adapter.predict(runner, dev), best["threshold"], fit_threshold=False, split="dev")
     dev_table = dict(getattr(adapter, "table", {}) or {})
     if abs(dev_again[select] - best["score"]) > 1e-6:
@@ -1067,36 +1183,25 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     test_scores, _ = adapter.score(test, out, best["threshold"], fit_threshold=False, split="test")
     test_table = dict(getattr(adapter, "table", {}) or {})
     adapter.last_threshold = best["threshold"]
-    warnings = list(data.warnings) + _output_warnings(task, adapter, test, out, test_scores)
-    baseline = constant_baseline(adapter, train, dev, test)
-    if baseline is not None and test_scores[task.metric] <= baseline["test"][task.metric]:
-        warnings.append(f"{task.name}: test {task.metric} {test_scores[task.metric]:.4f} is not above the constant "
-                        f"baseline's {baseline['test'][task.metric]:.4f} (always {baseline['prediction']}: "
-                        f"{baseline['rule']}); the model has not learned the task at this budget")
-        logger.warning(warnings[-1])
-    test_stats = dict(adapter.stats)
-    predictions = adapter.predictions(test, out)
+    return _Scored(dev_again, dev_table, out, test_scores, test_table)
 
-    edges = task.config.length_buckets
+
+def _length_buckets(adapter: Any, test: list, out: Any, threshold: Any, edges: list[int]) -> dict[str, dict[str, float]]:
+    """Test scores per document-length bucket (words), with the documents and words each holds."""
     buckets: dict[str, dict[str, float]] = {}
     by_bucket = _doc_buckets(test, edges)
     for name in M.bucket_order(edges):
         idx = by_bucket.get(name)
         if idx:
             sub = [test[i] for i in idx]
-            scores, _ = adapter.score(sub, adapter.subset(out, idx), best["threshold"], fit_threshold=False,
-                                      split="test")
+            scores, _ = adapter.score(sub, adapter.subset(out, idx), threshold, fit_threshold=False, split="test")
             n_docs = len({getattr(x, "doc_id", None) or x.id for x in sub})
             buckets[name] = {"n": n_docs, "words": sum(_n_words(test[i]) for i in idx), **scores}
-    per_example = adapter.per_example(test, out, best["threshold"], split="test")
-    for row in per_example:
-        row["bucket"] = M.length_bucket(row["n_words"], edges)
-    t_eval += time.time() - t0
+    return buckets
 
-    if save_dir is not None:
-        _save_finetuned(unwrapped, tok, tokenizer_max_length, Path(save_dir), task, seed, best, adapter)
-    n_params = sum(p.numel() for p in unwrapped.parameters())
-    name = model_name or model_dir
+
+def _split_data(task: Task, data: TaskData, train: list, dev: list, test: list) -> dict[str, dict[str, Any]]:
+    """run.json's data section: what each split held and what the run used of it."""
     split_data = {}
     for s_name, x in (("train", train), ("dev", dev), ("test", test)):
         st = data.stats[s_name]
@@ -1109,39 +1214,18 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
                                       duplicates=st.duplicates, trimmed=st.trimmed)
         if st.ignored_labels:
             split_data[s_name]["ignored_labels"] = st.ignored_labels
-    entity_info: dict[str, Any] = {}
-    if task.type == "ner":
-        train_table = data.stats["train"].entities if limits.max_train_docs is None else E.mention_scores(
-            {d: data.gold["train"][d] for d in {e.doc_id for e in train}}, {}, task.config.labels,
-            data.representable["train"], data.lost["train"])[1]
-        entity_info = {"scheme": adapter.scheme.to_config(), "nested": task.config.nested,
-                       "discontinuous": task.config.discontinuous, "train": train_table, "dev": dev_table,
-                       "test": test_table, "coverage": {"train": E.coverage_of(train_table),
-                                                        "dev": E.coverage_of(dev_table),
-                                                        "test": E.coverage_of(test_table)}}
-    result = RunResult(
-        task=task.name, task_type=task.type,
-        model={"name": name, "dir": str(model_dir), "model_type": getattr(model_config, "model_type", "?"),
-               "max_length": length, "parameters": n_params, "tokenizer": type(tok).__name__},
-        seed=seed, main_metric=task.metric, score=float(test_scores[task.metric]),
-        dev={**best["dev"], "restored": dev_again[select]}, test=test_scores, buckets=buckets,
-        best_epoch=best["epoch"], threshold=best["threshold"], history=history, per_example=per_example,
-        config={"training": to_dict(cfg), "task": to_dict(task.config), "task_file": str(task.yaml_path),
-                "limits": to_dict(limits), "max_length": length, "stride": adapter.eval_stride,
-                "truncate": cfg.truncate, "select_metric": select, "protocol": task.config.protocol,
-                "data_root": str(task.data_root)},
-        data=split_data,
-        versions=versions(),
-        timing={"train_s": round(t_train, 2), "eval_s": round(t_eval, 2), "total_s": round(time.time() - t_start, 2),
-                "optimizer_steps": step, "peak_rss_mb": _peak_rss_mb()},
-        diagnostics={"device": str(accelerator.device), "train_items": len(items),
-                     "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
-                     "train_forward_passes": forward_passes,
-                     "longest_train_item_tokens": max((item_tokens(x) for x in items), default=0),
-                     "epochs_run": len(history), "reinitialised_parameters": reinitialised,
-                     "head_bias_from_prior": prior_head,
-                     "new_parameters": missing, "unused_checkpoint_parameters": unexpected, **test_stats},
-        entities=entity_info, warnings=warnings, predictions=predictions, baseline=baseline,
-    )
-    del model, optimizer, best
-    return result
+    return split_data
+
+
+def _entity_info(task: Task, data: TaskData, limits: RunLimits, train: list, adapter: Any,
+                 dev_table: dict[str, Any], test_table: dict[str, Any]) -> dict[str, Any]:
+    """Entity tasks: the scheme and, per split and type, gold mentions, representable ones and coverage."""
+    if task.type != "ner":
+        return {}
+    train_table = data.stats["train"].entities if limits.max_train_docs is None else E.mention_scores(
+        {d: data.gold["train"][d] for d in {e.doc_id for e in train}}, {}, task.config.labels,
+        data.representable["train"], data.lost["train"])[1]
+    return {"scheme": adapter.scheme.to_config(), "nested": task.config.nested,
+            "discontinuous": task.config.discontinuous, "train": train_table, "dev": dev_table,
+            "test": test_table, "coverage": {"train": E.coverage_of(train_table), "dev": E.coverage_of(dev_table),
+                                             "test": E.coverage_of(test_table)}}
