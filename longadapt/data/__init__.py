@@ -8,36 +8,20 @@ Public API (imported by longadapt.training):
   attached; :class:`PackingStats`, :class:`PackingConfig`
 - :class:`MLMCollator`
 - :func:`validation_mask` (hash-based, stable document split)
+
+Names are imported on first use (see :mod:`longadapt._lazy`): the corpus readers, which the vocabulary
+analysis and the tokenizer trainer use, load without torch.
 """
 
-from longadapt.data.collator import MLMCollator
-from longadapt.data.corpus import CorpusSpec, Document, clean_text, read_corpus
-from longadapt.data.packing import PackingConfig, PackingStats
-from longadapt.data.pipeline import (
-    build_packed_dataset,
-    corpus_fingerprint,
-    data_fingerprint,
-    default_cache_dir,
-    encode_corpus,
-    packing_metadata,
-    packing_stats,
-)
-from longadapt.data.split import validation_mask
+from longadapt._lazy import lazy_exports
 
-__all__ = [
-    "CorpusSpec",
-    "Document",
-    "MLMCollator",
-    "PackingConfig",
-    "PackingStats",
-    "build_packed_dataset",
-    "clean_text",
-    "corpus_fingerprint",
-    "data_fingerprint",
-    "default_cache_dir",
-    "encode_corpus",
-    "packing_metadata",
-    "packing_stats",
-    "read_corpus",
-    "validation_mask",
-]
+_EXPORTS = {
+    "MLMCollator": "collator",
+    **dict.fromkeys(["CorpusSpec", "Document", "clean_text", "read_corpus"], "corpus"),
+    **dict.fromkeys(["PackingConfig", "PackingStats"], "packing"),
+    **dict.fromkeys(["build_packed_dataset", "corpus_fingerprint", "data_fingerprint", "default_cache_dir",
+                     "encode_corpus", "packing_metadata", "packing_stats"], "pipeline"),
+    "validation_mask": "split",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
