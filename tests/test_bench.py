@@ -14,20 +14,63 @@ def test_bench_encoder_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     res = subprocess.run(
         [sys.executable, "-m", "longadapt", "bench", "encoder", "--lengths", "64,600", "--models",
-         "core,hf-bert", "--modes", "forward,train", "--hidden-size", "32", "--layers", "2",
-         "--heads", "2", "--intermediate-size", "48", "--window", "16", "--min-time", "0.05", "--json", str(out)],
+         "core,hf-bert", "--modes", "forward", "--hidden-size", "32", "--layers", "2",
+         "--heads", "2", "--intermediate-size", "48", "--window", "16", "--min-time", "0.05", "--rounds", "1",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stderr
     records = json.loads(out.read_text())
     # hf-bert only at <= 512; every record has the documented keys
     assert {(r["model"], r["length"], r["mode"]) for r in records} == {
-        (m, n, mode) for m, n in (("core", 64), ("core", 600), ("hf-bert", 64)) for mode in ("forward", "train")
-    }
+        (m, n, "forward") for m, n in (("core", 64), ("core", 600), ("hf-bert", 64))
+    }  # train mode: the realistic-batch test below
     for r in records:
         assert "error" not in r, r
         assert set(r) >= {"model", "length", "mode", "tokens_per_s", "peak_mem_mb"}
         assert r["tokens_per_s"] > 0
+
+
+def test_realistic_batches_interleaved_rounds_and_paired_ratios(tmp_path):
+    """--length-source draws rows from QUAERO MEDLINE titles; models alternate (round 2 starts with the other
+    one); the summary prints each model's per-round ratio to the reference with its spread."""
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "longadapt", "bench", "encoder", "--length-source", "quaero-medline",
+         "--tokens-per-batch", "512", "--lengths", "128", "--models", "core,hf-modernbert", "--modes", "train",
+         "--rounds", "2", "--batches", "2", "--hidden-size", "32", "--layers", "2", "--heads", "2",
+         "--intermediate-size", "48", "--window", "16", "--min-time", "0.05", "--target", "1.0", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    records = json.loads(out.read_text())
+    assert [(r["model"], r["round"]) for r in records] == [
+        ("core", 0), ("hf-modernbert", 0), ("hf-modernbert", 1), ("core", 1)]
+    for r in records:
+        assert r["length_source"] == "quaero-medline" and 0 < r["padding_share"] < 1 and r["batch"] > 1
+    assert "ratio to hf-modernbert: median [min-max]" in res.stdout and ">= 1x" in res.stdout
+    core_row = next(line for line in res.stdout.splitlines() if line.startswith("| core |"))
+    assert "x [" in core_row and any(word in core_row for word in ("| met |", "| not met |", "| unclear (spread) |"))
+
+
+def test_batches_are_drawn_within_the_budget_and_ratios_pair_rounds():
+    from longadapt.bench.encoder import draw_batches, paired_ratios, summarize
+
+    pool = [10, 30, 200, 700]
+    batches = draw_batches(pool, 512, 20, seed=3)
+    assert batches == draw_batches(pool, 512, 20, seed=3)  # seeded
+    for b in batches:
+        assert sum(b) <= 512 or len(b) == 1  # a row longer than the budget is a batch of its own
+        assert set(b) <= set(pool)
+    base = {"length": 64, "mode": "train", "batch": 1, "peak_mem_mb": 10.0}
+    recs = [{**base, "model": "a", "round": i, "tokens_per_s": v} for i, v in enumerate([130.0, 100.0, 150.0])]
+    ref = [{**base, "model": "b", "round": i, "tokens_per_s": v} for i, v in enumerate([100.0, 100.0, 100.0])]
+    assert paired_ratios(recs, ref) == [1.3, 1.0, 1.5]
+    table = summarize(recs + ref, reference="b", target=1.25)
+    row = next(line for line in table.splitlines() if line.startswith("| a |"))
+    assert "| 130 |" in row and "1.30x [1.00-1.50]" in row and "unclear (spread)" in row
+    assert "| met |" in summarize(recs + ref, reference="b", target=1.0)
+    assert "| not met |" in summarize(recs + ref, reference="b", target=1.6)
 
 
 def test_bench_rejects_unknown_model():

