@@ -285,6 +285,10 @@ def test_a_run_that_does_not_beat_the_constant_baseline_says_so(tiny_dir: Path, 
     beaten = res.score > res.baseline["test"]["weighted_f1"]
     assert beaten != any("not above the constant baseline" in w for w in res.warnings)
     assert not beaten  # 1 step at 1e-6 from a random 2-layer model
+    warning = next(w for w in res.warnings if "not above the constant baseline" in w)
+    others = [m for m, v in res.baseline["test"].items() if m != "weighted_f1" and res.test[m] > v]
+    assert ("above the constant only on" in warning) == bool(others)
+    assert all(f"{m} {res.test[m]:.4f} vs {res.baseline['test'][m]:.4f}" in warning for m in others)
 
 
 def test_mcqa_prediction_batches_by_tokens_keep_each_question_in_place(tiny_dir: Path, shared_data: Path) -> None:

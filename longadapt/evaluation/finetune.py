@@ -999,9 +999,14 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     warnings = list(data.warnings) + _output_warnings(task, adapter, test, scored.out, scored.test)
     baseline = constant_baseline(adapter, train, dev, test)
     if baseline is not None and scored.test[task.metric] <= baseline["test"][task.metric]:
+        # the other metrics tell "learned nothing" from "learned, but the main metric favours the constant"
+        # (FrenchMedMCQA: predicting all five options scores a Hamming score that trained models barely reach)
+        above = [f"{m} {scored.test[m]:.4f} vs {v:.4f}" for m, v in baseline["test"].items()
+                 if m != task.metric and m in scored.test and scored.test[m] > v]
         warnings.append(f"{task.name}: test {task.metric} {scored.test[task.metric]:.4f} is not above the constant "
                         f"baseline's {baseline['test'][task.metric]:.4f} (always {baseline['prediction']}: "
-                        f"{baseline['rule']}); the model has not learned the task at this budget")
+                        f"{baseline['rule']}); the model has not learned the task at this budget"
+                        + (f" by its main metric (above the constant only on {', '.join(above)})" if above else ""))
         logger.warning(warnings[-1])
     test_stats = dict(adapter.stats)
     predictions = adapter.predictions(test, scored.out)
