@@ -67,6 +67,8 @@ def test_other_builtin_tasks(shared_data: Path) -> None:
     assert (t.epochs, t.batch_size, t.learning_rate, t.warmup_ratio) == (3, 16, 3e-4, 0.1)
     mcqa = load_task("fr-frenchmedmcqa", data_root=shared_data).training()
     assert (mcqa.epochs, mcqa.learning_rate, mcqa.warmup_ratio) == (3, 1e-4, 0.1)  # the budget measured in results.md
+    codiesp = load_task("es-codiesp-chapters", data_root=shared_data).training()
+    assert (codiesp.epochs, codiesp.batch_size, codiesp.learning_rate, codiesp.warmup_ratio) == (3, 8, 3e-4, 0.1)
     bare = load_task("fr-morfitt", data_root=shared_data, overrides={"training": {"epochs": None, "batch_size": None,
                                                                                   "learning_rate": None}})
     assert (bare.training().epochs, bare.training().batch_size, bare.training().learning_rate) == (35, 12, 2e-5)
