@@ -69,7 +69,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.length_source:
         if args.tokens_per_batch <= 0:
             raise LongAdaptError("--length-source needs --tokens-per-batch (the token budget of each batch), e.g. 8192")
-        from longadapt.bench.encoder import draw_batches, length_pool
+        from longadapt.bench.encoder import LENGTH_SOURCES, draw_batches, length_pool
         from longadapt.tokenizers import load_tokenizer
 
         tok = load_tokenizer(args.tokenizer, where="--tokenizer")
@@ -79,7 +79,7 @@ def run_bench(args: argparse.Namespace) -> int:
             pool = length_pool(args.length_source, tok, length)
             batches[length] = draw_batches(pool, args.tokens_per_batch, args.batches, seed=0)
             rows = [n for b in batches[length] for n in b]
-            print(f"{args.length_source}, capped at {length}: {len(pool)} rows, median {sorted(pool)[len(pool) // 2]} "
+            print(f"{args.length_source} ({LENGTH_SOURCES[args.length_source][1]}), capped at {length}: {len(pool)} rows, median {sorted(pool)[len(pool) // 2]} "
                   f"tokens; {args.batches} batches of {min(map(len, batches[length]))}-{max(map(len, batches[length]))} "
                   f"rows ({sum(rows)} tokens, {len(rows)} rows in all)")
     shape = Shape(args.hidden_size, args.layers, args.heads, args.intermediate_size, args.window, args.global_every)

@@ -201,7 +201,9 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
     peak = memory.extra_mb()
     padded = sum(int(m.numel()) for _, m, _ in inputs)
     real = sum(r for _, _, r in inputs)
-    flops = model_flops_per_token(name, shape, length) * (3 if mode == "train" else 1)
+    # FLOPs per real token at each row's own length (global attention costs more in longer rows)
+    per_token = sum(model_flops_per_token(name, shape, n) * n for b in rows for n in b) / sum(n for b in rows for n in b)
+    flops = per_token * (3 if mode == "train" else 1)
     return {
         "model": name,
         "length": length,
@@ -349,7 +351,7 @@ def summarize(records: list[dict[str, Any]], reference: str | None = None, targe
             errors.append(f"| {r['model']} | {r['length']} | {r['mode']} | error: {r['error']} | | | | |")
             continue
         groups.setdefault((r["length"], r["mode"], r["model"]), []).append(r)
-    head = "| model | length | mode | batch | tokens/s (median) | peak MB | rounds |"
+    head = "| model | length | mode | batch | real tokens/s (median) | peak MB | rounds |"
     sep = "|---|---:|---|---:|---:|---:|---:|"
     if reference:
         head += f" ratio to {reference}: median [min-max] |" + (f" >= {target:g}x |" if target else "")
