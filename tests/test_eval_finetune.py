@@ -45,6 +45,9 @@ def test_document_ner_run(tiny_dir: Path, shared_data: Path) -> None:
     assert res.data["test"]["examples"] == 3 and res.data["test"]["examples_total"] == 45
     assert len(res.data["test"]["sha256"]) == 64 and res.versions["transformers"]
     assert res.timing["optimizer_steps"] > 0
+    # every epoch's real training tokens over the training time (3 epochs of the same items)
+    trained = res.timing["train_tokens_per_s"] * res.timing["train_s"]
+    assert trained == pytest.approx(3 * res.diagnostics["train_tokens"], rel=0.05)
 
 
 def test_seeds_are_reproducible(tiny_dir: Path, shared_data: Path) -> None:

@@ -66,6 +66,35 @@ def test_weight_decay_excludes_biases_and_norm_weights():
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
 
 
+def test_adamw_is_fused_on_cpu_and_steps_like_the_for_loop_reference():
+    from longadapt.modeling.parameters import adamw
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    reference = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    reference.load_state_dict(model.state_dict())
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = adamw(parameter_groups(model, 0.1), 1e-2, betas=(0.9, 0.98), eps=1e-6)
+    loop = torch.optim.AdamW(parameter_groups(reference, 0.1), lr=1e-2, betas=(0.9, 0.98), eps=1e-6, foreach=False)
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    x = torch.randint(0, 10, (3, 5))
+    for _ in range(3):
+        for m, opt in ((model, fused), (reference, loop)):
+            m(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+        assert not torch.allclose(a, initial[name], atol=1e-4), name  # the steps moved every weight
+
+
+def test_adamw_keeps_torch_default_where_no_fused_kernel_applies():
+    from longadapt.modeling.parameters import adamw
+
+    double = torch.nn.Linear(3, 3).double()
+    assert adamw([{"params": list(double.parameters())}], 1e-3).defaults["fused"] is None
+
+
 def test_positions_restart_at_every_document():
     doc = torch.tensor([[1, 1, 1, 2, 2, 3, 0, 0]])
     assert positions_in_document(doc).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1]]

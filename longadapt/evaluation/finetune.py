@@ -38,7 +38,7 @@ from longadapt.evaluation import metrics as M
 from longadapt.evaluation import windows as W
 from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence
 from longadapt.evaluation.tasks import Task, TaskData, FinetuneConfig
-from longadapt.modeling.parameters import parameter_groups
+from longadapt.modeling.parameters import adamw, parameter_groups
 from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -979,7 +979,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     items, loader = _train_loader(adapter, train, cfg, seed)
     # the engine's groups: decay on matrices and embeddings, none on biases and norms (tied weights once)
-    optimizer = torch.optim.AdamW(parameter_groups(loaded.model, cfg.weight_decay), lr=cfg.learning_rate)
+    optimizer = adamw(parameter_groups(loaded.model, cfg.weight_decay), cfg.learning_rate)
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
     if limits.max_steps is not None:
@@ -1033,7 +1033,11 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
                 "data_root": str(task.data_root)},
         data=_split_data(task, data, train, dev, test),
         versions=versions(),
+        # train_tokens_per_s: real tokens of the training passes per second of the training epochs (optimizer,
+        # collation and data loading included, dev scoring excluded): benchmarks/bench_finetune.py compares it
+        # with `longadapt bench encoder` at the same shapes
         timing={"train_s": round(fit.t_train, 2), "eval_s": round(t_eval, 2),
+                "train_tokens_per_s": round(fit.train_tokens / fit.t_train, 1) if fit.t_train > 0 else None,
                 "total_s": round(time.time() - t_start, 2), "optimizer_steps": fit.step, "peak_rss_mb": _peak_rss_mb()},
         diagnostics={"device": str(accelerator.device), "train_items": len(items),
                      "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
@@ -1109,6 +1113,7 @@ class _Fit:
     forward_passes: int
     t_train: float
     t_eval: float
+    train_tokens: int = 0  # real tokens of the training passes, every epoch run
 
 
 def _fit(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: Any, adapter: Any, runner: Any,
@@ -1127,6 +1132,7 @@ def _fit(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: A
             with accelerator.accumulate(model):
                 loss, passes = train_step(accelerator, model, adapter, batch, cfg.micro_batch_tokens)
                 fit.forward_passes += passes
+                fit.train_tokens += sum(item_tokens(x) for x in batch)
                 if not torch.isfinite(loss):
                     raise LongAdaptError(
                         f"{task.name}: the training loss is {float(loss)} at step {fit.step + 1} (seed {seed}, model "

@@ -28,3 +28,20 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def adamw(groups: list[dict], lr: float, **kwargs) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` over ``groups``, fused (one kernel over all tensors) where torch has a fused
+    kernel for every parameter's device and dtype.
+
+    Why: the default for-loop AdamW costs 62 ms per step for a 22M-parameter model on a 2-core CPU, the
+    fused one 9 ms (docs/benchmarks.md), a tenth of a short fine-tuning step. Parameters elsewhere (an
+    unusual device, a non-float dtype, tensor subclasses such as FSDP2's DTensor) keep torch's default.
+    """
+    params = [p for g in groups for p in g["params"]]
+    fusable = bool(params) and all(
+        type(p) is torch.nn.Parameter and p.device.type in ("cpu", "cuda")
+        and p.dtype in (torch.float32, torch.bfloat16, torch.float16)
+        for p in params
+    )
+    return torch.optim.AdamW(groups, lr=lr, fused=True if fusable else None, **kwargs)

@@ -15,7 +15,7 @@ from transformers import (
 )
 
 from longadapt.errors import LongAdaptError
-from longadapt.modeling.parameters import parameter_groups
+from longadapt.modeling.parameters import adamw, parameter_groups
 from longadapt.training.config import OptimizerConfig, ScheduleConfig
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,13 @@ def freeze_parameters(model: torch.nn.Module, patterns: list[str], where: str) -
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, cfg: OptimizerConfig) -> torch.optim.AdamW:
+    """AdamW (fused where torch can: :func:`longadapt.modeling.parameters.adamw`) over the two decay groups."""
     groups = parameter_groups(model, cfg.weight_decay)
     logger.info(
         "AdamW lr=%g betas=%s eps=%g: %d tensors with weight decay %g, %d without",
         lr, tuple(cfg.betas), cfg.eps, len(groups[0]["params"]), cfg.weight_decay, len(groups[1]["params"]),
     )
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    return adamw(groups, lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps: int) -> LambdaLR:
