@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from longadapt.bench.encoder import Shape, model_flops_per_token
 
 
@@ -122,3 +124,32 @@ def test_gpu_suite_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     training = json.loads((out / "training.json").read_text())
     assert training["steps"] == 4 and training["train_tokens_per_s"] > 0 and training["loss_first"] is not None
     assert (out / "summary.md").is_file() and "flash_attn" in json.loads((out / "env.json").read_text())
+
+
+def test_a_model_folder_is_measured_at_its_own_configuration(tmp_path):
+    """--models NAME=DIR builds that folder's configuration (random weights); its FLOPs come from the
+    configuration, and agree with the built-in core's count at the same shape."""
+    from longadapt.bench.encoder import config_flops_per_token
+    from longadapt.modeling import LongAdaptConfig, LongAdaptModel
+
+    cfg = LongAdaptConfig(vocab_size=300, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                          intermediate_size=48, local_attention=16, global_attn_every_n_layers=3,
+                          max_position_embeddings=256)
+    LongAdaptModel(cfg).save_pretrained(tmp_path / "mine")
+    shape = Shape(hidden_size=32, num_layers=3, num_heads=2, intermediate_size=48, window=16, global_every=3)
+    assert config_flops_per_token(cfg, 200) == model_flops_per_token("core", shape, 200)
+    # by hand: 3 layers of 2 * (4 d^2 + 3 d i) matmul FLOPs, attention 4 d x (200 global | 17 local) keys
+    assert config_flops_per_token(cfg, 200) == 3 * 2 * (4 * 32 * 32 + 3 * 32 * 48) + 4 * 32 * (200 + 17 + 17)
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "longadapt", "bench", "encoder", "--models", f"mine={tmp_path / 'mine'}",
+         "--lengths", "64,300", "--modes", "train", "--min-time", "0.05", "--rounds", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    ok, beyond = json.loads(out.read_text())
+    assert ok["model"] == "mine" and ok["source"] == str(tmp_path / "mine") and ok["tokens_per_s"] > 0
+    assert "shape" not in ok  # the --hidden-size ... options did not apply
+    assert ok["tflops_per_s"] * 1e12 == pytest.approx(
+        3 * config_flops_per_token(cfg, 64) * ok["tokens_per_s"], rel=1e-6)
+    assert "longer than this model allows (max_position_embeddings=256)" in beyond["error"]

@@ -15,7 +15,9 @@ def add_arguments_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lengths", default="512,2048,4096,8192", help="comma-separated sequence lengths")
     p.add_argument("--models", default="core,hf-modernbert,hf-longformer,hf-bert,core-bert",
                    help="comma-separated: core, hf-modernbert, hf-longformer, hf-bert, core-bert; a backend may follow "
-                        "a colon (core:sdpa, core:flash, hf-modernbert:flash_attention_2)")
+                        "a colon (core:sdpa, core:flash, hf-modernbert:flash_attention_2); or [NAME=]SRC, a model "
+                        "folder or installed model package measured at its own configuration (random weights; "
+                        "the --hidden-size ... --global-every shape options do not apply to it)")
     p.add_argument("--modes", default="forward,train", help="forward and/or train (forward+backward)")
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--layers", type=int, default=6)
@@ -44,19 +46,42 @@ def add_arguments_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_path", help="write the records to this JSON file")
 
 
+def _parse_models(spec: str) -> tuple[list[str], dict[str, str]]:
+    """--models: the built-in names (with an optional :backend), and [NAME=]SRC model folders or packages
+    (NAME defaults to the folder's name). Returns the names in order and name -> resolved folder."""
+    from pathlib import Path
+
+    from longadapt.bench.encoder import MODELS, split_name
+    from longadapt.sources import installed_model_package, resolve_model_source
+
+    models, sources = [], {}
+    for entry in (m for m in spec.split(",") if m):
+        if split_name(entry)[0] in MODELS:
+            models.append(entry)
+            continue
+        name, sep, src = entry.partition("=")
+        if not sep:
+            name, src = Path(entry).name or entry, entry
+        if not sep and not any(c in src for c in "/.~") and installed_model_package(src) is None:
+            raise LongAdaptError(f"--models: unknown model {entry!r}; choose from {', '.join(MODELS)} (a backend may "
+                                 "follow a colon: core:sdpa, core:flash, hf-modernbert:flash_attention_2), or give a "
+                                 "model folder or installed model package as [NAME=]SRC")
+        if name in models:
+            raise LongAdaptError(f"--models: the name {name!r} is given twice; name each model folder with NAME=SRC")
+        sources[name] = str(resolve_model_source(src, what=f"--models {entry}"))
+        models.append(name)
+    return models, sources
+
+
 def run_bench(args: argparse.Namespace) -> int:
-    from longadapt.bench.encoder import MODELS, Shape, machine_info, run_benchmark, split_name, summarize
+    from longadapt.bench.encoder import Shape, machine_info, run_benchmark, summarize
     from longadapt.io import atomic_write_json
 
     try:
         lengths = [int(x) for x in args.lengths.split(",") if x]
     except ValueError as exc:
         raise LongAdaptError(f"--lengths must be comma-separated integers, got {args.lengths!r}") from exc
-    models = [m for m in args.models.split(",") if m]
-    for m in models:
-        if split_name(m)[0] not in MODELS:
-            raise LongAdaptError(f"--models: unknown model {m!r}; choose from {', '.join(MODELS)} (a backend may follow "
-                                 "a colon: core:sdpa, core:flash, hf-modernbert:flash_attention_2)")
+    models, sources = _parse_models(args.models)
     modes = [m for m in args.modes.split(",") if m]
     if not set(modes) <= {"forward", "train"}:
         raise LongAdaptError(f"--modes must be forward and/or train, got {args.modes!r}")
@@ -85,7 +110,7 @@ def run_bench(args: argparse.Namespace) -> int:
     shape = Shape(args.hidden_size, args.layers, args.heads, args.intermediate_size, args.window, args.global_every)
     records = run_benchmark(lengths, models, modes, shape, args.device, args.dtype, args.min_time,
                             args.tokens_per_batch, args.peak_tflops, rounds=args.rounds, batches=batches,
-                            length_source=args.length_source)
+                            length_source=args.length_source, sources=sources)
     print(summarize(records, reference, args.target))
     if args.json_path:
         atomic_write_json(args.json_path, records)

@@ -53,7 +53,9 @@ def split_name(name: str) -> tuple[str, str | None]:
     return base, backend or None
 
 
-def build_model(name: str, shape: Shape, length: int):
+def build_model(name: str, shape: Shape, length: int, source: str | None = None):
+    """The encoder to time: one of :data:`MODELS` at ``shape``, or, with ``source`` (a model folder), that
+    model's own configuration with random weights (speed does not depend on the weights)."""
     import transformers
 
     import longadapt  # noqa: F401  (registers the core)
@@ -61,6 +63,19 @@ def build_model(name: str, shape: Shape, length: int):
 
     s = shape
     name, backend = split_name(name)
+    if source is not None:
+        config = transformers.AutoConfig.from_pretrained(source)
+        limit = getattr(config, "max_position_embeddings", None)
+        if getattr(config, "position_embedding_type", "absolute") == "absolute" and limit and length > limit:
+            raise ValueError(f"{source}: length {length} is beyond the model's {limit} learned positions; "
+                             f"benchmark it at --lengths {limit} or less")
+        if getattr(config, "model_type", None) == "longadapt":
+            if backend:
+                config.attention_backend = backend
+            return LongAdaptModel(config)
+        if backend:
+            config._attn_implementation = backend
+        return transformers.AutoModel.from_config(config)
     if name == "core":
         cfg = LongAdaptConfig(
             vocab_size=s.vocab_size, hidden_size=s.hidden_size, num_hidden_layers=s.num_layers,
@@ -107,6 +122,20 @@ def build_model(name: str, shape: Shape, length: int):
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
 
 
+def config_flops_per_token(config: Any, length: int) -> float:
+    """Forward FLOPs per token (matmuls only) of a model folder's configuration: the core's (its layer
+    types and window), ModernBERT's, or a BERT-like one (every layer global)."""
+    d, inter = config.hidden_size, config.intermediate_size
+    glu = getattr(config, "mlp_type", None) == "glu" or config.model_type == "modernbert"
+    types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    window = getattr(config, "local_attention", None) or length
+    total = 0.0
+    for kind in types:
+        ctx = length if kind == "full_attention" else min(length, window + 1)
+        total += 2 * (4 * d * d + (3 if glu else 2) * d * inter) + 4 * d * ctx
+    return total
+
+
 def model_flops_per_token(name: str, shape: Shape, length: int) -> float:
     """Forward FLOPs per token (matmuls only): projections, MLP and attention scores/values."""
     s = shape
@@ -151,16 +180,19 @@ class PeakMemory:
 
 
 def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dtype: str,
-                min_time: float, batch: int, batches: list[list[int]] | None = None) -> dict[str, Any]:
+                min_time: float, batch: int, batches: list[list[int]] | None = None,
+                source: str | None = None) -> dict[str, Any]:
     """Run in the current process; returns one record. ``batches``: realistic batches (each a list of
-    row lengths), used in turn instead of ``batch`` rows of ``length`` tokens."""
+    row lengths), used in turn instead of ``batch`` rows of ``length`` tokens; ``source``: a model folder
+    measured at its own configuration (:func:`build_model`)."""
     import torch
 
     torch.manual_seed(0)
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     rows = batches or [[length] * batch]
     longest = max(max(b) for b in rows)
-    model = build_model(name, shape, longest).to(device=device, dtype=dt)
+    model = build_model(name, shape, longest, source).to(device=device, dtype=dt)
+    vocab = model.config.vocab_size
     model.train(mode == "train")
     for module in model.modules():  # no dropout noise in timings
         if isinstance(module, torch.nn.Dropout):
@@ -168,7 +200,7 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
     inputs = []
     for lengths in rows:
         width = max(lengths)
-        ids = torch.randint(3, shape.vocab_size, (len(lengths), width), device=device)
+        ids = torch.randint(3, vocab, (len(lengths), width), device=device)
         mask = (torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]).long()
         inputs.append((ids * mask, mask, sum(lengths)))
     cuda = device.startswith("cuda")
@@ -202,10 +234,14 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
     padded = sum(int(m.numel()) for _, m, _ in inputs)
     real = sum(r for _, _, r in inputs)
     # FLOPs per real token at each row's own length (global attention costs more in longer rows)
-    per_token = sum(model_flops_per_token(name, shape, n) * n for b in rows for n in b) / sum(n for b in rows for n in b)
+    def flops_at(n: int) -> float:
+        return config_flops_per_token(model.config, n) if source else model_flops_per_token(name, shape, n)
+
+    per_token = sum(flops_at(n) * n for b in rows for n in b) / sum(n for b in rows for n in b)
     flops = per_token * (3 if mode == "train" else 1)
     return {
         "model": name,
+        **({"source": source} if source else {}),
         "length": length,
         "mode": mode,
         "batch": batch if not batches else round(sum(len(b) for b in rows) / len(rows), 2),
@@ -286,10 +322,12 @@ def run_benchmark(
     rounds: int = 1,
     batches: dict[int, list[list[int]]] | None = None,
     length_source: str | None = None,
+    sources: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Measure every combination, each in a subprocess, ``rounds`` times with the models interleaved
     (round ``r`` starts with model ``r mod len(models)``). hf-bert and core-bert run at <= 512 only.
-    ``batches``: realistic batches per length (the length is then their longest row's cap)."""
+    ``batches``: realistic batches per length (the length is then their longest row's cap); ``sources``:
+    model name -> model folder, for models measured at their own configuration."""
     records = []
     for length in lengths:
         names = [n for n in models if not (split_name(n)[0] in ("hf-bert", "core-bert") and length > 512)]
@@ -300,7 +338,7 @@ def run_benchmark(
                     batch = max(1, tokens_per_batch // length) if tokens_per_batch else 1
                     payload = {"name": name, "shape": asdict(shape), "length": length, "mode": mode,
                                "device": device, "dtype": dtype, "min_time": min_time, "batch": batch,
-                               "batches": (batches or {}).get(length)}
+                               "batches": (batches or {}).get(length), "source": (sources or {}).get(name)}
                     records.append(_measure_in_subprocess(payload, timeout, peak_tflops, shape, r, length_source))
     return records
 
@@ -323,7 +361,8 @@ def _measure_in_subprocess(payload: dict[str, Any], timeout: float, peak_tflops:
     rec = {**json.loads(res.stdout.strip().splitlines()[-1]), "round": round_, "length_source": length_source}
     if peak_tflops:
         rec["mfu"] = rec["tflops_per_s"] / peak_tflops
-    rec["shape"] = asdict(shape)
+    if not payload.get("source"):
+        rec["shape"] = asdict(shape)
     logger.info("  %.0f tokens/s, peak %.0f MB", rec["tokens_per_s"], rec["peak_mem_mb"])
     return rec
 
@@ -386,5 +425,5 @@ def paired_ratios(records: list[dict[str, Any]], reference: list[dict[str, Any]]
 if __name__ == "__main__":  # worker entry: one measurement, JSON on the last stdout line
     args = json.loads(sys.argv[1])
     rec = measure_one(args["name"], Shape(**args["shape"]), args["length"], args["mode"], args["device"],
-                      args["dtype"], args["min_time"], args["batch"], args.get("batches"))
+                      args["dtype"], args["min_time"], args["batch"], args.get("batches"), args.get("source"))
     print(json.dumps(rec))
