@@ -958,7 +958,6 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     (:func:`_train_loader`), train with selection on dev (:func:`_fit`), restore the selected weights
     and score test, its length buckets and its examples (:func:`_score_test`), then the run record.
     """
-    import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
