@@ -153,3 +153,27 @@ def test_a_model_folder_is_measured_at_its_own_configuration(tmp_path):
     assert ok["tflops_per_s"] * 1e12 == pytest.approx(
         3 * config_flops_per_token(cfg, 64) * ok["tokens_per_s"], rel=1e-6)
     assert "longer than this model allows (max_position_embeddings=256)" in beyond["error"]
+
+
+def test_dropout_off_means_no_dropout_anywhere_in_train_mode():
+    """bench's train mode times models without dropout: nn.Dropout modules and the float probabilities that
+    attention code reads itself (HF Longformer's band dropout was left on before this check existed)."""
+    import torch
+
+    from longadapt.bench.encoder import build_model, disable_dropout
+    from longadapt.modeling import LongAdaptConfig, LongAdaptModel
+
+    shape = Shape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=48, window=16, global_every=2,
+                  vocab_size=100)
+    models = {name: build_model(name, shape, 64) for name in ("hf-longformer", "hf-bert")}
+    models["core"] = LongAdaptModel(LongAdaptConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+        local_attention=16, attention_dropout=0.3, hidden_dropout=0.3, embedding_dropout=0.3))
+    ids = torch.randint(3, 100, (2, 64))
+    for name, model in models.items():
+        model.train()
+        assert not torch.equal(model(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state), name
+        disable_dropout(model)
+        assert torch.equal(model(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state), name
+        assert model.training
+    assert models["core"].config.attention_dropout == 0.0  # read by the attention at every forward

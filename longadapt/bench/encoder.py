@@ -179,12 +179,29 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - self.base
 
 
+def disable_dropout(model: Any) -> None:
+    """No dropout anywhere in ``model``, train mode included: ``nn.Dropout`` modules, and the float
+    probabilities that attention code reads itself (HF Longformer's ``self.dropout``, ModernBERT's
+    ``attention_dropout``, the core's ``config.attention_dropout``)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for attr in ("dropout", "attention_dropout", "dropout_prob"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+    if isinstance(getattr(model.config, "attention_dropout", None), float):
+        model.config.attention_dropout = 0.0
+
+
 def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dtype: str,
                 min_time: float, batch: int, batches: list[list[int]] | None = None,
                 source: str | None = None) -> dict[str, Any]:
     """Run in the current process; returns one record. ``batches``: realistic batches (each a list of
     row lengths), used in turn instead of ``batch`` rows of ``length`` tokens; ``source``: a model folder
-    measured at its own configuration (:func:`build_model`)."""
+    measured at its own configuration (:func:`build_model`); ``dropout``: ``off`` (no dropout noise in the
+    timings) or ``model`` (the model's own dropout in train mode, as fine-tuning runs it)."""
     import torch
 
     torch.manual_seed(0)
@@ -194,9 +211,8 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
     model = build_model(name, shape, longest, source).to(device=device, dtype=dt)
     vocab = model.config.vocab_size
     model.train(mode == "train")
-    for module in model.modules():  # no dropout noise in timings
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    if dropout == "off":
+        disable_dropout(model)
     inputs = []
     for lengths in rows:
         width = max(lengths)
@@ -252,6 +268,7 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
         "padding_share": round(1 - real / padded, 4),
         "device": device,
         "dtype": dtype,
+        "dropout": dropout,
         "runs": runs,
     }
 
@@ -323,6 +340,7 @@ def run_benchmark(
     batches: dict[int, list[list[int]]] | None = None,
     length_source: str | None = None,
     sources: dict[str, str] | None = None,
+    dropout: str = "off",
 ) -> list[dict[str, Any]]:
     """Measure every combination, each in a subprocess, ``rounds`` times with the models interleaved
     (round ``r`` starts with model ``r mod len(models)``). hf-bert and core-bert run at <= 512 only.
@@ -338,7 +356,7 @@ def run_benchmark(
                     batch = max(1, tokens_per_batch // length) if tokens_per_batch else 1
                     payload = {"name": name, "shape": asdict(shape), "length": length, "mode": mode,
                                "device": device, "dtype": dtype, "min_time": min_time, "batch": batch,
-                               "batches": (batches or {}).get(length), "source": (sources or {}).get(name)}
+                               "batches": (batches or {}).get(length), "source": (sources or {}).get(name), "dropout": dropout}
                     records.append(_measure_in_subprocess(payload, timeout, peak_tflops, shape, r, length_source))
     return records
 
@@ -425,5 +443,6 @@ def paired_ratios(records: list[dict[str, Any]], reference: list[dict[str, Any]]
 if __name__ == "__main__":  # worker entry: one measurement, JSON on the last stdout line
     args = json.loads(sys.argv[1])
     rec = measure_one(args["name"], Shape(**args["shape"]), args["length"], args["mode"], args["device"],
-                      args["dtype"], args["min_time"], args["batch"], args.get("batches"), args.get("source"))
+                      args["dtype"], args["min_time"], args["batch"], args.get("batches"), args.get("source"),
+                      args.get("dropout", "off"))
     print(json.dumps(rec))
