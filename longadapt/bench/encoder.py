@@ -197,7 +197,7 @@ def disable_dropout(model: Any) -> None:
 
 def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dtype: str,
                 min_time: float, batch: int, batches: list[list[int]] | None = None,
-                source: str | None = None) -> dict[str, Any]:
+                source: str | None = None, dropout: str = "off") -> dict[str, Any]:
     """Run in the current process; returns one record. ``batches``: realistic batches (each a list of
     row lengths), used in turn instead of ``batch`` rows of ``length`` tokens; ``source``: a model folder
     measured at its own configuration (:func:`build_model`); ``dropout``: ``off`` (no dropout noise in the
@@ -356,7 +356,8 @@ def run_benchmark(
                     batch = max(1, tokens_per_batch // length) if tokens_per_batch else 1
                     payload = {"name": name, "shape": asdict(shape), "length": length, "mode": mode,
                                "device": device, "dtype": dtype, "min_time": min_time, "batch": batch,
-                               "batches": (batches or {}).get(length), "source": (sources or {}).get(name), "dropout": dropout}
+                               "batches": (batches or {}).get(length), "source": (sources or {}).get(name),
+                               "dropout": dropout}
                     records.append(_measure_in_subprocess(payload, timeout, peak_tflops, shape, r, length_source))
     return records
 
