@@ -66,7 +66,7 @@ def _worker(kind: str, payload: dict, timeout: float) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def encoder_measure(name: str, source: str, shapes: list[list[int]], min_time: float) -> dict:
+def encoder_measure(name: str, source: str, shapes: list[list[int]], min_time: float, dropout: str) -> dict:
     """``bench encoder``'s train mode over the fine-tuning's passes, in a fresh process. It times whole
     passes over all the shapes unless it runs past ``4 * min_time``: the caller sets ``min_time`` from
     the fine-tuning epoch's time so that the cap is never what stops it (checked here)."""
@@ -74,7 +74,7 @@ def encoder_measure(name: str, source: str, shapes: list[list[int]], min_time: f
 
     longest = max(max(s) for s in shapes)
     (rec,) = run_benchmark([longest], [name], ["train"], Shape(), min_time=min_time, batches={longest: shapes},
-                           sources={name: source})
+                           sources={name: source}, dropout=dropout)
     if "error" in rec:
         raise SystemExit(f"bench encoder failed: {rec['error']}")
     if rec["runs"] % len(shapes):
@@ -128,25 +128,35 @@ def main(argv: list[str] | None = None) -> int:
     rounds = []
     for r in range(args.rounds):
         rec: dict = {"round": r}
-        for kind in (("finetune", "encoder") if r % 2 == 0 else ("encoder", "finetune")):
+        kinds = ["finetune", "encoder", "encoder-dropout"]
+        for kind in kinds[r % 3:] + kinds[:r % 3]:  # the starting measurement rotates each round
             t0 = time.perf_counter()
             if kind == "finetune":
                 rec["finetune"] = _worker("finetune", {**base, "epochs": args.epochs}, args.timeout)
             else:  # time at least half an epoch's worth, so that whole epochs are timed (cap: 4 x min_time)
-                last = rec.get("finetune") or rounds[-1]["finetune"]
-                rec["encoder"] = encoder_measure(name, source, shapes, max(args.min_time, last["train_s"] / 2))
+                last = rec.get("finetune") or (rounds[-1]["finetune"] if rounds else None)
+                min_time = max(args.min_time, last["train_s"] / 2) if last else args.min_time
+                rec[kind] = encoder_measure(name, source, shapes, min_time, "model" if kind != "encoder" else "off")
             print(f"round {r + 1} {kind}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        rec["ratio"] = rec["finetune"]["train_tokens_per_s"] / rec["encoder"]["tokens_per_s"]
+        for kind in kinds[1:]:
+            rec[f"ratio_{kind}"] = rec["finetune"]["train_tokens_per_s"] / rec[kind]["tokens_per_s"]
         rounds.append(rec)
-    ratios = [r["ratio"] for r in rounds]
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f}x [{min(values):.2f}-{max(values):.2f}]"
+
+    ratios = [r["ratio_encoder"] for r in rounds]
+    like = [r["ratio_encoder-dropout"] for r in rounds]
     ft_speed = statistics.median(r["finetune"]["train_tokens_per_s"] for r in rounds)
     enc_speed = statistics.median(r["encoder"]["tokens_per_s"] for r in rounds)
+    drop_speed = statistics.median(r["encoder-dropout"]["tokens_per_s"] for r in rounds)
     peak = max(r["finetune"]["peak_rss_mb"] or 0 for r in rounds)
-    print(f"| model | task | fine-tuning tok/s | bench encoder train tok/s | fine-tuning / encoder: median [min-max] "
-          f"| >= {args.target:g}x | fine-tuning peak RSS | <= {args.memory_target_mb:,.0f} MB |")
-    print("|---|---|---:|---:|---|---|---:|---|")
-    print(f"| {name} | {args.task} | {ft_speed:,.0f} | {enc_speed:,.0f} | {statistics.median(ratios):.2f}x "
-          f"[{min(ratios):.2f}-{max(ratios):.2f}] | {verdict(ratios, args.target)} | {peak:,.0f} MB | "
+    print(f"| model | task | fine-tuning tok/s | bench encoder train tok/s (no dropout / model's dropout) "
+          f"| fine-tuning / encoder: median [min-max] | >= {args.target:g}x | fine-tuning / encoder with the "
+          f"model's dropout | fine-tuning peak RSS | <= {args.memory_target_mb:,.0f} MB |")
+    print("|---|---|---:|---:|---|---|---|---:|---|")
+    print(f"| {name} | {args.task} | {ft_speed:,.0f} | {enc_speed:,.0f} / {drop_speed:,.0f} | {spread(ratios)} "
+          f"| {verdict(ratios, args.target)} | {spread(like)} | {peak:,.0f} MB | "
           f"{'met' if peak <= args.memory_target_mb else 'not met'} |")
     if args.json_path:
         atomic_write_json(args.json_path, {"model": name, "source": source, "task": args.task, "epochs": args.epochs,

@@ -177,3 +177,13 @@ def test_dropout_off_means_no_dropout_anywhere_in_train_mode():
         assert torch.equal(model(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state), name
         assert model.training
     assert models["core"].config.attention_dropout == 0.0  # read by the attention at every forward
+
+
+def test_compiled_measurement_runs_and_records_its_warm_up():
+    """--compile times torch.compile(model); every shape is compiled in the warm-up, recorded apart."""
+    from longadapt.bench.encoder import measure_one
+
+    shape = Shape(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16, window=8, global_every=1,
+                  vocab_size=50)
+    rec = measure_one("core", shape, 16, "forward", "cpu", "fp32", 0.01, 1, compile_model=True)
+    assert rec["compiled"] is True and rec["warmup_s"] > 0 and rec["tokens_per_s"] > 0 and rec["runs"] >= 2

@@ -80,6 +80,10 @@ def test_tiny_run_learns_and_writes_a_complete_run_dir(shared_data, cache_dir, t
     assert all(math.isfinite(r["loss"]) and r["tokens_per_s"] > 0 for r in trains)
     assert all(0.0 <= r["data_wait_fraction"] < 1.0 for r in trains)
     assert evals[-1]["loss"] == pytest.approx(result.metrics["loss"])
+    run = json.loads((out / "run.json").read_text())
+    # every validation pass says what it read (at most max_validation_rows = 8 of the held-out rows) and how long
+    assert run["data"]["validation_rows"] > 0
+    assert all(r["rows"] == min(8, run["data"]["validation_rows"]) and r["seconds"] > 0 for r in evals)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
     # only the last two complete checkpoints remain, no temporary folder

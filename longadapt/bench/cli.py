@@ -45,6 +45,8 @@ def add_arguments_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", choices=["off", "model"], default="off",
                    help="train mode: off (no dropout noise in the timings) or model (the model's own dropout, as "
                         "fine-tuning runs it)")
+    p.add_argument("--compile", action="store_true",
+                   help="time torch.compile(model) (every model of the run; static shapes, compiled in the warm-up)")
     p.add_argument("--peak-tflops", type=float, help="device peak TFLOP/s, to report model FLOP utilisation")
     p.add_argument("--json", dest="json_path", help="write the records to this JSON file")
 
@@ -113,7 +115,10 @@ def run_bench(args: argparse.Namespace) -> int:
     shape = Shape(args.hidden_size, args.layers, args.heads, args.intermediate_size, args.window, args.global_every)
     records = run_benchmark(lengths, models, modes, shape, args.device, args.dtype, args.min_time,
                             args.tokens_per_batch, args.peak_tflops, rounds=args.rounds, batches=batches,
-                            length_source=args.length_source, sources=sources, dropout=args.dropout)
+                            length_source=args.length_source, sources=sources, dropout=args.dropout,
+                            compile_model=args.compile)
+    if args.compile:
+        print("every model compiled with torch.compile (static shapes; compile time excluded: warmup_s in the JSON)")
     print(summarize(records, reference, args.target))
     if args.json_path:
         atomic_write_json(args.json_path, records)

@@ -197,11 +197,13 @@ def disable_dropout(model: Any) -> None:
 
 def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dtype: str,
                 min_time: float, batch: int, batches: list[list[int]] | None = None,
-                source: str | None = None, dropout: str = "off") -> dict[str, Any]:
+                source: str | None = None, dropout: str = "off", compile_model: bool = False) -> dict[str, Any]:
     """Run in the current process; returns one record. ``batches``: realistic batches (each a list of
     row lengths), used in turn instead of ``batch`` rows of ``length`` tokens; ``source``: a model folder
     measured at its own configuration (:func:`build_model`); ``dropout``: ``off`` (no dropout noise in the
-    timings) or ``model`` (the model's own dropout in train mode, as fine-tuning runs it)."""
+    timings) or ``model`` (the model's own dropout in train mode, as fine-tuning runs it); ``compile_model``:
+    time ``torch.compile(model)`` (static shapes: every batch shape is compiled in the warm-up, whose time is
+    recorded as ``warmup_s``)."""
     import torch
 
     torch.manual_seed(0)
@@ -220,14 +222,15 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
         mask = (torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]).long()
         inputs.append((ids * mask, mask, sum(lengths)))
     cuda = device.startswith("cuda")
+    run = torch.compile(model, dynamic=False) if compile_model else model
 
     def step(i: int) -> int:
         ids, mask, real = inputs[i % len(inputs)]
         if mode == "forward":
             with torch.inference_mode():
-                model(input_ids=ids, attention_mask=mask)
+                run(input_ids=ids, attention_mask=mask)
         else:
-            out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            out = run(input_ids=ids, attention_mask=mask).last_hidden_state
             (out.float().pow(2) * mask[..., None]).mean().backward()
             model.zero_grad(set_to_none=True)
         if cuda:
@@ -235,8 +238,10 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
         return real
 
     memory = PeakMemory(device)
-    for i in range(min(len(inputs), 2)):
-        step(i)  # warm-up (also the first peak)
+    warm = time.perf_counter()
+    for i in range(len(inputs) if compile_model else min(len(inputs), 2)):
+        step(i)  # warm-up (also the first peak; compiling: every shape once)
+    warmup_s = time.perf_counter() - warm
     runs, tokens, start = 0, 0, time.perf_counter()
     while True:
         tokens += step(runs)
@@ -269,6 +274,8 @@ def measure_one(name: str, shape: Shape, length: int, mode: str, device: str, dt
         "device": device,
         "dtype": dtype,
         "dropout": dropout,
+        "compiled": compile_model,
+        "warmup_s": round(warmup_s, 2),
         "runs": runs,
     }
 
@@ -341,6 +348,7 @@ def run_benchmark(
     length_source: str | None = None,
     sources: dict[str, str] | None = None,
     dropout: str = "off",
+    compile_model: bool = False,
 ) -> list[dict[str, Any]]:
     """Measure every combination, each in a subprocess, ``rounds`` times with the models interleaved
     (round ``r`` starts with model ``r mod len(models)``). hf-bert and core-bert run at <= 512 only.
@@ -357,7 +365,7 @@ def run_benchmark(
                     payload = {"name": name, "shape": asdict(shape), "length": length, "mode": mode,
                                "device": device, "dtype": dtype, "min_time": min_time, "batch": batch,
                                "batches": (batches or {}).get(length), "source": (sources or {}).get(name),
-                               "dropout": dropout}
+                               "dropout": dropout, "compile": compile_model}
                     records.append(_measure_in_subprocess(payload, timeout, peak_tflops, shape, r, length_source))
     return records
 
@@ -445,5 +453,5 @@ if __name__ == "__main__":  # worker entry: one measurement, JSON on the last st
     args = json.loads(sys.argv[1])
     rec = measure_one(args["name"], Shape(**args["shape"]), args["length"], args["mode"], args["device"],
                       args["dtype"], args["min_time"], args["batch"], args.get("batches"), args.get("source"),
-                      args.get("dropout", "off"))
+                      args.get("dropout", "off"), args.get("compile", False))
     print(json.dumps(rec))

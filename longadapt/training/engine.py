@@ -593,8 +593,7 @@ def train(
     # -- loop --------------------------------------------------------------------------------------
     last_eval: dict[str, float] | None = None
     if state.step == 0:
-        last_eval = evaluate(model, val_batches, accelerator, cfg, call.takes_document_ids, call.loss_only)
-        _log_eval(writer, 0, last_eval, state)
+        last_eval = _validate(model, val_batches, accelerator, cfg, call, writer, state)
         record["initial_metrics"] = last_eval
         if accelerator.is_main_process:
             atomic_write_json(run_dir / "run.json", record)
@@ -629,8 +628,7 @@ def train(
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                 log.write(grad_norm, scheduler.get_last_lr()[0])
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
-                last_eval = evaluate(model, val_batches, accelerator, cfg, call.takes_document_ids, call.loss_only)
-                _log_eval(writer, state.step, last_eval, state)
+                last_eval = _validate(model, val_batches, accelerator, cfg, call, writer, state)
             if _checkpoint_due(cfg, state.step, time.perf_counter() - last_save, accelerator):
                 last_save = time.perf_counter()
                 log.bank_time()
@@ -908,12 +906,20 @@ def _write_final(accelerator: Any, model: Any, tokenizer: Any, run_dir: Path, re
     )
 
 
-def _log_eval(writer: MetricsWriter | None, step: int, metrics: dict[str, float], state: TrainerState) -> None:
-    logger.info(
-        "step %d: validation loss %.4f nats/masked token, %.4f bits/byte", step, metrics["loss"], metrics["bpb"]
-    )
+def _validate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: Any, cfg: TrainConfig, call: _Call,
+              writer: MetricsWriter | None, state: TrainerState) -> dict[str, float]:
+    """A validation pass at ``state.step``, logged with its rows and seconds (the eval record of
+    metrics.jsonl carries ``rows`` and ``seconds``; the returned metrics do not)."""
+    t0 = time.perf_counter()
+    metrics = evaluate(model, batches, accelerator, cfg, call.takes_document_ids, call.loss_only)
+    seconds = time.perf_counter() - t0
+    rows = sum(int(b["input_ids"].shape[0]) for b in batches)
+    logger.info("step %d: validation loss %.4f nats/masked token, %.4f bits/byte (%d rows in %.1f s)", state.step,
+                metrics["loss"], metrics["bpb"], rows, seconds)
     if writer is not None:
-        writer.write({"step": step, "kind": "eval", "tokens": state.tokens, **metrics})
+        writer.write({"step": state.step, "kind": "eval", "tokens": state.tokens, **metrics, "rows": rows,
+                      "seconds": round(seconds, 3)})
+    return metrics
 
 
 def json_load(path: Path) -> dict[str, Any]:
