@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     base = {"model": source, "task": args.task, "max_train_docs": args.max_train_docs}
     shapes = _worker("shapes", base, args.timeout)["shapes"]
     per_epoch = sum(map(sum, shapes))
-    print(f"{args.task}: {len(shapes)} forward/backward passes per epoch, {per_epoch} real tokens, rows of "
+    docs = "every training document" if args.max_train_docs is None else f"the first {args.max_train_docs} documents"
+    print(f"{args.task}, {args.epochs} epoch(s) on {docs}, the task's batching: {len(shapes)} forward/backward passes "
+          f"per epoch, {per_epoch} real tokens, rows of "
           f"{min(min(s) for s in shapes)}-{max(max(s) for s in shapes)} tokens, "
           f"{statistics.median(len(s) for s in shapes):g} rows per pass (median)")
     rounds = []

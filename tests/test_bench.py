@@ -187,3 +187,29 @@ def test_compiled_measurement_runs_and_records_its_warm_up():
                   vocab_size=50)
     rec = measure_one("core", shape, 16, "forward", "cpu", "fp32", 0.01, 1, compile_model=True)
     assert rec["compiled"] is True and rec["warmup_s"] > 0 and rec["tokens_per_s"] > 0 and rec["runs"] >= 2
+
+
+def test_bench_finetune_times_the_passes_that_fine_tuning_makes(tmp_path, minilm_dir):
+    """bench_finetune.py: the encoder side runs exactly the fine-tuning epoch's passes (same count, same
+    real tokens), every measurement is recorded per round, and the table states the verdicts."""
+    from longadapt.evaluation.testing import tiny_bert
+
+    model = tiny_bert(tmp_path / "tiny", minilm_dir, max_position_embeddings=128)
+    out = tmp_path / "ft.json"
+    res = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_finetune.py"),
+         "--model", f"tiny={model}", "--task", "fr-e3c-ner", "--max-train-docs", "2", "--rounds", "1",
+         "--min-time", "0.05", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    record = json.loads(out.read_text())
+    (rnd,) = record["rounds"]
+    shapes = record["pass_shapes"]
+    assert rnd["finetune"]["forward_passes"] == len(shapes)  # one epoch
+    assert rnd["finetune"]["train_tokens"] == sum(map(sum, shapes))
+    assert rnd["encoder"]["dropout"] == "off" and rnd["encoder-dropout"]["dropout"] == "model"
+    assert rnd["encoder"]["runs"] % len(shapes) == 0  # whole epochs of passes were timed
+    ratio = rnd["finetune"]["train_tokens_per_s"] / rnd["encoder"]["tokens_per_s"]
+    assert rnd["ratio_encoder"] == pytest.approx(ratio)
+    assert "1 epoch(s) on the first 2 documents" in res.stdout and "| tiny | fr-e3c-ner |" in res.stdout
