@@ -26,13 +26,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("longadapt.evaluation.cli", "fine-tune and evaluate models on tasks"),
     "compare": ("longadapt.evaluation.cli", "compare evaluation results in a report"),
     "predict": ("longadapt.evaluation.cli", "annotate new documents with a fine-tuned model"),
+    "study": ("longadapt.study.cli", "run a whole study (adaptations x tasks x seeds, rate search) and its verdict report"),
     "cache": ("longadapt.cache", "list or clear the cache of tokenized and packed corpora (LONGADAPT_CACHE)"),
 }
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")  # key.sub=value
 
 # commands that run through accelerate, and so may be started by `accelerate launch` (predict shards documents)
-TRAINING_COMMANDS = ("pretrain", "adapt", "predict")
+TRAINING_COMMANDS = ("pretrain", "adapt", "predict", "study")
 
 
 def _load(command: str):

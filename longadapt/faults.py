@@ -8,7 +8,9 @@ Unset (the normal case) it costs one dictionary lookup. The points:
 - ``checkpoint-saved``: a checkpoint has just been renamed into place;
 - ``rename``: an atomic folder write is complete and about to be renamed into place;
 - ``replace``: an existing output has been moved aside and the new one is not yet renamed in;
-- ``epoch-end``: an evaluation fine-tuning epoch has ended (before its dev pass).
+- ``epoch-end``: an evaluation fine-tuning epoch has ended (before its dev pass);
+- ``stage:<stage id>``: that stage of a study starts (``longadapt study``; e.g.
+  ``stage:trial/fr-e3c-ner-doc/convert-131072/1``): the stage's process dies, the study goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import signal
 from collections import Counter
 
-POINTS = ("checkpoint-write", "checkpoint-saved", "rename", "replace", "epoch-end")
+POINTS = ("checkpoint-write", "checkpoint-saved", "rename", "replace", "epoch-end", "stage:<stage id>")
 _seen: Counter = Counter()
 
 

@@ -213,6 +213,32 @@ def test_batch_tokens_gives_windows_and_whole_documents_the_same_steps(user_task
     assert 0.75 <= ratio <= 1.5
 
 
+def test_builtin_document_task_gives_windows_and_whole_documents_the_same_steps_over_the_same_documents(
+        minilm_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """Under a built-in document task's own defaults (fr-e3c-ner-doc: batches of whole documents up to 800
+    words), a 512-token model reading windows and a long model reading whole documents take the same
+    optimizer steps over the same documents (the same batch plan, hashed per run); the tokens they read
+    differ by the windows' overlap, which run.json states."""
+    short = tiny_bert(tmp_path / "m512", minilm_dir, max_position_embeddings=512)
+    long = tiny_bert(tmp_path / "m2048", minilm_dir, max_position_embeddings=2048, seed=1)
+    out = tmp_path / "results"
+    assert main(["evaluate", "--model", f"w512={short}", "--model", f"long={long}", "--tasks", "fr-e3c-ner-doc",
+                 "--seeds", "1", "--epochs", "1", "--max-eval-docs", "2", "--out", str(out)]) == 0
+    runs = {m: json.loads((out / m / "fr-e3c-ner-doc" / "seed-0" / "run.json").read_text()) for m in ("w512", "long")}
+    d = {m: r["diagnostics"] for m, r in runs.items()}
+    assert d["w512"]["batch_unit"] == d["long"]["batch_unit"] == "800 words"
+    assert runs["w512"]["timing"]["optimizer_steps"] == runs["long"]["timing"]["optimizer_steps"] == 15
+    assert d["w512"]["batch_plan_sha256"] == d["long"]["batch_plan_sha256"] is not None
+    assert d["w512"]["train_words"] == d["long"]["train_words"] == 8776
+    # documents longer than 510 tokens are windows for the 512 model: more items, and more tokens read
+    # (the end-aligned last window re-reads some tokens as context)
+    assert d["w512"]["train_items"] > d["long"]["train_items"] == 30
+    assert d["w512"]["train_tokens_seen"] > d["long"]["train_tokens_seen"]
+    report = tmp_path / "report.md"
+    assert main(["compare", str(out), "--out", str(report), "--no-plots"]) == 0  # one budget: ranked together
+    assert "800 words" in report.read_text()
+
+
 def test_compare_keeps_one_row_per_model_across_result_directories(tmp_path: Path) -> None:
     """One evaluate per task (same model) gives one row; the same name for two models, or the same
     task in two directories, gives one row per directory."""

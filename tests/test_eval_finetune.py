@@ -147,13 +147,13 @@ def test_longadapt_core_through_the_auto_classes(tiny_dir: Path, shared_data: Pa
     assert np.isfinite(res.history[0]["train_loss"])
 
 
-def test_token_budget_batches_cover_every_item_once_within_the_budget():
+def test_budget_batches_cover_every_item_once_within_the_budget():
     import torch
 
-    from longadapt.evaluation.finetune import TokenBudgetBatches
+    from longadapt.evaluation.finetune import BudgetBatches
 
     lengths = [512, 90, 510, 300, 700, 12, 512, 256, 1500, 40]  # 1,500 alone is over the budget
-    sampler = TokenBudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
+    sampler = BudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
     epochs = [list(sampler) for _ in range(3)]
     for batches in epochs:
         assert len(batches) == len(sampler)
@@ -162,8 +162,29 @@ def test_token_budget_batches_cover_every_item_once_within_the_budget():
             assert sum(lengths[i] for i in b) <= 1024 or len(b) == 1
     assert epochs[0] != epochs[1]  # a new order every epoch, the same batches
     assert sorted(map(sorted, epochs[0])) == sorted(map(sorted, epochs[1]))
-    again = TokenBudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
+    again = BudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
     assert [list(again) for _ in range(3)] == epochs  # seeded
+
+
+def test_budget_batches_keep_a_units_members_together_and_plan_from_sizes_alone():
+    """Units (documents) with several members (windows) travel whole; the plan depends on the unit sizes
+    (words) and the seed only, so one model's windows and another's whole documents get the same batches."""
+    import torch
+
+    from longadapt.evaluation.finetune import BudgetBatches
+
+    words = [300, 120, 800, 450, 60, 200]
+    windows = [[0, 1], [2], [3, 4, 5, 6], [7, 8], [9], [10]]  # a 512-token model's windows per document
+    whole = [[0], [1], [2], [3], [4], [5]]  # a long model: one item per document
+    a = BudgetBatches(words, 600, torch.Generator().manual_seed(3), windows)
+    b = BudgetBatches(words, 600, torch.Generator().manual_seed(3), whole)
+    ea, eb = [list(a) for _ in range(2)], [list(b) for _ in range(2)]
+    assert a.visited == b.visited and len(a) == len(b)  # the same documents in the same steps
+    for batches in ea:
+        assert sorted(i for batch in batches for i in batch) == list(range(11))
+        for batch in batches:  # a document's windows are never split over two batches
+            assert all(set(m) <= set(batch) or not set(m) & set(batch) for m in windows)
+    assert sorted(len(x) for x in ea[0]) != sorted(len(x) for x in eb[0])  # other items, same plan
 
 
 def test_a_new_entity_head_starts_at_the_class_prior(tiny_dir: Path, shared_data: Path) -> None:

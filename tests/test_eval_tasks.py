@@ -51,7 +51,8 @@ def test_e3c_document_task(shared_data: Path) -> None:
     assert data.scheme.name == "layers" and data.scheme.n_layers == 4  # "hépatites virales A, B et C" nests 4 deep
     assert sum(d.meta["n_whitespace_words"] for d in test) == 13382
     assert all(d.offsets is not None and len(d.offsets) == len(d.words) for d in test)
-    assert task.training().batch_tokens == 2048  # a document task trains by tokens
+    # a document task trains on batches of whole documents counted in words (the same plan for every model)
+    assert task.training().batch_words == 800 and task.training().batch_tokens is None
 
 
 def test_other_builtin_tasks(shared_data: Path) -> None:
@@ -181,7 +182,8 @@ def test_drbenchmark_protocol(shared_data: Path) -> None:
     assert (cfg.nested, cfg.discontinuous, cfg.word_splitter, cfg.segment_on, task.metric) == (
         "join", "fragments", "whitespace", ".", "seqeval_f1")
     assert (training.epochs, training.batch_size, training.learning_rate, training.max_length) == (15, 16, 1e-4, 512)
-    assert training.truncate and training.batch_tokens is None and training.select_metric == "word_accuracy"
+    assert training.truncate and training.batch_tokens is None and training.batch_words is None
+    assert training.select_metric == "word_accuracy"
     data = task.load_data()
     assert [data.stats[s].documents for s in ("train", "dev", "test")] == [11, 12, 15]
     assert [len(data[s]) for s in ("train", "dev", "test")] == [475, 431, 422]  # sentences cut at "."

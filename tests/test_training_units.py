@@ -88,6 +88,39 @@ def test_adamw_is_fused_on_cpu_and_steps_like_the_for_loop_reference():
         assert not torch.allclose(a, initial[name], atol=1e-4), name  # the steps moved every weight
 
 
+def test_lr_multipliers_scale_matched_parameters_and_refuse_a_pattern_that_matches_nothing():
+    """optimizer.lr_multipliers: the first matching glob pattern sets a parameter's rate (lr x multiplier);
+    a multiplier of 0 leaves a parameter where it was (no step, no decay); the schedule scales every group
+    alike; a typo is refused with the names it could have matched."""
+    from longadapt.training.config import OptimizerConfig
+    from longadapt.training.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4))
+    model.head = torch.nn.Linear(4, 4)
+    opt = build_optimizer(model, 1e-2, OptimizerConfig(weight_decay=0.1, lr_multipliers={"model.0.*": 0.0,
+                                                                                           "model.*": 0.1}))
+    names = {id(p): n for n, p in model.named_parameters()}
+    rates = {names[id(p)]: g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert rates == {"head.weight": 1e-2, "head.bias": 1e-2, "model.1.weight": pytest.approx(1e-3),
+                     "model.1.bias": pytest.approx(1e-3), "model.0.weight": 0.0}
+    scheduler = build_scheduler(opt, ScheduleConfig(name="linear", warmup_steps=0), steps=4)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = torch.randint(0, 10, (3, 5))
+    model.head(model.model(x)).pow(2).mean().backward()
+    opt.step()
+    scheduler.step()
+    assert torch.equal(model.model[0].weight, before["model.0.weight"])  # multiplier 0: untouched
+    assert not torch.equal(model.head.weight, before["head.weight"])
+    assert [g["lr"] / (g["lr_multiplier"] or 1) for g in opt.param_groups if g["lr_multiplier"]] == \
+        pytest.approx([0.75e-2] * sum(1 for g in opt.param_groups if g["lr_multiplier"]))
+    with pytest.raises(LongAdaptError, match=r"train.yaml:7: 'encoder.\*' matches no trained parameter.*model.0.weight"):
+        build_optimizer(model, 1e-2, OptimizerConfig(lr_multipliers={"encoder.*": 0.1}), "train.yaml:7")
+    with pytest.raises(LongAdaptError, match="must map glob patterns of parameter names to numbers >= 0"):
+        train_config_from_dict({"optimizer": {"lr_multipliers": {"model.*": -1}}})
+
+
 def test_adamw_keeps_torch_default_where_no_fused_kernel_applies():
     from longadapt.modeling.parameters import adamw
 

@@ -20,7 +20,6 @@ predict: apply a fine-tuned model to new documents (:mod:`longadapt.evaluation.p
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 from longadapt.config import parse_overrides
 from longadapt.errors import LongAdaptError
-from longadapt.io import atomic_dir, atomic_write_json
+from longadapt.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -106,42 +105,10 @@ def _refuse_several_processes() -> None:
         )
 
 
-def _reuse(run_dir: Path, fingerprint: dict[str, Any], save_models: bool, force: bool,
-           label: str) -> dict[str, Any] | None:
-    """The stored run of ``run_dir`` when it was made with exactly this fingerprint; else None, with the
-    reason logged (it is then re-run)."""
-    from longadapt.evaluation.fingerprint import differences
-
-    path = run_dir / "run.json"
-    if not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        logger.warning("%s: %s is not valid JSON; re-running", label, path)
-        return None
-    if force:
-        logger.info("%s: --force: re-running", label)
-        return None
-    stored = old.get("fingerprint") or {}
-    if stored.get("sha256") != fingerprint["sha256"]:
-        why = differences(stored, fingerprint) if stored else ["it has no fingerprint (written by an older longadapt)"]
-        logger.warning("%s: the stored run was made with other settings, so it is not reused: %s", label,
-                       "; ".join(why))
-        return None
-    if save_models and not (run_dir / "model").is_dir():
-        logger.info("%s: --save-models but the stored run kept no model; re-running", label)
-        return None
-    logger.info("%s: reused (same fingerprint %s: model, tokenizer, task, seed, limits, versions)", label,
-                fingerprint["sha256"][:12])
-    return old
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
-    from longadapt.evaluation.finetune import RunLimits, run
-    from longadapt.evaluation.fingerprint import run_fingerprint
-    from longadapt.evaluation.outputs import count_table, write_predictions
+    from longadapt.evaluation.finetune import RunLimits
     from longadapt.evaluation.report import aggregate
+    from longadapt.evaluation.stored import run_or_reuse
     from longadapt.evaluation.tasks import available_tasks, load_task
 
     if args.list_tasks:
@@ -179,21 +146,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             runs = []
             for seed in range(args.seeds):
                 run_dir = out / model_name / task.name / f"seed-{seed}"
-                label = f"{model_name} / {task.name} / seed {seed}"
-                fingerprint = run_fingerprint(model_dir, task, seed, limits, args.max_length)
-                result = _reuse(run_dir, fingerprint, args.save_models, args.force, label)
-                if result is None:
-                    logger.info("%s: fine-tuning", label)
-                    with atomic_dir(run_dir) as tmp:  # the run's files appear only when the run is complete
-                        res = run(model_dir, task, seed, data=data, limits=limits, max_length=args.max_length,
-                                  model_name=model_name, save_dir=tmp / "model" if args.save_models else None)
-                        result = {**res.to_json(), "fingerprint": fingerprint}
-                        write_predictions(tmp, res, task, data)
-                        atomic_write_json(tmp / "run.json", result)
-                    logger.info("%s: test %s = %.4f", label, result["main_metric"], result["score"])
-                    if result.get("entities"):
-                        logger.info("%s: test entities per type (gold in data / representable / predicted / "
-                                    "correct):\n%s", label, count_table(result["entities"]["test"]))
+                result, _ = run_or_reuse(model_name, model_dir, task, data, seed, run_dir, limits, args.max_length,
+                                         args.save_models, args.force)
                 runs.append(result)
             summary = aggregate(runs)
             atomic_write_json(out / model_name / task.name / "summary.json", summary)
@@ -215,8 +169,11 @@ def summary_budget_line(summary: dict[str, Any]) -> str:
     b = summary.get("budget") or {}
     if not b:
         return ""
-    parts = [f"{b.get('epochs')} epochs", f"{b.get('optimizer_steps')} steps", f"{b.get('train_tokens')} training tokens",
-             f"{b.get('test_documents')} test documents"]
+    run = b.get("epochs_run")
+    parts = [f"{run} of {b.get('epochs')} epochs run" if run is not None else f"{b.get('epochs')} epochs",
+             f"{b.get('optimizer_steps')} steps", f"batches of {b.get('batch')}",
+             f"{b['train_tokens_seen']} tokens read in training" if b.get("train_tokens_seen") is not None
+             else f"{b.get('train_tokens')} training tokens an epoch", f"{b.get('test_documents')} test documents"]
     if b.get("coverage") is not None:
         parts.append(f"test gold coverage {100 * b['coverage']:.2f} %")
     limits = {k: v for k, v in (b.get("limits") or {}).items() if v is not None}

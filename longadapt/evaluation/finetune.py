@@ -146,6 +146,11 @@ class _Adapter:
         """Start a new head's output bias at the training prior (per head type); returns whether it did."""
         return False
 
+    def train_units(self, items: Sequence[Any]) -> list[list[int]]:
+        """The training items of each example, in example order (:meth:`train_items` gives one item per
+        example; token tasks override it: a sequence's windows are its items)."""
+        return [[i] for i in range(len(items))]
+
     def loss_weight(self, items: Sequence[Any]) -> int:
         """What :meth:`loss` of these items averages over (examples; labelled words for token tasks), so that
         micro-batches weighted by it sum to the whole batch's loss."""
@@ -230,6 +235,10 @@ class TokenAdapter(_Adapter):
         enc = W.encode_words(self.tok, [ex.words for ex in examples])
         return W.make_windows(enc, self.max_length, self.prefix, self.suffix, stride=self.max_content,
                               word_labels=self._gold_classes(examples), truncate=self.cfg.truncate)
+
+    def train_units(self, items: Sequence[W.Window]) -> list[list[int]]:
+        groups = W.group_by_sequence(items)
+        return [groups[s] for s in sorted(groups)]
 
     def collate(self, items: Sequence[W.Window]) -> dict[str, Any]:
         import torch
@@ -720,27 +729,34 @@ def train_step(accelerator: Any, model: Any, adapter: _Adapter, items: Sequence[
     return value, len(groups)
 
 
-class TokenBudgetBatches:
-    """A batch sampler whose batches hold at most ``max_tokens`` real tokens (one item at least).
+class BudgetBatches:
+    """A batch sampler whose batches hold units (examples) up to a budget: ``sizes[u]`` of each unit add up
+    to at most ``budget`` per batch (one unit at least). A unit stands for the items ``members[u]`` (a
+    document's windows; default: the unit is the item), which always travel together.
 
-    The batches are formed once, greedily over a seeded permutation of the items, and visited in a new
-    seeded order every epoch, so the number of optimizer steps is known in advance (the schedule needs
-    it) and every item is seen exactly once per epoch.
+    The batches are formed once, greedily over a seeded permutation of the units, and visited in a new
+    seeded order every epoch, so the number of optimizer steps is known in advance (the schedule needs it)
+    and every unit is seen exactly once per epoch. With sizes in words (``training.batch_words``) the plan
+    depends on the data and the seed only: every model takes the same steps over the same documents.
+    ``visited`` lists the units of every batch in the order they were given (the run records its hash).
     """
 
-    def __init__(self, lengths: Sequence[int], max_tokens: int, generator: Any) -> None:
+    def __init__(self, sizes: Sequence[int], budget: int, generator: Any,
+                 members: Sequence[Sequence[int]] | None = None) -> None:
         import torch
 
         self.generator = generator
+        self.members = [list(m) for m in members] if members is not None else [[u] for u in range(len(sizes))]
         self.batches: list[list[int]] = []
+        self.visited: list[list[int]] = []
         current: list[int] = []
         used = 0
-        for i in torch.randperm(len(lengths), generator=generator).tolist():
-            if current and used + lengths[i] > max_tokens:
+        for u in torch.randperm(len(sizes), generator=generator).tolist():
+            if current and used + sizes[u] > budget:
                 self.batches.append(current)
                 current, used = [], 0
-            current.append(i)
-            used += lengths[i]
+            current.append(u)
+            used += sizes[u]
         if current:
             self.batches.append(current)
 
@@ -751,7 +767,8 @@ class TokenBudgetBatches:
         import torch
 
         for k in torch.randperm(len(self.batches), generator=self.generator).tolist():
-            yield list(self.batches[k])
+            self.visited.append(list(self.batches[k]))
+            yield [i for u in self.batches[k] for i in self.members[u]]
 
 
 def _check_parameters(model: Any, missing: set[str], model_dir: str, config: Any) -> list[str]:
@@ -977,6 +994,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     items, loader = _train_loader(adapter, train, cfg, seed)
+    sampler = loader.batch_sampler if cfg.batch_words else None  # before accelerate wraps the loader
     # the engine's groups: decay on matrices and embeddings, none on biases and norms (tied weights once)
     optimizer = adamw(parameter_groups(loaded.model, cfg.weight_decay), cfg.learning_rate)
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
@@ -1038,8 +1056,12 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
         timing={"train_s": round(fit.t_train, 2), "eval_s": round(t_eval, 2),
                 "train_tokens_per_s": round(fit.train_tokens / fit.t_train, 1) if fit.t_train > 0 else None,
                 "total_s": round(time.time() - t_start, 2), "optimizer_steps": fit.step, "peak_rss_mb": _peak_rss_mb()},
-        diagnostics={"device": str(accelerator.device), "train_items": len(items),
-                     "train_tokens": sum(item_tokens(x) for x in items), "train_batches_per_epoch": len(loader),
+        # train_tokens: one epoch of the model's training items (windows overlap where a document is longer than
+        # the window); train_tokens_seen: what the training passes read, every epoch run
+        diagnostics={"device": str(accelerator.device), "train_items": len(items), "batch_unit": batch_unit(cfg),
+                     "train_tokens": sum(item_tokens(x) for x in items), "train_tokens_seen": fit.train_tokens,
+                     "train_words": sum(_n_words(x) for x in train), "train_batches_per_epoch": len(loader),
+                     "batch_plan_sha256": _plan_fingerprint(sampler, train),
                      "train_forward_passes": fit.forward_passes,
                      "longest_train_item_tokens": max((item_tokens(x) for x in items), default=0),
                      "epochs_run": len(fit.history), "reinitialised_parameters": loaded.reinitialised,
@@ -1086,20 +1108,48 @@ def _load_for_task(model_dir: str, task: Task, cfg: FinetuneConfig, data: TaskDa
 
 
 def _train_loader(adapter: Any, train: list, cfg: FinetuneConfig, seed: int) -> tuple[list, Any]:
-    """The training items and their shuffled loader: batches of ``batch_size`` items, or of at most
-    ``batch_tokens`` tokens. The loader yields lists of items; ``train_step`` collates them in
-    memory-bounded micro-batches."""
+    """The training items and their shuffled loader: batches of whole examples up to ``batch_words`` words
+    (the same batches for every model), of ``batch_size`` items, or of at most ``batch_tokens`` tokens. The
+    loader yields lists of items; ``train_step`` collates them in memory-bounded micro-batches."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
     items = adapter.train_items(train)
-    if cfg.batch_tokens:
-        batches = TokenBudgetBatches([item_tokens(x) for x in items], int(cfg.batch_tokens), generator)
+    if cfg.batch_words:
+        units = adapter.train_units(items)
+        if len(units) != len(train):
+            raise AssertionError(f"{len(units)} training units for {len(train)} examples")
+        batches = BudgetBatches([_n_words(ex) for ex in train], int(cfg.batch_words), generator, units)
+        loader = torch.utils.data.DataLoader(items, batch_sampler=batches, collate_fn=list)
+    elif cfg.batch_tokens:
+        batches = BudgetBatches([item_tokens(x) for x in items], int(cfg.batch_tokens), generator)
         loader = torch.utils.data.DataLoader(items, batch_sampler=batches, collate_fn=list)
     else:
         loader = torch.utils.data.DataLoader(items, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                                              collate_fn=list)
     return items, loader
+
+
+def batch_unit(cfg: FinetuneConfig) -> str:
+    """What a training batch is counted in: ``N words``, ``N tokens`` or ``N examples``."""
+    if cfg.batch_words:
+        return f"{cfg.batch_words} words"
+    if cfg.batch_tokens:
+        return f"{cfg.batch_tokens} tokens"
+    return f"{cfg.batch_size} examples"
+
+
+def _plan_fingerprint(sampler: Any, train: list) -> str | None:
+    """sha256 of the examples (documents) of every training batch in the order they were visited, for
+    batches by words: two runs with the same value took the same steps over the same documents."""
+    import hashlib
+
+    if not isinstance(sampler, BudgetBatches) or len(sampler.members) != len(train):
+        return None
+    h = hashlib.sha256()
+    for units in sampler.visited:
+        h.update(("|".join(sorted(str(train[u].id) for u in units)) + "\n").encode())
+    return h.hexdigest()
 
 
 @dataclass

@@ -9,7 +9,10 @@ run is done again and the log names what changed (``epochs 15 -> 2``, ``model we
   resolved with its defaults);
 - ``data``: sha256 of every file each split reads (``Task.fingerprint``);
 - ``seed``, ``limits`` (document limits, step limit), ``max_length`` (``--max-length``);
-- ``versions`` of the packages that can change a score, and ``code``: sha256 of longadapt's own source.
+- ``versions`` of the packages that can change a score, and ``code``: sha256 of longadapt's own source
+  that can change a score (:func:`code_fingerprint`: reporting, command lines, benchmarks, the vocabulary
+  analysis, prediction and the study runner are left out, so a study's runs stay valid when a report
+  changes).
 """
 
 from __future__ import annotations
@@ -54,13 +57,32 @@ def model_fingerprint(model_dir: str | Path) -> dict[str, Any]:
     return {"sha256": h.hexdigest(), "files": [p.name for p in files]}
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """sha256 of longadapt's Python source (a code change can change a score)."""
-    root = Path(__file__).resolve().parents[1]
+# longadapt source files that cannot change a trained weight or a score: what reads finished runs (reports,
+# comparisons), command-line parsing, benchmarks, the vocabulary analysis, prediction on new documents and
+# the study runner (which calls the code below it). Every other file counts.
+NOT_SCORE_CODE = ("study/", "bench/", "vocab/", "evaluation/report.py", "evaluation/cli.py",
+                  "evaluation/predict.py", "evaluation/outputs.py", "evaluation/stored.py", "recipes/compare.py",
+                  "recipes/cli.py", "training/cli.py", "interop/cli.py", "cli.py", "cache.py", "__main__.py")
+# ... and what cannot change an adapted model's weights: the evaluation package as a whole
+NOT_ADAPT_CODE = NOT_SCORE_CODE + ("evaluation/",)
+
+
+def code_fingerprint(scope: str = "score", root: Path | None = None) -> str:
+    """sha256 of longadapt's Python source that can change a result: ``score`` (a fine-tuning run's score:
+    everything but :data:`NOT_SCORE_CODE`) or ``adapt`` (an adapted model: :data:`NOT_ADAPT_CODE` left out)."""
+    return _code_fingerprint(scope, str(root or Path(__file__).resolve().parents[1]))
+
+
+@functools.lru_cache(maxsize=8)
+def _code_fingerprint(scope: str, root: str) -> str:
+    skip = {"score": NOT_SCORE_CODE, "adapt": NOT_ADAPT_CODE}[scope]
+    base = Path(root)
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*.py")):
-        h.update(str(p.relative_to(root)).encode())
+    for p in sorted(base.rglob("*.py")):
+        rel = p.relative_to(base).as_posix()
+        if "__pycache__" in rel or any(rel == s or (s.endswith("/") and rel.startswith(s)) for s in skip):
+            continue
+        h.update(rel.encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 

@@ -54,12 +54,16 @@ def budget(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "protocol": cfg.get("protocol", "default"),
         "epochs": training.get("epochs"),
-        "batch": (f"{training['batch_tokens']} tokens" if training.get("batch_tokens")
+        "batch": (f"{training['batch_words']} words" if training.get("batch_words")
+                  else f"{training['batch_tokens']} tokens" if training.get("batch_tokens")
                   else f"{training.get('batch_size')} examples") if training else None,
         "limits": cfg.get("limits", {}),
         "data": {s: (d.get("sha256"), d.get("examples")) for s, d in data.items()},
         "optimizer_steps": run.get("timing", {}).get("optimizer_steps"),
-        "train_tokens": run.get("diagnostics", {}).get("train_tokens"),
+        "train_tokens": run.get("diagnostics", {}).get("train_tokens"),  # one epoch of the model's items
+        "train_tokens_seen": run.get("diagnostics", {}).get("train_tokens_seen"),  # every pass, every epoch run
+        "epochs_run": run.get("diagnostics", {}).get("epochs_run"),
+        "batch_plan": run.get("diagnostics", {}).get("batch_plan_sha256"),
         "max_length": cfg.get("max_length"), "stride": cfg.get("stride"), "truncate": cfg.get("truncate", False),
         "test_documents": data.get("test", {}).get("documents", data.get("test", {}).get("examples")),
         "longest_item": run.get("diagnostics", {}).get("longest_train_item_tokens"),

@@ -52,9 +52,13 @@ TYPE_DEFAULTS: dict[str, tuple[int, int, float]] = {
     "mcqa": (20, 16, 2e-5),
     "regression": (20, 16, 2e-5),
 }
-# entity tasks on whole documents train by tokens unless the task says otherwise: batches of N examples
-# give a 512-token model (windows) several times the optimizer steps of a long model (whole documents)
-DOCUMENT_BATCH_TOKENS = 2048
+# entity tasks on whole documents train on batches of whole documents, up to this many words, unless the
+# task says otherwise: the batches are made from the data and the seed alone (never from a tokenizer or a
+# window length), so a 512-token model reading windows and a long model reading whole documents take the
+# same optimizer steps over the same documents. Batches of N examples would give the 512-token model, whose
+# examples are windows, several times the long model's steps; batches of N tokens still differ by the
+# windows' overlap and by tokenizer.
+DOCUMENT_BATCH_WORDS = 800
 
 # --protocol drbenchmark: DrBenchmark's handling, so that a number can stand beside published ones
 # (512-token truncation, its hyper-parameters, joined nested labels, fragments of discontinuous mentions,
@@ -70,7 +74,8 @@ DRBENCHMARK: dict[str, dict[str, Any]] = {
     "mcqa": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
     "regression": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
 }
-DRBENCHMARK_ALL = {"training": {"max_length": 512, "truncate": True, "batch_tokens": None, "weight_decay": 0.01,
+DRBENCHMARK_ALL = {"training": {"max_length": 512, "truncate": True, "batch_tokens": None, "batch_words": None,
+                                "weight_decay": 0.01,
                                 "warmup_ratio": 0.0, "stride": None, "eval_every_epochs": 1}}
 
 
@@ -107,11 +112,14 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     eval_batch_size: int | None = None  # default: batch_size
-    # training batches by tokens instead of examples: each batch holds up to this many real tokens (at
-    # least one example). With it a 512-token model (windows) and a long model (whole documents) take
-    # the same number of optimizer steps on the same text; batch_size then applies to prediction only.
-    # Default: DOCUMENT_BATCH_TOKENS for entity tasks on documents (brat, xmi) that set no batch_size, else
-    # by examples
+    # training batches of whole examples (documents, or segments with segment_on) up to this many words
+    # (at least one example; a document's windows always travel together): the batch plan depends on the
+    # data and the seed only, so every model, whatever its tokenizer and window, takes the same optimizer
+    # steps over the same documents. batch_size then applies to prediction only. Default:
+    # DOCUMENT_BATCH_WORDS for entity tasks on documents (brat, xmi) that set no batch_size or batch_tokens
+    batch_words: int | None = None
+    # training batches of up to this many real tokens of the model's tokenizer (at least one item): steps
+    # then differ between tokenizers and between windows and whole documents; prefer batch_words
     batch_tokens: int | None = None
     eval_batch_tokens: int = 16384  # prediction batches hold at most this many tokens (memory bound)
     # training memory bound: a batch whose padded size (rows x longest row; a document's windows and an
@@ -141,16 +149,22 @@ class FinetuneConfig:
                            ("gradient_accumulation_steps", int), ("eval_every_epochs", int),
                            ("eval_batch_tokens", int), ("micro_batch_tokens", int)):
             setattr(out, name, _typed(getattr(self, name), kind, name))
-        for name in ("max_length", "stride", "batch_tokens"):
+        for name in ("max_length", "stride", "batch_tokens", "batch_words"):
             if getattr(self, name) is not None:
                 setattr(out, name, _typed(getattr(self, name), int, name))
         for name in ("truncate", "at_least_one"):
             if not isinstance(getattr(self, name), bool):
                 raise LongAdaptError(f"training.{name} must be true or false, not {getattr(self, name)!r}")
-        if self.batch_tokens is None and self.batch_size is None and document_task and not self.truncate:
-            out.batch_tokens = DOCUMENT_BATCH_TOKENS  # a task that sets batch_size trains by examples
-        if out.batch_tokens is not None and int(out.batch_tokens) < 1:
-            raise LongAdaptError(f"training.batch_tokens must be a positive number of tokens, not {out.batch_tokens!r}")
+        if out.batch_words is not None and out.batch_tokens is not None:
+            raise LongAdaptError(f"training.batch_words ({out.batch_words}) and training.batch_tokens "
+                                 f"({out.batch_tokens}) both set the training batches; keep one (batch_words gives "
+                                 "every model the same batches; set the other to null)")
+        if (self.batch_tokens is None and self.batch_words is None and self.batch_size is None and document_task
+                and not self.truncate):
+            out.batch_words = DOCUMENT_BATCH_WORDS  # a task that sets batch_size trains by examples
+        for name, unit in (("batch_tokens", "tokens"), ("batch_words", "words")):
+            if getattr(out, name) is not None and int(getattr(out, name)) < 1:
+                raise LongAdaptError(f"training.{name} must be a positive number of {unit}, not {getattr(out, name)!r}")
         if out.micro_batch_tokens < 0:
             raise LongAdaptError(f"training.micro_batch_tokens must be 0 (never split) or a positive number of tokens, "
                                  f"not {out.micro_batch_tokens!r}")

@@ -294,6 +294,29 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
     return RecipeResult(out, phases, final, model, tok)
 
 
+def build_untrained(cfg: RecipeConfig) -> RecipeResult:
+    """The strategy's model and tokenizer before any training step (an adaptation budget of 0 tokens),
+    written as :func:`run_recipe` writes a trained one (run.json with ``tokens_seen: 0`` and no phase): the
+    0-token point of a verdict curve, e.g. a vocabulary arm's transferred rows before training."""
+    from longadapt.languages import load_language
+    from longadapt.runinfo import run_record
+
+    validate(cfg)
+    pack = load_language(cfg.language)
+    out = recipe_out(cfg)
+    if (out / "config.json").exists() and not (out / "run.json").exists():
+        raise LongAdaptError(f"{out} holds a model that longadapt did not write; choose another --out")
+    clean_stale_in(out)
+    corpus = _corpus_spec(cfg, pack)
+    start = time.time()
+    model, tok, info = get_strategy(cfg.strategy, cfg.strategy_module).build(cfg, corpus)
+    record = run_record("adapt", recipe_record(cfg), status="completed", strategy=cfg.strategy, language=cfg.language,
+                        corpus=corpus, build=info, phases=[], tokens_seen=0, wall_seconds=round(time.time() - start, 1),
+                        final_metrics={}, untrained=True)
+    _write_final(model, tok, out, record, cfg)
+    return RecipeResult(out, [], {}, model, tok)
+
+
 def _mark_running(out: Path, cfg: RecipeConfig) -> None:
     """``out/run.json`` says ``status: running`` while the recipe runs (the folder is a resumable work
     folder: phases/ holds each phase's run and checkpoints); the final record, ``status: completed``,

@@ -52,6 +52,10 @@ class OptimizerConfig:
     eps: float = 1e-6
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0  # None or 0: no clipping (the norm is still logged)
+    # learning-rate multipliers by glob pattern of parameter names (the first pattern that matches wins;
+    # unmatched parameters train at lr): {"model.*": 0.1} trains a pretrained encoder at a tenth of the
+    # rate of a newly initialised MLM head. A pattern that matches nothing is an error.
+    lr_multipliers: dict[str, float] | None = None
 
 
 @dataclass
@@ -149,6 +153,14 @@ class TrainConfig:
             (self.keep_last >= 1, "keep_last", "must be at least 1"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (self.position_bucket_size >= 0, "position_bucket_size", "must be >= 0"),
+            (
+                self.optimizer.lr_multipliers is None
+                or (isinstance(self.optimizer.lr_multipliers, dict) and all(
+                    isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                    for k, v in self.optimizer.lr_multipliers.items())),
+                "optimizer.lr_multipliers",
+                'must map glob patterns of parameter names to numbers >= 0, e.g. {"model.*": 0.1}',
+            ),
             (
                 self.model.freeze is None
                 or (isinstance(self.model.freeze, list) and all(isinstance(x, str) for x in self.model.freeze)),

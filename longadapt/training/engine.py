@@ -577,7 +577,7 @@ def train(
     if state_of_dir == "done":
         return _completed_result(run_dir, cfg, tokenizer)
     frozen = _prepare_for_training(model, cfg, source)
-    optimizer = build_optimizer(model, cfg.lr, cfg.optimizer)
+    optimizer = build_optimizer(model, cfg.lr, cfg.optimizer, source.where("optimizer.lr_multipliers"))
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     state = TrainerState()
@@ -626,7 +626,7 @@ def train(
             state.masked_tokens += int(stats.masked)
             log.add(stats, time.perf_counter() - t0, waited)
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                log.write(grad_norm, scheduler.get_last_lr()[0])
+                log.write(grad_norm, scheduler.get_last_lr()[0] / optimizer.param_groups[0].get("lr_multiplier", 1.0))
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
                 last_eval = _validate(model, val_batches, accelerator, cfg, call, writer, state)
             if _checkpoint_due(cfg, state.step, time.perf_counter() - last_save, accelerator):

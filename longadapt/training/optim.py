@@ -46,14 +46,54 @@ def freeze_parameters(model: torch.nn.Module, patterns: list[str], where: str) -
     return sorted(frozen)
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, cfg: OptimizerConfig) -> torch.optim.AdamW:
-    """AdamW (fused where torch can: :func:`longadapt.modeling.parameters.adamw`) over the two decay groups."""
+def build_optimizer(model: torch.nn.Module, lr: float, cfg: OptimizerConfig,
+                    where: str = "optimizer.lr_multipliers") -> torch.optim.AdamW:
+    """AdamW (fused where torch can: :func:`longadapt.modeling.parameters.adamw`) over the two decay groups,
+    each split by ``cfg.lr_multipliers`` (a group's ``lr`` is ``lr`` x its multiplier; the schedule scales
+    every group alike)."""
     groups = parameter_groups(model, cfg.weight_decay)
+    if cfg.lr_multipliers:
+        groups = split_by_lr(model, groups, lr, cfg.lr_multipliers, where)
     logger.info(
-        "AdamW lr=%g betas=%s eps=%g: %d tensors with weight decay %g, %d without",
-        lr, tuple(cfg.betas), cfg.eps, len(groups[0]["params"]), cfg.weight_decay, len(groups[1]["params"]),
+        "AdamW lr=%g betas=%s eps=%g: %d tensors with weight decay %g, %d without%s",
+        lr, tuple(cfg.betas), cfg.eps, sum(len(g["params"]) for g in groups if g["weight_decay"]),
+        cfg.weight_decay, sum(len(g["params"]) for g in groups if not g["weight_decay"]),
+        "".join(f"; lr x {m:g} for {pattern}" for pattern, m in (cfg.lr_multipliers or {}).items()),
     )
     return adamw(groups, lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+def split_by_lr(model: torch.nn.Module, groups: list[dict], lr: float, multipliers: dict[str, float],
+                where: str) -> list[dict]:
+    """Each decay group split by the first glob pattern of ``multipliers`` that matches a parameter's name
+    (a tied weight is known by its first name, as ``named_parameters`` gives it); unmatched parameters keep
+    ``lr``. A pattern that matches no parameter, trained or frozen, is an error (a typo would silently train
+    at the full rate)."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    used: set[str] = set()
+
+    def multiplier(param: torch.nn.Parameter) -> float:
+        for pattern, m in multipliers.items():
+            if fnmatch.fnmatchcase(names[id(param)], pattern):
+                used.add(pattern)
+                return float(m)
+        return 1.0
+
+    out: list[dict] = []
+    for group in groups:
+        by_m: dict[float, list] = {}
+        for p in group["params"]:
+            by_m.setdefault(multiplier(p), []).append(p)
+        out += [{**group, "params": ps, "lr": lr * m, "lr_multiplier": m} for m, ps in sorted(by_m.items(), reverse=True)]
+    frozen_names = [n for n, p in model.named_parameters() if not p.requires_grad]
+    unused = [p for p in multipliers if p not in used and not fnmatch.filter(frozen_names, p)]  # frozen: fine
+    if unused:
+        every = list(names.values())
+        raise LongAdaptError(
+            f"{where}: {unused[0]!r} matches no trained parameter of {type(model).__name__}; names look like "
+            f"{', '.join(every[:3])} ... {every[-1]} (glob patterns: model.* is the whole encoder)"
+        )
+    return out
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps: int) -> LambdaLR:

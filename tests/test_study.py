@@ -1,0 +1,153 @@
+"""``longadapt study``: the study file is checked before any compute, a tiny study runs end to end in
+shards, a killed study resumes and writes the same report, and a failed stage does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_STUDY, run_study_cli, write_tiny_study
+from longadapt.errors import LongAdaptError
+
+
+def _write(folder: Path, study: str, minilm: Path) -> Path:
+    path = write_tiny_study(folder, minilm)
+    path.write_text(study, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("strategy: scratch\n", ""), None),  # control: the tiny study itself loads
+    (("    recipe: scratch-smoke.yaml\n", "    strategy: scrach\n"),
+     r"study.yaml:6 \(adaptations.0.strategy\): unknown strategy 'scrach' \(did you mean 'scratch'\?\)"),
+    (("    recipe: scratch-smoke.yaml\n", "    strategy: continue\n    arm: extnd\n"),
+     r"study.yaml:7 \(adaptations.0.arm\): .*vocab_arm must be keep, replace or extend.* \(did you mean 'extend'\?\)"),
+    (("tasks: [fr-e3c-ner-doc]", "tasks: [fr-e3c-ner-dok]"),
+     r"study.yaml:11 \(tasks.0\): unknown task 'fr-e3c-ner-dok' \(did you mean 'fr-e3c-ner-doc'\?\)"),
+    (("  reference: bert", "  reference: bart"),
+     r"study.yaml:\d+ \(report.reference\): 'bart' is not a baseline of this study \(did you mean 'bert'\?\)"),
+    (("budgets: [2048, 4096]", "budgets: [2048, 3000]"),
+     r"study.yaml:7 \(adaptations.0.budgets\): 3,000 tokens is not a whole number of steps .*use a multiple of 1,024"),
+    (("  method: grid\n  learning_rates: [1.0e-3, 3.0e-3]", "  method: tpe\n  range: [5.0e-4, 5.0e-5]\n  trials: 2"),
+     r"study.yaml:\d+ \(search.range\): range is \[low, high\] with low < high.*write \[5e-05, 0.0005\]"),
+    (("  method: grid", "  method: grib"),
+     r"study.yaml:\d+ \(search.method\): method must be one of grid, tpe, none \(did you mean 'grid'\?\)"),
+    (("seeds: 2", "seeds: 2\nsead: 3"), r"study.yaml \(line 13\): unknown key 'sead'; did you mean 'seeds'\? valid keys are: adapt_overrides, adaptations, baselines, curve_tasks, data_root, finetune, language, limits, name, out, report, search, seeds, tasks$"),
+    (("finetune: {epochs: 1, learning_rate: 1.0e-3}", "finetune: {epoch: 1}"),
+     r"unknown key 'training.epoch' \(did you mean 'training.epochs'\?\)"),
+])
+def test_a_bad_study_file_is_refused_before_any_compute_with_its_line(edit, message, tmp_path, minilm_dir, shared_data):
+    from longadapt.study.spec import load_study
+
+    old, new = edit
+    assert old in TINY_STUDY or old == "strategy: scratch\n"
+    path = _write(tmp_path, TINY_STUDY.replace(old, new), minilm_dir)
+    if message is None:
+        spec = load_study(path)
+        assert sorted(spec.recipes) == ["scratch-2048", "scratch-4096"]
+        assert [p["steps"] for p in spec.recipes["scratch-4096"][2]["phases"]] == [4]
+        return
+    with pytest.raises(LongAdaptError, match=message):
+        load_study(path)
+    assert not (tmp_path / "out").exists()  # nothing was computed or written
+
+
+def test_budgets_scale_every_phase_or_name_the_multiple_to_write():
+    from longadapt.study.spec import scale_to_budget
+
+    scratch = {"phases": [{"name": "short", "max_length": 512, "steps": 32},
+                          {"name": "extend", "max_length": 4096, "steps": 8, "tokens_per_step": 8192}],
+               "train": {"tokens_per_step": 2048}}  # 32 x 2,048 + 8 x 8,192 = 131,072 tokens
+    four = scale_to_budget(scratch, 4 * 131072, "study.yaml:9", "recipes/scratch/tiny.yaml")
+    assert [p["steps"] for p in four["phases"]] == [128, 32] and four["token_budget"] == 524288
+    quarter = scale_to_budget(scratch, 32768, "study.yaml:9", "recipes/scratch/tiny.yaml")
+    assert [p["steps"] for p in quarter["phases"]] == [8, 2]  # the phases keep their shares
+    assert [p["steps"] for p in scratch["phases"]] == [32, 8]  # the recipe itself is left alone
+    with pytest.raises(LongAdaptError, match=r"study.yaml:9: 100,000 tokens is not a whole number of steps of "
+                       r"recipes/scratch/tiny.yaml's phases \(32 x 2,048 \+ 8 x 8,192 = 131,072 tokens\); use a "
+                       r"multiple of 16,384 tokens \(e.g. 98,304\)"):
+        scale_to_budget(scratch, 100000, "study.yaml:9", "recipes/scratch/tiny.yaml")
+
+
+def _report(study: Path) -> dict:
+    """report.json without what a re-run may change: the measured times of runs that ran again, and paths."""
+    data = json.loads((study.parent / "out" / "report" / "report.json").read_text(encoding="utf-8"))
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != "cost" and not re.search(r"seconds|hours|_s$", k)}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        if isinstance(x, str):
+            return x.replace(str(study.parent), "STUDY")
+        return x
+
+    return strip(data)
+
+
+def test_a_tiny_study_runs_in_two_shards_and_gathers_its_report(tiny_study: Path) -> None:
+    out = tiny_study.parent / "out"
+    report = (out / "report" / "report.md").read_text(encoding="utf-8")
+    assert "fr-e3c-ner-doc" in report and "scratch" in report and "bert" in report
+    assert (out / "report" / "curve_fr-e3c-ner-doc.png").read_bytes()[:4] == b"\x89PNG"
+    # every (model, task) has its two trials and two seeds; seed 0 is the chosen trial's own run
+    for model in ("bert", "scratch-2048", "scratch-4096"):
+        trials = [json.loads((out / "stages" / f"trial__fr-e3c-ner-doc__{model}__{k}.json").read_text()) for k in (0, 1)]
+        assert [t["lr"] for t in trials] == [1e-3, 3e-3]
+        best = max(trials, key=lambda t: (t["value"], -t["lr"]))
+        seed0 = json.loads((out / "stages" / f"seed__fr-e3c-ner-doc__{model}__0.json").read_text())
+        seed1 = json.loads((out / "stages" / f"seed__fr-e3c-ner-doc__{model}__1.json").read_text())
+        assert seed0["lr"] == seed1["lr"] == best["lr"]
+        assert seed0["reused"] and seed0["run"] == best["run"] and not seed1["reused"]
+    # the searches are Optuna studies in the study folder's storage, one per (task, model)
+    import optuna
+
+    names = optuna.get_all_study_names(f"sqlite:///{out / 'search.db'}")
+    assert sorted(n.split("/")[2] for n in names) == ["bert", "scratch-2048", "scratch-4096"]
+    study = optuna.load_study(study_name=next(n for n in names if "/bert/" in n), storage=f"sqlite:///{out / 'search.db'}")
+    assert sorted(t.params["learning_rate"] for t in study.trials) == [1e-3, 3e-3]
+    # a dry run now says every stage is done
+    dry = run_study_cli(str(tiny_study), "--dry-run").stdout
+    assert "14 of 14 stages done, 0 to run" in dry and "| adapt/scratch-4096 | 4,096 tokens (4 x 1,024); scratch | done |" in dry
+
+
+def test_a_killed_study_resumes_retries_only_its_failures_and_writes_the_same_report(
+        tiny_study: Path, tmp_path: Path, minilm_dir: Path) -> None:
+    """Run 1: one stage is made to fail (a real SIGKILL of its process) and the whole study is killed at a
+    random point; run 2 finishes what can be finished and lists the failure; run 3 retries only the failed
+    and blocked stages. Its report equals the sharded run's."""
+    study = write_tiny_study(tmp_path / "b", minilm_dir)
+    broken = "trial/fr-e3c-ner-doc/scratch-2048/1"
+    env = {**os.environ, "LONGADAPT_FAULT": f"stage:{broken}"}
+    proc = subprocess.Popen([sys.executable, "-m", "longadapt", "study", str(study), "--jobs", "2", "--threads", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    stages = study.parent / "out" / "stages"
+    deadline = time.time() + 600
+    while proc.poll() is None and not (stages.is_dir() and any(stages.glob("*.json"))) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 15.0))  # a random point after the first finished stage
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    second = run_study_cli(str(study), "--jobs", "2", "--threads", "1", env={"LONGADAPT_FAULT": f"stage:{broken}"},
+                           check=False)
+    assert second.returncode == 1, second.stderr[-3000:]
+    reused = re.search(r"stages to run \((\d+) already done\)", second.stderr)
+    assert reused and int(reused.group(1)) >= 1  # the killed run's finished stages were reused
+    assert f"FAILED {broken}: exit status -9; log " in second.stderr
+    assert "not run seed/fr-e3c-ner-doc/scratch-2048/0: needs trial/fr-e3c-ner-doc/scratch-2048/1" in second.stderr
+    assert not (study.parent / "out" / "report").exists()  # no report while a stage is missing
+    assert (study.parent / "out" / "stages" / "seed__fr-e3c-ner-doc__bert__1.json").is_file()  # the others went on
+
+    third = run_study_cli(str(study), "--jobs", "2", "--threads", "1")
+    assert "3 stages to run (11 already done)" in third.stderr
+    assert _report(study) == _report(tiny_study)
