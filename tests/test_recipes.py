@@ -56,6 +56,39 @@ def test_convert_recipe_french(tmp_path):
     # bits per byte at step 0 and at the end, overall and per position bucket, are recorded
     phase = result.phases[0]
     assert "bpb" in phase["initial_metrics"] and "bpb_pos_0_511" in phase["final_metrics"]
+    # the representation check read held-out documents before and after the phases
+    rep = run["representations"]
+    assert rep["before"]["documents"] >= 1 and 0 < rep["before"]["mean_token_cosine"] < 0.9
+    assert rep["after"]["documents"] == rep["before"]["documents"] and rep["warning"] is None
+    assert "mean cosine between tokens" in (out / "README.md").read_text()
+
+
+def test_the_representation_check_tells_a_collapsed_encoder_from_a_sound_one(minilm_dir):
+    """A sound encoder's tokens point in many directions; one whose last layer gives every token the same
+    vector is collapsed (cosine 1, one component), and the warning says so and what to change."""
+    import torch
+
+    from longadapt.interop import import_checkpoint
+    from longadapt.recipes.representations import collapse_warning, representation_stats
+
+    model = import_checkpoint(minilm_dir).model
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    texts = ["Le patient présente une douleur thoracique depuis trois jours, sans fièvre ni dyspnée.",
+             "Posologie : un comprimé matin et soir pendant le repas ; ne pas dépasser la dose prescrite."]
+    sound = representation_stats(model, tok, texts)
+    assert sound["documents"] == 2 and sound["mean_token_cosine"] < 0.6 and sound["top_component_share"] < 0.5
+    with torch.no_grad():  # the last layer's output norm now maps every token to the same vector
+        norm = model.model.layers[-1].mlp_norm if hasattr(model.model.layers[-1], "mlp_norm") else None
+        last = norm if norm is not None else [m for m in model.model.modules() if isinstance(m, torch.nn.LayerNorm)][-1]
+        last.weight.zero_()
+        last.bias.fill_(0.5)
+    collapsed = representation_stats(model, tok, texts)
+    assert collapsed["mean_token_cosine"] > 0.999 and collapsed["top_component_share"] == 1.0
+    warning = collapse_warning(sound, collapsed)
+    assert warning.startswith("the encoder's token representations collapsed during this adaptation: the mean "
+                              f"cosine between the tokens of held-out documents went from {sound['mean_token_cosine']:.2f} "
+                              "to 1.00") and "lr_multipliers" in warning
+    assert collapse_warning(sound, sound) is None and collapse_warning(None, collapsed) is None
 
 
 def test_convert_recipe_with_a_head_warm_up_phase(tmp_path):

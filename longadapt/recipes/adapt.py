@@ -31,6 +31,7 @@ from longadapt.io import (
     temporary_dir,
     umask_modes,
 )
+from longadapt.recipes.representations import collapse_warning, representation_stats
 from longadapt.recipes.strategies import get_strategy
 from longadapt.recipes.strategies.common import train_default
 
@@ -262,6 +263,8 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
     start = time.time()
     model, tok, info = get_strategy(cfg.strategy, cfg.strategy_module).build(cfg, corpus)
     _mark_running(out, cfg)
+    held_out = _held_out(cfg, corpus)
+    before = representation_stats(model, tok, held_out)
     phases = []
     tokens_seen = 0
     for phase in cfg.phases:
@@ -286,10 +289,15 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
                        "run_dir": str(res.output_dir)})
     wall = time.time() - start
     final = phases[-1]["final_metrics"] if phases else {}
+    after = representation_stats(model, tok, held_out)
+    collapse = collapse_warning(before, after)
+    if collapse:
+        logger.warning("%s: %s", out, collapse)
     modernbert = _export_modernbert(model, tok, out, cfg)
     record = run_record("adapt", recipe_record(cfg), status="completed", strategy=cfg.strategy, language=cfg.language, corpus=corpus, build=info,
                         phases=phases, tokens_seen=tokens_seen, wall_seconds=round(wall, 1), final_metrics=final,
-                        modernbert_export=modernbert)
+                        modernbert_export=modernbert,
+                        representations={"before": before, "after": after, "warning": collapse})
     _write_final(model, tok, out, record, cfg)
     return RecipeResult(out, phases, final, model, tok)
 
@@ -310,11 +318,19 @@ def build_untrained(cfg: RecipeConfig) -> RecipeResult:
     corpus = _corpus_spec(cfg, pack)
     start = time.time()
     model, tok, info = get_strategy(cfg.strategy, cfg.strategy_module).build(cfg, corpus)
+    stats = representation_stats(model, tok, _held_out(cfg, corpus))
     record = run_record("adapt", recipe_record(cfg), status="completed", strategy=cfg.strategy, language=cfg.language,
                         corpus=corpus, build=info, phases=[], tokens_seen=0, wall_seconds=round(time.time() - start, 1),
-                        final_metrics={}, untrained=True)
+                        final_metrics={}, untrained=True, representations={"before": stats, "after": stats, "warning": None})
     _write_final(model, tok, out, record, cfg)
     return RecipeResult(out, [], {}, model, tok)
+
+
+def _held_out(cfg: RecipeConfig, corpus: dict[str, Any]) -> list[str]:
+    """A few of the documents the engine holds out (the representation check reads them)."""
+    from longadapt.recipes.strategies.common import held_out_texts
+
+    return held_out_texts(corpus, cfg.language, cfg.train, 4)
 
 
 def _mark_running(out: Path, cfg: RecipeConfig) -> None:
@@ -391,6 +407,12 @@ def model_card(cfg: RecipeConfig, record: dict[str, Any]) -> str:
           if (record.get("modernbert_export") or {}).get("written") else []),
         "The exact configuration, package versions, data fingerprint and metrics are in `run.json`.",
     ]
+    rep = record.get("representations") or {}
+    if rep.get("before") and rep.get("after"):
+        lines.append(f"- token representations of held-out documents (mean cosine between tokens; near 1: collapsed): "
+                     f"{rep['before']['mean_token_cosine']:.2f} before the phases, {rep['after']['mean_token_cosine']:.2f} after")
+    if rep.get("warning"):
+        lines.append(f"- **warning**: {rep['warning']}")
     for p in record.get("phases", []):
         m = p.get("final_metrics") or {}
         lines.append(f"- phase `{p['name']}`: {p['steps']} steps at {p['max_length']} tokens, "

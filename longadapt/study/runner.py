@@ -18,7 +18,6 @@ import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from longadapt.errors import LongAdaptError

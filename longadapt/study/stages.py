@@ -281,12 +281,54 @@ def _run_baseline(plan: Plan, stage: Stage) -> None:
 
 
 def _finetune(plan: Plan, task_name: str, model: str, lr: float, seed: int) -> tuple[dict[str, Any], bool]:
+    """One fine-tuning run of the study (evaluate's own run or reuse), or a copy of the run of another model
+    of the study with the same weights and the same settings (the same fingerprint: offline, ``convert`` and
+    ``continue`` with the ``keep`` arm train the same network the same way)."""
+    from longadapt.evaluation.fingerprint import run_fingerprint
     from longadapt.evaluation.stored import run_or_reuse
 
     task = load_study_task(plan.spec, task_name, lr)
-    data = task.load_data()
-    return run_or_reuse(model, plan.model_dir(model), task, data, seed, plan.run_dir(task_name, model, lr, seed),
-                        run_limits(plan.spec))
+    run_dir = plan.run_dir(task_name, model, lr, seed)
+    model_dir = plan.model_dir(model)
+    fp = run_fingerprint(model_dir, task, seed, run_limits(plan.spec), None)
+    twin = _twin(plan, fp["sha256"], run_dir)
+    if twin is not None and not (run_dir / "run.json").is_file():
+        return _copy_run(twin, run_dir, model, model_dir), True
+    run, reused = run_or_reuse(model, model_dir, task, task.load_data(), seed, run_dir, run_limits(plan.spec))
+    atomic_write_json(plan.out / "finetune" / ".by-fingerprint" / f"{fp['sha256']}.json",
+                      {"run": str(run_dir.relative_to(plan.out))})
+    return run, reused
+
+
+def _twin(plan: Plan, sha: str, run_dir: Path) -> Path | None:
+    """A finished run of the study with this fingerprint, in another folder."""
+    try:
+        rel = json.loads((plan.out / "finetune" / ".by-fingerprint" / f"{sha}.json").read_text(encoding="utf-8"))["run"]
+        other = plan.out / rel
+        stored = json.loads((other / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError):
+        return None
+    if other.resolve() == run_dir.resolve() or (stored.get("fingerprint") or {}).get("sha256") != sha:
+        return None
+    return other
+
+
+def _copy_run(twin: Path, run_dir: Path, model: str, model_dir: Path) -> dict[str, Any]:
+    import shutil
+
+    from longadapt.io import atomic_dir
+
+    logger.info("%s: the same weights and settings as %s (same fingerprint): its run is reused", model, twin)
+    with atomic_dir(run_dir) as tmp:
+        for item in twin.iterdir():
+            if item.name == "run.json":
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        run = json.loads((twin / "run.json").read_text(encoding="utf-8"))
+        run["model"] = {**run["model"], "name": model, "dir": str(model_dir), "same_run_as": str(twin)}
+        run["fingerprint"] = {**run["fingerprint"], "model_dir": str(model_dir)}
+        atomic_write_json(tmp / "run.json", run)
+    return run
 
 
 def _dev_value(run: dict[str, Any]) -> float:

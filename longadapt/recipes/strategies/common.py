@@ -43,9 +43,6 @@ def corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None,
     ``data.packing.min_validation_documents``): held-out text never shapes the vocabulary that is
     scored on it."""
     from longadapt.data import CorpusSpec, read_corpus
-    from longadapt.data.corpus import text_hash
-    from longadapt.data.packing import PackingConfig
-    from longadapt.data.split import validation_mask
     from longadapt.training.config import ConfigSource
     from longadapt.training.resolve import resolve_corpus
 
@@ -57,6 +54,28 @@ def corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None,
             if max_documents and len(texts) >= max_documents:
                 break
         return texts
+    texts = _split_corpus(resolved, language, train)[0]
+    return texts[:max_documents] if max_documents else texts
+
+
+def held_out_texts(spec: dict[str, Any], language: str, train: dict[str, Any], max_documents: int) -> list[str]:
+    """The first ``max_documents`` of the documents the engine holds out for validation (same rule as
+    :func:`corpus_texts`): what the recipe's representation check reads."""
+    from longadapt.data import CorpusSpec
+    from longadapt.training.config import ConfigSource
+    from longadapt.training.resolve import resolve_corpus
+
+    resolved = resolve_corpus(from_dict(CorpusSpec, spec, "corpus"), ConfigSource())
+    return _split_corpus(resolved, language, train)[1][:max_documents]
+
+
+def _split_corpus(resolved: Any, language: str, train: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(training texts, held-out texts) of the corpus, by the engine's rule."""
+    from longadapt.data import read_corpus
+    from longadapt.data.corpus import text_hash
+    from longadapt.data.packing import PackingConfig
+    from longadapt.data.split import validation_mask
+
     data = dict(train.get("data") or {})
     engine_docs = data.get("max_documents")
     docs = []
@@ -71,8 +90,7 @@ def corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None,
         int(train.get("seed", train_default("seed"))),
         packing.min_validation_documents,
     )
-    texts = [t for t, v in zip(docs, held_out) if not v]
-    return texts[:max_documents] if max_documents else texts
+    return [t for t, v in zip(docs, held_out) if not v], [t for t, v in zip(docs, held_out) if v]
 
 
 def options_texts(options: dict[str, Any], cfg, corpus: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

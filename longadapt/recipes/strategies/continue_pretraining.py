@@ -22,8 +22,9 @@ class ContinueOptions:
     vocab_arm: str = "keep"  # keep | replace | extend
     tokenizer: dict[str, Any] = field(default_factory=dict)  # replace: TokenizerTrainingConfig fields
     extend: dict[str, Any] = field(default_factory=dict)  # extend: options of extend_vocabulary
-    # replace/extend: re-fit the decoder bias to the new tokenizer's token frequencies on the same
-    # texts (longadapt.recipes.calibration); ``calibration`` holds options of calibrate_output_bias
+    # replace/extend, and a newly initialised MLM head (a base without one): fit the decoder bias to the
+    # tokenizer's token frequencies on the corpus texts (longadapt.recipes.calibration); ``calibration``
+    # holds options of calibrate_output_bias
     calibrate_bias: bool = True
     calibration: dict[str, Any] = field(default_factory=dict)
     make_long: ConvertOptions | None = None  # when the base is shorter than the target length
@@ -65,9 +66,13 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     info = {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes,
             "vocab_arm": o.vocab_arm,
             "transfer": result.report.to_dict() if hasattr(result.report, "to_dict") else None}
-    if o.vocab_arm != "keep" and o.calibrate_bias:
+    if o.calibrate_bias and (o.vocab_arm != "keep" or imported.mlm_head == "initialised"):
+        # a new MLM head (the base shipped none) starts at the corpus's token frequencies too: at zero bias
+        # its first steps push every token's representation towards the frequent tokens' direction
         from longadapt.recipes.calibration import calibrate_output_bias
 
+        if not texts:  # keep: the corpus documents a tokenizer of the language would be trained on
+            _, texts = options_texts({"max_documents": o.tokenizer.get("max_documents", 400)}, cfg, corpus)
         calibration = calibrate_output_bias(result.model, result.tokenizer, texts,
                                             **{"seed": recipe_seed(cfg), **o.calibration})
         info["calibration"] = calibration.to_dict()
