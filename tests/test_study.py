@@ -151,3 +151,22 @@ def test_a_killed_study_resumes_retries_only_its_failures_and_writes_the_same_re
     third = run_study_cli(str(study), "--jobs", "2", "--threads", "1")
     assert "3 stages to run (11 already done)" in third.stderr
     assert _report(study) == _report(tiny_study)
+
+
+def test_a_model_with_the_same_weights_as_another_reuses_its_runs(tmp_path: Path, minilm_dir: Path) -> None:
+    """Two models of a study with the same weights and settings (offline, convert and continue-keep) have the
+    same fine-tuning fingerprint: the second one's run is a copy of the first's, under its own name."""
+    study = write_tiny_study(tmp_path, minilm_dir)
+    study.write_text(
+        "name: twins\nlanguage: fr\nout: out\nbaselines:\n  - {name: bert, model: tiny-bert}\n"
+        "  - {name: bert-again, model: tiny-bert}\ntasks: [fr-e3c-ner-doc]\nseeds: 1\n"
+        "finetune: {epochs: 1, learning_rate: 1.0e-3}\nlimits: {max_train_docs: 2, max_eval_docs: 2}\n"
+        "search: {method: none}\n", encoding="utf-8")
+    proc = run_study_cli(str(study), "--jobs", "1", "--threads", "1")
+    out = tmp_path / "out"
+    first = json.loads((out / "finetune" / "fr-e3c-ner-doc" / "bert" / "lr-0.001" / "seed-0" / "run.json").read_text())
+    again = json.loads((out / "finetune" / "fr-e3c-ner-doc" / "bert-again" / "lr-0.001" / "seed-0" / "run.json").read_text())
+    assert again["model"]["name"] == "bert-again" and again["model"]["same_run_as"].endswith("bert/lr-0.001/seed-0")
+    assert again["score"] == first["score"] and again["fingerprint"]["sha256"] == first["fingerprint"]["sha256"]
+    assert "its run is reused" in (out / "logs" / "seed__fr-e3c-ner-doc__bert-again__0.log").read_text()
+    assert "every stage is done" in proc.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,7 @@ def load_study(path: str | Path, out: str | None = None) -> StudySpec:
 def study_dir(spec: StudySpec) -> Path:
     base = spec.path.parent if spec.path else Path.cwd()
     out = Path(spec.out) if spec.out else Path("runs") / f"study-{spec.name}"
-    return out if out.is_absolute() else (Path.cwd() / out if spec.out is None else base / out)
+    return Path(os.path.normpath(out if out.is_absolute() else (Path.cwd() / out if spec.out is None else base / out)))
 
 
 def _check(spec: StudySpec, where: _Where) -> None:
