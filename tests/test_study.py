@@ -170,3 +170,44 @@ def test_a_model_with_the_same_weights_as_another_reuses_its_runs(tmp_path: Path
     assert again["score"] == first["score"] and again["fingerprint"]["sha256"] == first["fingerprint"]["sha256"]
     assert "its run is reused" in (out / "logs" / "seed__fr-e3c-ner-doc__bert-again__0.log").read_text()
     assert "every stage is done" in proc.stderr
+
+
+def test_the_score_code_scope_covers_every_module_fine_tuning_imports() -> None:
+    """The code part of a run fingerprint hashes the modules a fine-tuning score can depend on: every
+    longadapt module reachable from the fine-tuning by imports (inside functions too) must be in it, or a
+    change there would leave stale runs reused."""
+    import ast
+
+    from longadapt.evaluation.fingerprint import code_files
+
+    package = Path(__file__).resolve().parents[1] / "longadapt"
+
+    def module_file(name: str) -> str | None:
+        rel = name.split(".", 1)[1].replace(".", "/") if "." in name else ""
+        for cand in (f"{rel}.py", f"{rel}/__init__.py"):
+            if cand and (package / cand).is_file():
+                return cand
+        return None
+
+    seen: set[str] = set()
+    todo = ["evaluation/finetune.py", "evaluation/tasks.py", "evaluation/fingerprint.py", "__init__.py"]
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        for node in ast.walk(ast.parse((package / rel).read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("longadapt"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("longadapt")]
+            todo += [f for f in map(module_file, names) if f]
+    score = set(code_files("score"))
+    # reachable but unable to change a score: atomic writes, kill points, writing predictions, and the package
+    # root's predict() helper (imported inside that function, never called by fine-tuning)
+    cannot_change_a_score = {"io.py", "faults.py", "evaluation/outputs.py", "evaluation/predict.py"}
+    missing = sorted(seen - score - cannot_change_a_score)
+    assert not missing, f"fine-tuning imports modules outside the score code scope: {missing}"
+    assert "recipes/adapt.py" not in score and "study/runner.py" not in score and "evaluation/report.py" not in score
+    assert "recipes/adapt.py" in code_files("adapt") and "evaluation/finetune.py" not in code_files("adapt")

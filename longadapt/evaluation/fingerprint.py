@@ -10,9 +10,8 @@ run is done again and the log names what changed (``epochs 15 -> 2``, ``model we
 - ``data``: sha256 of every file each split reads (``Task.fingerprint``);
 - ``seed``, ``limits`` (document limits, step limit), ``max_length`` (``--max-length``);
 - ``versions`` of the packages that can change a score, and ``code``: sha256 of longadapt's own source
-  that can change a score (:func:`code_fingerprint`: reporting, command lines, benchmarks, the vocabulary
-  analysis, prediction and the study runner are left out, so a study's runs stay valid when a report
-  changes).
+  that a fine-tuning score can depend on (:func:`code_files`: the fine-tuning's import closure, not the
+  reports, command lines, adaptation code or study runner, so stored runs stay valid when those change).
 """
 
 from __future__ import annotations
@@ -57,33 +56,52 @@ def model_fingerprint(model_dir: str | Path) -> dict[str, Any]:
     return {"sha256": h.hexdigest(), "files": [p.name for p in files]}
 
 
-# longadapt source files that cannot change a trained weight or a score: what reads finished runs (reports,
-# comparisons), command-line parsing, benchmarks, the vocabulary analysis, prediction on new documents and
-# the study runner (which calls the code below it). Every other file counts.
-NOT_SCORE_CODE = ("study/", "bench/", "vocab/", "evaluation/report.py", "evaluation/cli.py",
-                  "evaluation/predict.py", "evaluation/outputs.py", "evaluation/stored.py", "recipes/compare.py",
-                  "recipes/cli.py", "training/cli.py", "interop/cli.py", "cli.py", "cache.py", "__main__.py")
-# ... and what cannot change an adapted model's weights: the evaluation package as a whole
-NOT_ADAPT_CODE = NOT_SCORE_CODE + ("evaluation/",)
+# The longadapt source a fine-tuning score can depend on: the modules that evaluation's fine-tuning imports,
+# directly or not (tests/test_study.py checks this list against the import graph, imports inside functions
+# included), less what only reads or writes finished runs. Adaptation code (training/, recipes/, interop/,
+# data/) is not in it: a model's weights are part of the fingerprint on their own.
+SCORE_CODE = ("__init__.py", "_lazy.py", "config.py", "dataroot.py", "errors.py", "sources.py", "runinfo.py",
+              "evaluation/", "modeling/", "tokenizers/")
+NOT_SCORE_CODE = ("evaluation/report.py", "evaluation/cli.py", "evaluation/predict.py", "evaluation/outputs.py",
+                  "evaluation/stored.py", "evaluation/testing.py")
+# The source an adapted model's weights can depend on: everything but the evaluation, the command lines,
+# reports, benchmarks, the vocabulary analysis and the study runner.
+NOT_ADAPT_CODE = ("evaluation/", "study/", "bench/", "vocab/", "recipes/compare.py", "recipes/cli.py",
+                  "training/cli.py", "interop/cli.py", "cli.py", "cache.py", "__main__.py")
+
+
+def _in(rel: str, entries: tuple[str, ...]) -> bool:
+    return any(rel == e or (e.endswith("/") and rel.startswith(e)) for e in entries)
+
+
+def code_files(scope: str, root: Path | None = None) -> list[str]:
+    """The source files (relative paths) of a code scope: ``score`` (what a fine-tuning score can depend
+    on) or ``adapt`` (what an adapted model's weights can depend on)."""
+    base = root or Path(__file__).resolve().parents[1]
+    out = []
+    for p in sorted(base.rglob("*.py")):
+        rel = p.relative_to(base).as_posix()
+        if "__pycache__" in rel:
+            continue
+        keep = (_in(rel, SCORE_CODE) and not _in(rel, NOT_SCORE_CODE)) if scope == "score" else \
+            not _in(rel, NOT_ADAPT_CODE)
+        if keep:
+            out.append(rel)
+    return out
 
 
 def code_fingerprint(scope: str = "score", root: Path | None = None) -> str:
-    """sha256 of longadapt's Python source that can change a result: ``score`` (a fine-tuning run's score:
-    everything but :data:`NOT_SCORE_CODE`) or ``adapt`` (an adapted model: :data:`NOT_ADAPT_CODE` left out)."""
+    """sha256 of the longadapt source of a scope (:func:`code_files`): a change elsewhere (a report, a command
+    line, the adaptation code for a fine-tuning score) leaves stored runs valid."""
     return _code_fingerprint(scope, str(root or Path(__file__).resolve().parents[1]))
 
 
 @functools.lru_cache(maxsize=8)
 def _code_fingerprint(scope: str, root: str) -> str:
-    skip = {"score": NOT_SCORE_CODE, "adapt": NOT_ADAPT_CODE}[scope]
-    base = Path(root)
     h = hashlib.sha256()
-    for p in sorted(base.rglob("*.py")):
-        rel = p.relative_to(base).as_posix()
-        if "__pycache__" in rel or any(rel == s or (s.endswith("/") and rel.startswith(s)) for s in skip):
-            continue
+    for rel in code_files(scope, Path(root)):
         h.update(rel.encode())
-        h.update(p.read_bytes())
+        h.update((Path(root) / rel).read_bytes())
     return h.hexdigest()
 
 
