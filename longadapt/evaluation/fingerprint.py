@@ -113,8 +113,12 @@ def run_fingerprint(model_dir: str | Path, task: Any, seed: int, limits: Any, ma
     """The fingerprint of one (model, task, seed) run; ``sha256`` over its parts."""
     from longadapt.evaluation.finetune import versions
 
+    from longadapt.evaluation.tasks import DESCRIPTIVE_KEYS
+
     task_cfg = to_dict(task.config)
     task_cfg.pop("data_root", None)  # where the data lives does not matter; its bytes do (``data``)
+    for key in DESCRIPTIVE_KEYS:  # nor do the words that describe the task
+        task_cfg.pop(key, None)
     task_cfg["training"] = to_dict(task.training())
     parts = {
         "model": model_fingerprint(model_dir)["sha256"],

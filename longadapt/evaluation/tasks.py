@@ -225,6 +225,13 @@ class TaskConfig:
     licence: str = ""
     citation: str = ""
     notes: str = ""
+    # published scores on this task, for reports to set beside (never to rank with) ours: each a mapping
+    # with model, score (x 100), metric, source and optionally note (protocol, budget)
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+
+# keys that describe a task without changing a score (left out of run fingerprints)
+DESCRIPTIVE_KEYS = ("description", "licence", "citation", "notes", "published")
 
 
 @dataclass
@@ -662,5 +669,14 @@ def _validate(cfg: TaskConfig, where: str) -> None:
         raise LongAdaptError(f"{where}: other_labels applies to ner and pos tasks")
     if cfg.segment_on is not None and cfg.reader not in ("brat", "xmi"):
         raise LongAdaptError(f"{where}: segment_on cuts documents (readers brat and xmi)")
+    for i, entry in enumerate(cfg.published):
+        missing = [k for k in ("model", "score", "metric", "source") if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise LongAdaptError(f"{where}: published[{i}] needs {', '.join(missing)} (model, score x 100, metric, "
+                                 "source; note optional)")
+        try:
+            float(entry["score"])
+        except (TypeError, ValueError):
+            raise LongAdaptError(f"{where}: published[{i}].score must be a number (x 100), not {entry['score']!r}") from None
     if sorted(cfg.length_buckets) != list(cfg.length_buckets) or not cfg.length_buckets:
         raise LongAdaptError(f"{where}: length_buckets must be ascending word counts, e.g. [256, 512, 1024]")
