@@ -47,6 +47,8 @@ def test_convert_recipe_french(tmp_path):
     result = run_recipe(recipe_from_dict(_small("convert", "fr", out)))
     run = _check_output(out, "Le patient présente une MASK thoracique.")
     assert run["strategy"] == "convert" and run["build"]["mlm_head"] == "initialised"
+    # the new head starts at the corpus token frequencies (convert.calibrate_bias)
+    assert run["build"]["calibration"]["cross_entropy_after"] < run["build"]["calibration"]["cross_entropy_before"]
     # a BERT-style core (post-norm, GELU, learned positions) has no stock ModernBERT form, and says why
     assert run["modernbert_export"]["written"] is False and "norm_position" in run["modernbert_export"]["reason"]
     assert not (out / "modernbert").exists()
@@ -125,10 +127,10 @@ def test_continue_recipe_vocabulary_arms(arm, tmp_path):
     transfer = run["build"]["transfer"]
     if arm == "keep":
         assert len(tok) == 30522
-        assert "calibration" not in run["build"]
-    else:  # the decoder bias was re-fitted to the new vocabulary's token frequencies
-        cal = run["build"]["calibration"]
-        assert cal["masked_positions"] > 0 and cal["cross_entropy_after"] < cal["cross_entropy_before"]
+    # the decoder bias was fitted to the (new or kept) vocabulary's token frequencies: after replace and
+    # extend, and for keep too because MiniLM ships no MLM head (a new head starts at the corpus prior)
+    cal = run["build"]["calibration"]
+    assert cal["masked_positions"] > 0 and cal["cross_entropy_after"] < cal["cross_entropy_before"]
     if arm == "replace":
         assert transfer["copied"] > 0 and transfer["new_vocab_size"] < 30522
         assert tok.cls_token == "[CLS]" and model.config.cls_token_id == tok.cls_token_id

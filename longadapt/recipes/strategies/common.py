@@ -99,3 +99,17 @@ def options_texts(options: dict[str, Any], cfg, corpus: dict[str, Any]) -> tuple
     opts = dict(options)
     max_docs = opts.pop("max_documents", None)
     return opts, corpus_texts(corpus, cfg.language, max_docs, cfg.train)
+
+
+def calibrate_new_head(model: Any, tokenizer: Any, cfg: Any, corpus: dict[str, Any], options: dict[str, Any],
+                       texts: list[str] | None = None, max_documents: int = 400) -> dict[str, Any]:
+    """Fit the MLM decoder bias of ``model`` to ``tokenizer``'s token frequencies on the corpus's training
+    documents (:func:`longadapt.recipes.calibration.calibrate_output_bias`; ``texts`` when the strategy has
+    them already). For a head that the base model does not ship: at zero bias its first steps teach the
+    unigram prior, and with the decoder tied to the embeddings they push every token's representation
+    towards the frequent tokens' direction. Returns the calibration report."""
+    from longadapt.recipes.calibration import calibrate_output_bias
+
+    if not texts:
+        texts = corpus_texts(corpus, cfg.language, max_documents, cfg.train)
+    return calibrate_output_bias(model, tokenizer, texts, **{"seed": recipe_seed(cfg), **options}).to_dict()

@@ -11,7 +11,7 @@ from typing import Any
 
 from longadapt.errors import LongAdaptError
 from longadapt.recipes.strategies import Strategy, register
-from longadapt.recipes.strategies.common import options_texts, recipe_seed
+from longadapt.recipes.strategies.common import options_texts
 from longadapt.recipes.strategies.convert import ConvertOptions, base_tokenizer, make_model_long
 
 ARMS = ("keep", "replace", "extend")
@@ -69,13 +69,10 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     if o.calibrate_bias and (o.vocab_arm != "keep" or imported.mlm_head == "initialised"):
         # a new MLM head (the base shipped none) starts at the corpus's token frequencies too: at zero bias
         # its first steps push every token's representation towards the frequent tokens' direction
-        from longadapt.recipes.calibration import calibrate_output_bias
+        from longadapt.recipes.strategies.common import calibrate_new_head
 
-        if not texts:  # keep: the corpus documents a tokenizer of the language would be trained on
-            _, texts = options_texts({"max_documents": o.tokenizer.get("max_documents", 400)}, cfg, corpus)
-        calibration = calibrate_output_bias(result.model, result.tokenizer, texts,
-                                            **{"seed": recipe_seed(cfg), **o.calibration})
-        info["calibration"] = calibration.to_dict()
+        info["calibration"] = calibrate_new_head(result.model, result.tokenizer, cfg, corpus, o.calibration, texts,
+                                                 max_documents=o.tokenizer.get("max_documents", 400))
     if info["transfer"]:
         info["transfer"].pop("sources", None)  # one entry per row: too long for run.json
     return result.model, result.tokenizer, info

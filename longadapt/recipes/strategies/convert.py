@@ -4,7 +4,7 @@ documents."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from longadapt.recipes.strategies import Strategy, register
@@ -21,6 +21,16 @@ class ConvertOptions:
     global_first_token: bool = False
     global_rope_theta: float | None = None
     local_rope_theta: float | None = None
+
+
+@dataclass
+class ConvertRecipeOptions(ConvertOptions):
+    """The ``convert:`` section: how to make the model long, and (``calibrate_bias``) whether an MLM head
+    that the base does not ship, initialised here, starts at the corpus token frequencies
+    (:func:`longadapt.recipes.strategies.common.calibrate_new_head`)."""
+
+    calibrate_bias: bool = True
+    calibration: dict[str, Any] = field(default_factory=dict)  # options of calibrate_output_bias
 
 
 def make_model_long(model, o: ConvertOptions) -> list[str]:
@@ -42,17 +52,22 @@ def base_tokenizer(cfg):
 def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     from longadapt.interop import import_checkpoint
 
+    from longadapt.recipes.strategies.common import calibrate_new_head
+
     imported = import_checkpoint(cfg.base)
-    o: ConvertOptions = cfg.options
+    o: ConvertRecipeOptions = cfg.options
     notes = imported.notes + make_model_long(imported.model, o)
     tok = base_tokenizer(cfg)
     tok.model_max_length = o.max_length
-    return imported.model, tok, {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes}
+    info = {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes}
+    if o.calibrate_bias and imported.mlm_head == "initialised":
+        info["calibration"] = calibrate_new_head(imported.model, tok, cfg, corpus, o.calibration)
+    return imported.model, tok, info
 
 
 def smoke(d: dict[str, Any], steps: int, max_length: int, documents: int) -> None:
     d.setdefault("convert", {})["max_length"] = max_length
 
 
-STRATEGY = register(Strategy(name="convert", options=ConvertOptions, build=build, needs_base=True, smoke=smoke,
+STRATEGY = register(Strategy(name="convert", options=ConvertRecipeOptions, build=build, needs_base=True, smoke=smoke,
                              summary="a 512-token BERT made long, then masked-LM phases on long documents"))
