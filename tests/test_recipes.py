@@ -237,17 +237,17 @@ def test_german_and_spanish_recipes_run_on_their_corpora(strategy, language, sen
 def test_recipe_files_are_valid_and_state_their_budget():
     """One file per strategy and preset serves every language; each (strategy, language, preset) loads,
     checks and states the budget its phases add up to, with the language's name and pack defaults."""
-    files = sorted((REPO / "recipes").glob("[cs]*/*.yaml"))
+    files = sorted(f for s in ("continue", "convert", "scratch") for f in (REPO / "recipes" / s).glob("*.yaml"))
     assert [f.relative_to(REPO / "recipes").as_posix() for f in files] == [
-        f"{s}/{p}.yaml" for s in ("continue", "convert", "scratch") for p in ("base", "tiny")]
+        f"{s}/{p}.yaml" for s in ("continue", "convert", "scratch") for p in ("base", "small", "tiny")]
     for strategy in ("convert", "continue", "scratch"):
         for language, fraction in (("fr", 0.005), ("de", 0.1), ("es", 0.005)):
-            for preset in ("tiny", "base"):
+            for preset in ("tiny", "small", "base"):
                 d, where = load_recipe(strategy, language, preset)
                 assert where == str(REPO / "recipes" / strategy / f"{preset}.yaml")
                 assert d["language"] == language and d["preset"] == preset
                 assert "{" not in d.get("description", "")
-                if preset == "tiny":  # the language pack's recipes.tiny holds out the same documents for every strategy
+                if preset in ("tiny", "small"):  # the pack holds out the same documents for every strategy and budget
                     assert d["train"]["data"]["validation_fraction"] == fraction
                     if strategy == "convert":
                         assert {"fr": "French", "de": "German", "es": "Spanish"}[language] in d["description"]
@@ -255,6 +255,17 @@ def test_recipe_files_are_valid_and_state_their_budget():
                     d["base"] = "a-bert"  # the base presets of convert ask the user for one
                 cfg = recipe_from_dict(d, where)
                 assert cfg.token_budget == cfg.tokens(), (strategy, language, preset)
+    # small is tiny at 4x the steps: every other training setting is the same
+    for strategy in ("convert", "continue", "scratch"):
+        tiny, _ = load_recipe(strategy, "fr", "tiny")
+        small, _ = load_recipe(strategy, "fr", "small")
+        assert [4 * p["steps"] for p in tiny["phases"]] == [p["steps"] for p in small["phases"]]
+        for d in (tiny, small):
+            for key in ("preset", "token_budget", "description"):
+                d.pop(key, None)
+            d["phases"] = [{k: v for k, v in p.items() if k != "steps"} for p in d["phases"]]
+            d["train"].pop("eval_every")
+        assert tiny == small, strategy
 
 
 def test_a_language_file_beside_the_preset_file_wins_and_the_recipe_overrides_the_pack(tmp_path):
