@@ -232,27 +232,30 @@ def _run_adapt(plan: Plan, stage: Stage) -> None:
     from longadapt.io import set_aside
     from longadapt.recipes.adapt import build_untrained, recipe_from_dict, run_recipe
 
+    from accelerate import PartialState
+
     name = stage.model
     _, tokens, recipe = plan.spec.recipes[name]
     fp = adapt_fingerprint(plan, name)
     out = plan.model_dir(name)
     marker = out / "study-stage.json"  # which stage fingerprint the folder's run belongs to (resume or set aside)
-    if out.exists():
-        try:
-            held = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
-        except (OSError, ValueError):
-            held = None
-        if held != fp["sha256"]:
-            set_aside(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not marker.is_file():
-        atomic_write_json(marker, {"fingerprint": fp["sha256"]})
+    state = PartialState()  # under --launcher, one process prepares the folder
+    if state.is_main_process:
+        if out.exists():
+            try:
+                held = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
+            except (OSError, ValueError):
+                held = None
+            if held != fp["sha256"]:
+                set_aside(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
+            atomic_write_json(marker, {"fingerprint": fp["sha256"]})
+    state.wait_for_everyone()
     cfg = recipe_from_dict({**recipe, "out": str(out)}, f"{plan.spec.path} ({name})")
     t0 = time.time()
     result = build_untrained(cfg) if tokens == 0 else run_recipe(cfg, resume=True)
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
+    if state.is_main_process:
         final = {k: v for k, v in (result.final_metrics or {}).items() if isinstance(v, (int, float))}
         write_record(plan, stage.id, {"fingerprint": fp["sha256"], "parts": fp["parts"], "dir": str(out),
                                       "tokens": tokens, "seconds": round(time.time() - t0, 1),
