@@ -172,13 +172,9 @@ def test_a_model_with_the_same_weights_as_another_reuses_its_runs(tmp_path: Path
     assert "every stage is done" in proc.stderr
 
 
-def test_the_score_code_scope_covers_every_module_fine_tuning_imports() -> None:
-    """The code part of a run fingerprint hashes the modules a fine-tuning score can depend on: every
-    longadapt module reachable from the fine-tuning by imports (inside functions too) must be in it, or a
-    change there would leave stale runs reused."""
+def _closure(*entries: str) -> set[str]:
+    """The longadapt source files reachable from ``entries`` by imports (inside functions too)."""
     import ast
-
-    from longadapt.evaluation.fingerprint import code_files
 
     package = Path(__file__).resolve().parents[1] / "longadapt"
 
@@ -190,12 +186,14 @@ def test_the_score_code_scope_covers_every_module_fine_tuning_imports() -> None:
         return None
 
     seen: set[str] = set()
-    todo = ["evaluation/finetune.py", "evaluation/tasks.py", "evaluation/fingerprint.py", "__init__.py"]
+    todo = list(entries)
     while todo:
         rel = todo.pop()
         if rel in seen:
             continue
         seen.add(rel)
+        if rel in CANNOT_CHANGE_A_RESULT:
+            continue  # not run by what the scope covers (the root's predict() helper): its imports do not count
         for node in ast.walk(ast.parse((package / rel).read_text(encoding="utf-8"))):
             names = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("longadapt"):
@@ -203,11 +201,28 @@ def test_the_score_code_scope_covers_every_module_fine_tuning_imports() -> None:
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names if a.name.startswith("longadapt")]
             todo += [f for f in map(module_file, names) if f]
+    return seen
+
+
+# reachable but unable to change a score or a weight: atomic writes, kill points, writing predictions, the
+# fingerprints themselves, and the package root's predict() helper (imported inside that function, never
+# called by fine-tuning or import)
+CANNOT_CHANGE_A_RESULT = {"io.py", "faults.py", "evaluation/outputs.py", "evaluation/predict.py",
+                          "evaluation/fingerprint.py"}
+
+
+def test_the_code_scopes_cover_every_module_their_runs_import() -> None:
+    """The code part of a fingerprint hashes the modules a result can depend on: every longadapt module
+    reachable by imports from fine-tuning (the ``score`` scope) and from importing and making a model long
+    (``import``, a study's baselines) must be in it, or a change there would leave stale runs reused."""
+    from longadapt.evaluation.fingerprint import code_files
+
     score = set(code_files("score"))
-    # reachable but unable to change a score: atomic writes, kill points, writing predictions, and the package
-    # root's predict() helper (imported inside that function, never called by fine-tuning)
-    cannot_change_a_score = {"io.py", "faults.py", "evaluation/outputs.py", "evaluation/predict.py"}
-    missing = sorted(seen - score - cannot_change_a_score)
-    assert not missing, f"fine-tuning imports modules outside the score code scope: {missing}"
-    assert "recipes/adapt.py" not in score and "study/runner.py" not in score and "evaluation/report.py" not in score
+    missing = _closure("evaluation/finetune.py", "evaluation/tasks.py", "evaluation/fingerprint.py", "__init__.py")
+    assert not sorted(missing - score - CANNOT_CHANGE_A_RESULT), "fine-tuning imports modules outside its scope"
+    imported = set(code_files("import"))
+    missing = _closure("interop/checkpoints.py", "interop/save.py", "interop/__init__.py", "__init__.py")
+    assert not sorted(missing - imported - CANNOT_CHANGE_A_RESULT), "import imports modules outside its scope"
+    assert "recipes/adapt.py" not in score | imported and "study/runner.py" not in score
+    assert "evaluation/report.py" not in score
     assert "recipes/adapt.py" in code_files("adapt") and "evaluation/finetune.py" not in code_files("adapt")

@@ -58,12 +58,18 @@ def model_fingerprint(model_dir: str | Path) -> dict[str, Any]:
 
 # The longadapt source a fine-tuning score can depend on: the modules that evaluation's fine-tuning imports,
 # directly or not (tests/test_study.py checks this list against the import graph, imports inside functions
-# included), less what only reads or writes finished runs. Adaptation code (training/, recipes/, interop/,
+# included), less what only reads or writes finished runs and this module (it decides what is reused, not
+# what a run computes). Adaptation code (training/, recipes/, interop/,
 # data/) is not in it: a model's weights are part of the fingerprint on their own.
 SCORE_CODE = ("__init__.py", "_lazy.py", "config.py", "dataroot.py", "errors.py", "sources.py", "runinfo.py",
               "evaluation/", "modeling/", "tokenizers/")
 NOT_SCORE_CODE = ("evaluation/report.py", "evaluation/cli.py", "evaluation/predict.py", "evaluation/outputs.py",
-                  "evaluation/stored.py", "evaluation/testing.py")
+                  "evaluation/stored.py", "evaluation/testing.py", "evaluation/fingerprint.py")
+# The source a model imported and made long (a study's baseline) can depend on: interop's import, make_long
+# and save, and what they import (tests/test_study.py checks it against the import graph).
+IMPORT_CODE = ("__init__.py", "_lazy.py", "config.py", "dataroot.py", "errors.py", "sources.py", "runinfo.py",
+               "interop/", "modeling/", "tokenizers/")
+NOT_IMPORT_CODE = ("interop/cli.py",)
 # The source an adapted model's weights can depend on: everything but the evaluation, the command lines,
 # reports, benchmarks, the vocabulary analysis and the study runner.
 NOT_ADAPT_CODE = ("evaluation/", "study/", "bench/", "vocab/", "recipes/compare.py", "recipes/cli.py",
@@ -76,15 +82,20 @@ def _in(rel: str, entries: tuple[str, ...]) -> bool:
 
 def code_files(scope: str, root: Path | None = None) -> list[str]:
     """The source files (relative paths) of a code scope: ``score`` (what a fine-tuning score can depend
-    on) or ``adapt`` (what an adapted model's weights can depend on)."""
+    on), ``import`` (what a model imported and made long can depend on) or ``adapt`` (what an adapted model's
+    weights can depend on)."""
     base = root or Path(__file__).resolve().parents[1]
     out = []
     for p in sorted(base.rglob("*.py")):
         rel = p.relative_to(base).as_posix()
         if "__pycache__" in rel:
             continue
-        keep = (_in(rel, SCORE_CODE) and not _in(rel, NOT_SCORE_CODE)) if scope == "score" else \
-            not _in(rel, NOT_ADAPT_CODE)
+        if scope == "score":
+            keep = _in(rel, SCORE_CODE) and not _in(rel, NOT_SCORE_CODE)
+        elif scope == "import":
+            keep = _in(rel, IMPORT_CODE) and not _in(rel, NOT_IMPORT_CODE)
+        else:
+            keep = not _in(rel, NOT_ADAPT_CODE)
         if keep:
             out.append(rel)
     return out

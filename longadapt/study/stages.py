@@ -99,7 +99,7 @@ def baseline_fingerprint(plan: Plan, name: str) -> dict[str, Any]:
 
     b = next(x for x in plan.spec.baselines if x.name == name)
     parts = {"source": _source_fingerprint(b.model), "make_long": b.make_long, "versions": _digest(versions()),
-             "code": code_fingerprint("adapt")}
+             "code": code_fingerprint("import")}
     return {"sha256": _digest(parts), "parts": parts}
 
 
