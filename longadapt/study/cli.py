@@ -18,6 +18,9 @@ def add_arguments_study(p: argparse.ArgumentParser) -> None:
                         "stages, e.g. one per SLURM array task (--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); "
                         "then --gather writes the report")
     p.add_argument("--gather", action="store_true", help="write the report from the finished stages of every shard")
+    p.add_argument("--models", default=None, metavar="NAMES",
+                   help="only the stages of these models (comma-separated names or glob patterns, e.g. 'convert-*'); "
+                        "then --gather writes the report")
     p.add_argument("--launcher", default=None,
                    help="a command prefix for adaptation stages, e.g. 'accelerate launch --multi_gpu --num_processes 4'")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # the worker side: one stage
@@ -28,4 +31,5 @@ def run_study(args: argparse.Namespace) -> int:
 
     if args.stage:
         return run_one_stage(args.file, args.stage, args.out, args.threads)
-    return run(args.file, args.out, args.jobs, args.threads, args.shard, args.dry_run, args.gather, args.launcher)
+    return run(args.file, args.out, args.jobs, args.threads, args.shard, args.dry_run, args.gather, args.launcher,
+               args.models)

@@ -30,15 +30,17 @@ logger = logging.getLogger(__name__)
 
 
 def run(study_file: str, out: str | None = None, jobs: int = 1, threads: int | None = None, shard: str | None = None,
-        dry_run: bool = False, gather: bool = False, launcher: str | None = None) -> int:
+        dry_run: bool = False, gather: bool = False, launcher: str | None = None, models: str | None = None) -> int:
     spec = load_study(study_file, out)
     plan = build_plan(spec)
     where = parse_shard(shard)
     if jobs < 1:
         raise LongAdaptError("--jobs must be at least 1")
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    chosen = select_models(plan, models)
     mine = [s for s in plan.stages.values()
-            if s.kind != "report" and (where is None or plan.shard_of(s, where[1]) == where[0])]
+            if s.kind != "report" and (where is None or plan.shard_of(s, where[1]) == where[0])
+            and (chosen is None or s.model in chosen)]
     if dry_run:
         print(dry_run_table(plan, mine, where))
         return 0
@@ -51,7 +53,10 @@ def run(study_file: str, out: str | None = None, jobs: int = 1, threads: int | N
 
         open_storage(plan)
     code = Scheduler(plan, mine, jobs, threads, launcher).run()
-    if where is None:
+    if chosen is not None:
+        logger.info("the stages of %s are done or failed; the report needs every model: longadapt study %s --gather",
+                    ", ".join(sorted(chosen)), study_file)
+    elif where is None:
         if code == 0:
             return write_report(plan)
         logger.warning("the report is not written while stages are missing; fix the failures and run again")
@@ -59,6 +64,21 @@ def run(study_file: str, out: str | None = None, jobs: int = 1, threads: int | N
         logger.info("shard %d/%d finished; when every shard has, write the report with: longadapt study %s --gather",
                     where[0], where[1], study_file)
     return code
+
+
+def select_models(plan: Plan, patterns: str | None) -> set[str] | None:
+    """The models named by ``--models`` (comma-separated names or glob patterns); None: every model."""
+    if not patterns:
+        return None
+    import fnmatch
+
+    chosen: set[str] = set()
+    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
+        found = fnmatch.filter(plan.models, pattern)
+        if not found:
+            raise LongAdaptError(f"--models {pattern}: no model of the study matches; its models: {', '.join(plan.models)}")
+        chosen.update(found)
+    return chosen
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
