@@ -226,3 +226,49 @@ def test_the_code_scopes_cover_every_module_their_runs_import() -> None:
     assert "recipes/adapt.py" not in score | imported and "study/runner.py" not in score
     assert "evaluation/report.py" not in score
     assert "recipes/adapt.py" in code_files("adapt") and "evaluation/finetune.py" not in code_files("adapt")
+
+
+def test_a_tpe_search_proposes_the_same_rates_when_run_again_and_fails_a_trial_left_running(
+        tmp_path: Path, minilm_dir: Path) -> None:
+    """TPE trials run in order, each seeded (sampler_seed + slot) and given the trials before it: run again
+    from scratch (the same history), the search proposes the same rates. A trial that a killed process left
+    RUNNING in the Optuna storage is marked failed when its slot runs again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from longadapt.study.plan import build_plan
+    from longadapt.study.search import open_storage
+    from longadapt.study.spec import load_study
+    from longadapt.study.stages import read_record, run_stage, status
+
+    study = write_tiny_study(tmp_path, minilm_dir)
+    text = ("name: tpe\nlanguage: fr\nout: out\nbaselines:\n  - {name: bert, model: tiny-bert}\n"
+            "tasks: [fr-e3c-ner-doc]\nseeds: 1\nfinetune: {epochs: 1}\nlimits: {max_train_docs: 2, max_eval_docs: 2}\n"
+            "search: {method: tpe, range: [1.0e-4, 1.0e-2], trials: 2, startup_trials: 1, sampler_seed: 7}\n")
+    study.write_text(text, encoding="utf-8")
+    plan = build_plan(load_study(study))
+    assert plan.stages["trial/fr-e3c-ner-doc/bert/1"].deps == ["trial/fr-e3c-ner-doc/bert/0"]  # TPE: in order
+    storage = open_storage(plan)
+    name = None
+    # a killed attempt of slot 0 left a RUNNING trial behind
+    for sid in ("trial/fr-e3c-ner-doc/bert/0", "trial/fr-e3c-ner-doc/bert/1"):
+        if sid.endswith("/0"):
+            from longadapt.study.search import _study
+
+            zombie = _study(plan, plan.stages[sid]).ask()
+            zombie.set_user_attr("slot", 0)
+            name = zombie.study.study_name
+        run_stage(plan, plan.stages[sid])
+        assert status(plan, plan.stages[sid])[0]
+    first = [read_record(plan, f"trial/fr-e3c-ner-doc/bert/{k}")["lr"] for k in (0, 1)]
+    assert all(1e-4 <= lr <= 1e-2 for lr in first) and first[0] != first[1]
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+    again = tmp_path / "again"  # the same search from scratch, elsewhere: the same rates
+    again.mkdir()
+    (again / "study.yaml").write_text(text.replace("tiny-bert", str(tmp_path / "tiny-bert")), encoding="utf-8")
+    plan2 = build_plan(load_study(again / "study.yaml"))
+    for k in (0, 1):
+        run_stage(plan2, plan2.stages[f"trial/fr-e3c-ner-doc/bert/{k}"])
+    assert [read_record(plan2, f"trial/fr-e3c-ner-doc/bert/{k}")["lr"] for k in (0, 1)] == first
