@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 
@@ -31,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")  # key.sub=value
+
+# commands whose output (--out, or import's OUT) is a folder: an existing file there is refused before any work
+# (compare's --out is the report file itself)
+FOLDER_OUTPUTS = ("import", "export", "vocab", "adapt", "evaluate", "predict", "study")
 
 # commands that run through accelerate, and so may be started by `accelerate launch` (predict shards documents)
 TRAINING_COMMANDS = ("pretrain", "adapt", "predict", "study")
@@ -81,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 1
+    if args.command in FOLDER_OUTPUTS:
+        for name in ("out", "dest"):
+            value = getattr(args, name, None)
+            if value and os.path.exists(value) and not os.path.isdir(value):
+                print(f"longadapt {args.command}: error: {'--out' if name == 'out' and args.command != 'import' else name.upper()} "
+                      f"{value} is a file; the output is a folder: give a new or existing folder", file=sys.stderr)
+                return 2
     if args.command in TRAINING_COMMANDS:
         from longadapt.launch import relaunch_cpu_workers, requested_cpu_processes
 

