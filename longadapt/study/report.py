@@ -258,10 +258,12 @@ def _cost(collected: dict[str, Any]) -> dict[str, Any]:
             res = task["results"].get(m["name"])
             if res is None:
                 continue
-            runs = [(r.get("timing", {}).get("total_s") or 0.0, r.get("threads")) for r in res["runs"]]
+            # a copy of another model's run (the same weights and settings: model.same_run_as) cost nothing here
+            runs = [(0.0 if r.get("model", {}).get("same_run_as") else r.get("timing", {}).get("total_s") or 0.0,
+                     r.get("threads")) for r in res["runs"]]
             seed_dirs = {r.get("_dir") for r in res["runs"]}
             timed = [t for t in res.get("trials", []) if t.get("seconds") is not None and t.get("run") not in seed_dirs]
-            runs += [(t["seconds"], t.get("threads")) for t in timed]
+            runs += [(0.0 if t.get("copy_of") else t["seconds"], t.get("threads")) for t in timed]
             finetune.append({"model": m["name"], "task": tname, "runs": len(res["runs"]),
                              "trials": len(res.get("trials", [])), "trials_timed": len(timed),
                              "seconds": float(sum(s for s, _ in runs)),
@@ -412,7 +414,8 @@ def _cost_md(cost: dict[str, Any]) -> list[str]:
     lines = ["## Cost per run", "",
              ("CPU-hours = wall seconds x threads / 3600. `*`: threads not recorded, 1 assumed (run.json does not "
               "record the fine-tuning threads). Fine-tuning: every seed run (timing.total_s) and the trials whose time "
-              "the collected record carries (a trial that is a seed run counts once)."), ""]
+              "the collected record carries (a trial that is a seed run counts once); a run copied from a model with "
+              "the same weights and settings counts 0."), ""]
     lines += _table(["model", "adaptation tokens seen", "wall seconds", "threads", "CPU-hours", "precision"],
                     [[a["model"], _same([a["tokens_seen"]]), a["seconds"], str(a["threads"]) + "*" * a["threads_assumed"],
                       _num(a["cpu_hours"], ".3f", 1), a["precision"]] for a in cost["adaptation"]] or [["–"] * 6])

@@ -262,12 +262,13 @@ def collect(plan: Plan) -> dict[str, Any]:
             for st in plan.trials_of(task, name):
                 rec = read_record(plan, st.id)
                 run_rel = rec.get("run")
-                timing = {}
+                stored = {}
                 if run_rel and (plan.out / run_rel / "run.json").is_file():
-                    timing = json.loads((plan.out / run_rel / "run.json").read_text(encoding="utf-8")).get("timing", {})
+                    stored = json.loads((plan.out / run_rel / "run.json").read_text(encoding="utf-8"))
                 trials.append({"slot": st.slot, "lr": rec["lr"], "dev": rec["value"], "metric": rec.get("metric"),
-                               "test": rec.get("score"), "run": run_rel, "seconds": timing.get("total_s"),
-                               "threads": rec.get("threads")})
+                               "test": rec.get("score"), "run": run_rel,
+                               "seconds": (stored.get("timing") or {}).get("total_s"), "threads": rec.get("threads"),
+                               "copy_of": (stored.get("model") or {}).get("same_run_as")})
             runs = []
             for s in range(spec.seeds):
                 rec = read_record(plan, f"seed/{task}/{name}/{s}")
