@@ -283,7 +283,7 @@ def test_a_language_file_beside_the_preset_file_wins_and_the_recipe_overrides_th
     assert where.endswith("de-tiny.yaml") and de["train"]["data"]["validation_fraction"] == 0.2
     fr, where = load_recipe("convert", "fr", "tiny", tmp_path)
     assert where.endswith("/tiny.yaml") and fr["train"]["data"]["validation_fraction"] == 0.005
-    with pytest.raises(LongAdaptError, match="no recipe .*huge.yaml.*available convert recipes: base, de-tiny, tiny"):
+    with pytest.raises(LongAdaptError, match="no recipe .*huge.yaml.*available convert recipes: base, de-tiny, small, tiny"):
         load_recipe("convert", "fr", "huge", tmp_path)
     with pytest.raises(LongAdaptError, match="unknown language 'xx'"):
         load_recipe("convert", "xx", "tiny", tmp_path)

@@ -41,6 +41,9 @@ def representation_stats(model: Any, tokenizer: Any, texts: Sequence[str], max_l
     if not texts:
         return None
     encoder = getattr(model, "base_model", model)
+    # a model shorter than the measure (a 512-token BERT, a tiny scratch model) is measured on its own length
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    max_length = min(max_length, int(limit)) if limit else max_length
     was_training = model.training
     model.eval()
     cos, top = [], []
