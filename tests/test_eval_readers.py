@@ -208,13 +208,32 @@ def test_xmi_offset_outside_text(tmp_path: Path) -> None:
            '</xmi:XMI>\n')
     f = tmp_path / "X1.xml"
     f.write_text(xmi, encoding="utf-8")
-    with pytest.raises(LongAdaptError, match=r"X1\.xml:5: CLINENTITY xmi:id=3: offsets 9-99 outside the text \(length 15\)"):
+    with pytest.raises(LongAdaptError, match=r"X1\.xml:5: CLINENTITY xmi:id=3: offsets 9-99 outside the text \(length 15 UTF-16 code units\)"):
         R.read_xmi(f)
     f.write_text(xmi.replace('end="99"', 'end="14"'), encoding="utf-8")
     doc = R.read_xmi(f)[0]
     assert [e.text for e in doc.entities] == ["toux", "sèche"]
     with pytest.raises(LongAdaptError, match=r"X1\.xml:4: unknown label 'CLINENTITY'"):
         R.read_xmi(f, labels=["DISEASE"])
+
+
+def test_xmi_offsets_count_utf16_code_units(tmp_path: Path) -> None:
+    """UIMA offsets are Java (UTF-16) offsets: an emoji before a mention counts 2, not 1."""
+    sofa = "\U0001F600 Patient Hans Meier, 54 ans, \U0001D49C toux."
+    xmi = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           '<xmi:XMI xmlns:xmi="http://www.omg.org/XMI" xmlns:cas="http:///uima/cas.ecore" '
+           'xmlns:custom="http:///webanno/custom.ecore" xmi:version="2.0">\n'
+           f'<cas:Sofa xmi:id="1" sofaNum="1" sofaID="_InitialView" mimeType="text" sofaString="{sofa}"/>\n'
+           '<custom:CLINENTITY xmi:id="2" sofa="1" begin="11" end="21"/>\n'
+           '<custom:CLINENTITY xmi:id="3" sofa="1" begin="34" end="38"/>\n'
+           '</xmi:XMI>\n')
+    f = tmp_path / "X2.xml"
+    f.write_text(xmi, encoding="utf-8")
+    doc = R.read_xmi(f)[0]
+    assert [(e.start, e.end, e.text) for e in doc.entities] == [(10, 20, "Hans Meier"), (32, 36, "toux")]
+    f.write_text(xmi.replace('begin="34"', 'begin="32"'), encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"X2\.xml:5: CLINENTITY xmi:id=3: an offset falls inside a character"):
+        R.read_xmi(f)
 
 
 def test_iob_errors(tmp_path: Path) -> None:

@@ -379,6 +379,7 @@ def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribu
         raise _error(path, None, "no cas:Sofa with a sofaString", "This is not a UIMA CAS XMI document")
     default_sofa = next(iter(sofas))
     text = sofas[default_sofa]
+    to_cp = _utf16_to_codepoints(text)
     entities = []
     ignored: dict[str, int] = {}
     for el in root.iter(tag):
@@ -393,10 +394,16 @@ def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribu
             begin, end = int(el.get("begin", "")), int(el.get("end", ""))
         except ValueError:
             raise _error(path, line, f"{local} xmi:id={xid} has no integer begin/end") from None
-        if not 0 <= begin < end <= len(text):
+        if not 0 <= begin < end <= len(to_cp) - 1:
             raise _error(path, line,
-                         f"{local} xmi:id={xid}: offsets {begin}-{end} outside the text (length {len(text)}) or empty",
+                         f"{local} xmi:id={xid}: offsets {begin}-{end} outside the text (length {len(to_cp) - 1} "
+                         "UTF-16 code units) or empty",
                          "The annotation does not belong to this document's sofaString")
+        begin, end = to_cp[begin], to_cp[end]
+        if begin < 0 or end < 0:
+            raise _error(path, line, f"{local} xmi:id={xid}: an offset falls inside a character outside the Basic "
+                         "Multilingual Plane (between the two halves of a UTF-16 surrogate pair)",
+                         "UIMA offsets count UTF-16 code units; re-export the annotation")
         lab = el.get(label_attribute) if label_attribute else label
         if lab is None:
             raise _error(path, line, f"{local} xmi:id={xid} has no attribute {label_attribute!r}")
@@ -408,6 +415,20 @@ def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribu
     entities.sort(key=lambda e: (e.start, e.end))
     return Document(id=path.stem, text=text, entities=entities, source=str(path),
                     meta={"ignored_labels": ignored} if ignored else {})
+
+
+def _utf16_to_codepoints(text: str) -> list[int]:
+    """For each UTF-16 offset of ``text`` (0 to its UTF-16 length), the Python (code point) offset; -1 where
+    it falls between the halves of a surrogate pair. UIMA (Java) counts ``begin``/``end`` in UTF-16 code units,
+    so every character outside the Basic Multilingual Plane (an emoji, some symbols) before a mention shifts it
+    by one in Python's indexing."""
+    out: list[int] = []
+    for i, ch in enumerate(text):
+        out.append(i)
+        if ord(ch) > 0xFFFF:
+            out.append(-1)
+    out.append(len(text))
+    return out
 
 
 def _xmi_line(raw: str, xid: str) -> int | None:
