@@ -169,6 +169,7 @@ def test_a_stopped_predict_continues_to_the_same_result(ner_run, tmp_path: Path)
     proc.wait()
     done = len(manifest.read_text().splitlines())
     assert 5 <= done < 24 and not (tmp_path / "killed" / "predictions.jsonl").exists()
+    assert json.loads((tmp_path / "killed" / "predict.json").read_text())["status"] == "running"
     again = subprocess.run(cmd + ["--out", str(tmp_path / "killed")], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert f"predicted {24 - done} documents" in again.stderr and f"({done} reused" in again.stderr
@@ -176,6 +177,8 @@ def test_a_stopped_predict_continues_to_the_same_result(ner_run, tmp_path: Path)
     assert whole.returncode == 0
     assert (tmp_path / "killed" / "predictions.jsonl").read_text() == (tmp_path / "whole" / "predictions.jsonl").read_text()
     assert not [p for p in (tmp_path / "killed" / "json").iterdir() if p.name.startswith(".")]
+    stamp = json.loads((tmp_path / "killed" / "predict.json").read_text())
+    assert (stamp["status"], stamp["documents"], stamp["skipped"]) == ("completed", 24, 0)
 
 
 def test_two_cpu_processes_give_the_output_of_one(ner_run, tmp_path: Path) -> None:

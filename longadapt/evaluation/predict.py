@@ -21,7 +21,8 @@ Outputs (``--out DIR``), each file written under a temporary name and renamed wh
     a re-run skips the documents done with the same text;
 ``predict.json``
     the model (its fingerprint), the task it carries and the options; a folder holding another model's
-    predictions is refused.
+    predictions is refused. ``"status"`` is ``"running"`` from the start and ``"completed"`` (with the
+    counts) once ``predictions.jsonl`` is written: a killed run's folder says it is not complete.
 """
 
 from __future__ import annotations
@@ -396,7 +397,7 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
     out = cfg.out
     header = {"kind": "longadapt.predict", "model": str(predictor.model_dir),
               "model_sha256": model_fingerprint(predictor.model_dir)["sha256"], "task": predictor.info.to_json(),
-              "max_length": predictor.max_length}
+              "max_length": predictor.max_length, "status": "running"}
     stamp = out / "predict.json"
     if stamp.is_file():  # every process checks, so that none waits for a process that stopped here
         old = json.loads(stamp.read_text(encoding="utf-8"))
@@ -406,8 +407,8 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
                                  f"max length {old.get('max_length')}); give another --out")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if not stamp.is_file():
-            atomic_write_text(stamp, json.dumps(header, indent=2, ensure_ascii=False) + "\n")
+        # a re-run says it is running again until it has finished
+        atomic_write_text(stamp, json.dumps(header, indent=2, ensure_ascii=False) + "\n")
         for sub in ("json", "brat"):  # half-written files of a killed run (each file is written atomically)
             for stale in (out / sub).glob(".*.tmp-*") if (out / sub).is_dir() else []:
                 stale.unlink(missing_ok=True)
@@ -485,6 +486,8 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
                            out / "skipped.jsonl")
         atomic_write_text(out / "skipped.jsonl", "".join(json.dumps({"source": s, "problem": p}, ensure_ascii=False)
                                                          + "\n" for s, p in cfg.skipped))
+        done_header = {**header, "status": "completed", "documents": len(order), "skipped": len(cfg.skipped)}
+        atomic_write_text(stamp, json.dumps(done_header, indent=2, ensure_ascii=False) + "\n")
     return len(cfg.skipped)
 
 
