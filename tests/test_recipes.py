@@ -120,6 +120,14 @@ def test_convert_recipe_with_a_head_warm_up_phase(tmp_path):
         run_recipe(recipe_from_dict(bad))
 
 
+def test_continue_from_a_short_model_without_make_long_names_the_setting_to_write(tmp_path):
+    d = _small("continue", "fr", tmp_path / "short")  # phases at 1,024 tokens, MiniLM takes 512
+    d["continue"]["make_long"] = None
+    with pytest.raises(LongAdaptError, match=r"accepts 512 tokens but a phase trains at 1024; add continue\.make_long "
+                                             r"\(e\.g\. continue\.make_long\.max_length=1024\)"):
+        run_recipe(recipe_from_dict(d))
+
+
 @pytest.mark.parametrize("arm", ["keep", "replace", "extend"])
 def test_continue_recipe_vocabulary_arms(arm, tmp_path):
     out = tmp_path / arm

@@ -49,7 +49,7 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     if model.config.max_position_embeddings < need:
         raise LongAdaptError(
             f"the base model accepts {model.config.max_position_embeddings} tokens but a phase trains at {need}; "
-            "add continue.make_long (e.g. continue.make_long.max_length={need}) or shorten the phases"
+            f"add continue.make_long (e.g. continue.make_long.max_length={need}) or shorten the phases"
         )
     texts: list[str] = []
     if o.vocab_arm == "replace":
