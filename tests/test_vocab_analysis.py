@@ -170,6 +170,12 @@ def test_cli_writes_all_outputs(tiny, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| fr | wp | 1.222 |" in report and "![fertility.png](fertility.png)" in report
     assert (out / "fertility.png").read_bytes()[:4] == b"\x89PNG"
+    assert capsys.readouterr().out.strip().endswith("report.md, metrics.csv, metrics.json, pairs.csv")
+    # one tokenizer: no pairs to compare, so no pairs.csv (not an empty one reported as written)
+    rc = main(["vocab", "--language", "fr", "--corpus", str(tiny["corpus"]), "--tokenizer", f"wp={tiny['wp']}",
+               "--max-length", "10", "--no-progress", "--no-plots", "--out", str(tmp_path / "one")])
+    assert rc == 0 and not (tmp_path / "one" / "pairs.csv").exists()
+    assert capsys.readouterr().out.strip().endswith("one/report.md, metrics.csv, metrics.json")
 
 
 def test_cli_errors_are_clear(tiny, tmp_path, capsys):

@@ -76,5 +76,6 @@ def run_vocab(args: argparse.Namespace) -> int:
     for r in result.rows:
         logger.info("%s %-24s fertility %.3f  chars/token %.2f  Rényi %.3f", r["language"], r["tokenizer"],
                     r["fertility"], r["chars_per_token"], r["renyi_efficiency"])
-    print(f"wrote {out}/report.md, metrics.csv, metrics.json, pairs.csv")
+    tables = [n for n in ("report.md", "metrics.csv", "metrics.json", "pairs.csv") if (out / n).is_file()]
+    print(f"wrote {out}/{', '.join(tables)}")
     return 0

@@ -203,11 +203,13 @@ def plot_doc_lengths(result: VocabAnalysis, language: str, path: Path) -> None:
 
 
 def write_outputs(result: VocabAnalysis, out_dir: str | Path, plots: bool = True) -> Path:
-    """Write metrics.csv, pairs.csv, metrics.json, report.md and PNG plots into ``out_dir`` atomically."""
+    """Write metrics.csv, pairs.csv (two tokenizers or more), metrics.json, report.md and PNG plots into
+    ``out_dir`` atomically."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         atomic_write_text(tmp / "metrics.csv", csv_text(result.rows))
-        atomic_write_text(tmp / "pairs.csv", csv_text(result.pairs))
+        if result.pairs:  # pairs need two tokenizers: with one there is no file rather than an empty one
+            atomic_write_text(tmp / "pairs.csv", csv_text(result.pairs))
         atomic_write_json(tmp / "metrics.json", result.to_json())
         names: list[str] = []
         if plots:
