@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from longadapt.cli import main
-from longadapt.evaluation.report import paired_test
+from longadapt.evaluation.report import paired_test, tied_best
 from longadapt.evaluation.testing import tiny_bert
 from longadapt.tokenizers import load_tokenizer
 
@@ -128,6 +128,12 @@ def test_evaluate_refuses_a_multi_process_launch(tmp_path: Path, models: tuple[P
     code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--out", str(tmp_path / "o")])
     assert code == 2 and "runs as one process, but it was started as 2" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tie_at_the_printed_precision_is_bold_for_every_tied_row() -> None:
+    assert tied_best([(0.0, "a"), (0.0, "b"), (-0.01, "c")]) == {"a", "b"}  # the 0.00 tie of two failed models
+    assert tied_best([(0.63514, "a"), (0.63506, "b"), (0.6349, "c")]) == {"a", "b"}  # both print 63.51
+    assert tied_best([(0.6352, "a"), (0.6350, "b")]) == {"a"}
 
 
 def test_paired_test() -> None:
@@ -311,7 +317,7 @@ def test_compare_refuses_to_rank_a_smoke_run_with_a_real_run(user_task: Path, mo
     text = report.read_text()
     assert "Mixed budgets" in text and " †" in text
     row = next(line for line in text.splitlines() if line.startswith("| m "))
-    assert "±" not in row and "(n=1)" in row  # one seed: no spread is printed
+    assert "±" not in row and "(n=" not in row  # one seed: the value alone, as the header says
     # the budget table: one run of 1 step, one of 28; neither budget is the majority, so both are marked
     assert "| hospital-symptoms | m † | default | [0] | 2 | 256 tokens | 1 | 3359 | max_steps=1 | 128 / 63 |" in text
     assert "| hospital-symptoms | real † | default | [0] | 2 | 256 tokens | 28 | 3359 | none | 128 / 63 |" in text

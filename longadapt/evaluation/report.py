@@ -172,6 +172,13 @@ def _fmt(ms: dict[str, Any]) -> str:
     return f"{100 * ms['mean']:.2f} ± {100 * ms['std']:.2f}"
 
 
+def tied_best(cands: Sequence[tuple[float, str]]) -> set[str]:
+    """The models whose mean (a fraction) equals the best one's as printed (x 100, two decimals): a tie is
+    shown as a tie, not as one arbitrary winner."""
+    top = round(100 * max(c[0] for c in cands), 2)
+    return {m for v, m in cands if round(100 * v, 2) == top}
+
+
 def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
     """Two-sided paired t-test on the seeds both runs share; ``(p, n_pairs)``, p None when too few
     pairs or when every difference is the same."""
@@ -266,7 +273,8 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
 
     lines = ["# longadapt comparison", "",
              f"Runs read from: {', '.join(str(d) for d in dirs)}. Scores x 100 on the test split, "
-             "mean ± sample std over seeds (one seed: the value alone); **bold** = best mean of the column; `*` = "
+             "mean ± sample std over n seeds (one seed: the value alone); **bold** = best mean of the column (every "
+             "row that ties it at the printed precision); `*` = "
              f"significantly below the best (paired t-test over seeds, p < {ALPHA}; needs {MIN_PAIRED_RUNS}+ shared "
              "seeds). Entity scores count every gold mention of the test split; the coverage column of the budget "
              "table says how many of them the scheme could represent.", ""]
@@ -276,9 +284,11 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
     header = "| model | " + " | ".join(f"{t} ({metric_of[t]})" for t in tasks) + " |"
     lines += [header, "|" + "---|" * (len(tasks) + 1)]
     best: dict[str, str] = {}
+    bold: dict[str, set[str]] = {}
     for t in tasks:
         cands = [(summaries[(m, t)]["score"]["mean"], m) for m in models if (m, t) in summaries]
         best[t] = max(cands)[1]
+        bold[t] = tied_best(cands)
     pvalues: dict[tuple[str, str], tuple[float | None, int]] = {}
     for t in tasks:
         ref = {r["seed"]: r["score"] for r in groups[(best[t], t)]}
@@ -292,8 +302,8 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
                 cells.append("–")
                 continue
             s = summaries[(m, t)]["score"]
-            cell = _fmt(s) + f" (n={s['n']})"
-            if m == best[t]:
+            cell = _fmt(s) + (f" (n={s['n']})" if s["n"] > 1 else "")
+            if m in bold[t]:
                 cell = f"**{cell}**"
             p, _ = pvalues.get((m, t), (None, 0))
             if p is not None and p < ALPHA:
