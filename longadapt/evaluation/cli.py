@@ -55,7 +55,8 @@ def add_arguments_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=None,
                         help="window length in tokens (default: the model's maximum)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a task YAML key for every task, e.g. training.batch_size=8")
+                        help="override a task YAML key for every task, e.g. training.learning_rate=1e-4 (on tasks that batch by "
+                             "words or tokens, training.batch_words / batch_tokens set the training batches)")
     parser.add_argument("--save-models", action="store_true",
                         help="keep each run's selected fine-tuned model in OUT/<model>/<task>/seed-<s>/model")
     parser.add_argument("--force", action="store_true",
@@ -129,6 +130,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not names:
         raise LongAdaptError(f"give --tasks and/or --task-file; registry tasks: {', '.join(available_tasks())}")
     tasks = [load_task(n, args.data_root, overrides, protocol=args.protocol) for n in names]
+    if "batch_size" in overrides.get("training", {}):
+        for t in tasks:
+            tr = t.training()
+            if tr.batch_words is not None or tr.batch_tokens is not None:
+                unit = (f"batch_words={tr.batch_words}" if tr.batch_words is not None
+                        else f"batch_tokens={tr.batch_tokens}")
+                logger.warning("%s: training.batch_size sets its prediction batches only: its training batches "
+                               "are set by training.%s (override that one to change them)", t.name, unit)
     if len({t.name for t in tasks}) != len(tasks):
         raise LongAdaptError("two tasks have the same name; give each task file a distinct 'name'")
     if args.seeds < 1:
