@@ -302,9 +302,12 @@ def test_a_changed_budget_or_model_is_run_again(user_task: Path, models: tuple[P
 
 
 def test_compare_refuses_to_rank_a_smoke_run_with_a_real_run(user_task: Path, models: tuple[Path, Path],
-                                                             tmp_path: Path, capsys) -> None:
+                                                             tmp_path: Path, capsys,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     common = ["evaluate", "--model", f"m={models[0]}", "--task-file", str(user_task), "--seeds", "1", "--epochs", "2"]
-    assert main(common + ["--max-steps", "1", "--out", str(tmp_path / "smoke")]) == 0
+    text = _log_of(caplog, common + ["--max-steps", "1", "--out", str(tmp_path / "smoke")])
+    # the budget line says what was trained, not the epochs set and one epoch of the training set
+    assert "budget: 1 of 2 epochs run, 1 steps, batches of 256 tokens, 256 tokens read in training" in text
     assert main(["evaluate", "--model", f"real={models[0]}", "--task-file", str(user_task), "--seeds", "1",
                  "--epochs", "2", "--out", str(tmp_path / "real")]) == 0
     report = tmp_path / "report.md"
@@ -319,8 +322,10 @@ def test_compare_refuses_to_rank_a_smoke_run_with_a_real_run(user_task: Path, mo
     row = next(line for line in text.splitlines() if line.startswith("| m "))
     assert "±" not in row and "(n=" not in row  # one seed: the value alone, as the header says
     # the budget table: one run of 1 step, one of 28; neither budget is the majority, so both are marked
-    assert "| hospital-symptoms | m † | default | [0] | 2 | 256 tokens | 1 | 3359 | max_steps=1 | 128 / 63 |" in text
-    assert "| hospital-symptoms | real † | default | [0] | 2 | 256 tokens | 28 | 3359 | none | 128 / 63 |" in text
+    # what was trained: the 1-step run ran 1 of its 2 epochs and read one batch (at most 256 tokens), the real
+    # run both epochs of 3,359 tokens each (not one epoch of the training set printed for both)
+    assert "| hospital-symptoms | m † | default | [0] | 1 / 2 | 256 tokens | 1 | 256 | max_steps=1 | 128 / 63 |" in text
+    assert "| hospital-symptoms | real † | default | [0] | 2 / 2 | 256 tokens | 28 | 6718 | none | 128 / 63 |" in text
     assert "100.00 %" in text  # coverage column
 
 

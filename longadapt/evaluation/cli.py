@@ -178,10 +178,13 @@ def summary_budget_line(summary: dict[str, Any]) -> str:
     b = summary.get("budget") or {}
     if not b:
         return ""
+    def per_seed(v: Any) -> str:  # a value that differs between seeds is a list: one per seed
+        return "/".join(map(str, v)) if isinstance(v, list) else str(v)
+
     run = b.get("epochs_run")
-    parts = [f"{run} of {b.get('epochs')} epochs run" if run is not None else f"{b.get('epochs')} epochs",
-             f"{b.get('optimizer_steps')} steps", f"batches of {b.get('batch')}",
-             f"{b['train_tokens_seen']} tokens read in training" if b.get("train_tokens_seen") is not None
+    parts = [f"{per_seed(run)} of {b.get('epochs')} epochs run" if run is not None else f"{b.get('epochs')} epochs",
+             f"{per_seed(b.get('optimizer_steps'))} steps", f"batches of {b.get('batch')}",
+             f"{per_seed(b['train_tokens_seen'])} tokens read in training" if b.get("train_tokens_seen") is not None
              else f"{b.get('train_tokens')} training tokens an epoch", f"{b.get('test_documents')} test documents"]
     if b.get("coverage") is not None:
         parts.append(f"test gold coverage {100 * b['coverage']:.2f} %")

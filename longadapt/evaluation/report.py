@@ -99,8 +99,9 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "dev": {k: mean_std([r["dev"][k] for r in runs]) for k in dev_keys},
         "buckets": buckets,
         "best_epochs": [r["best_epoch"] for r in runs],
-        "budget": {**budgets[0], "optimizer_steps": [b["optimizer_steps"] for b in budgets]
-                   if len({b["optimizer_steps"] for b in budgets}) > 1 else budgets[0]["optimizer_steps"]},
+        # what differs between seeds (steps after early stopping, tokens read) is listed per seed
+        "budget": {**budgets[0], **{k: [b[k] for b in budgets] if len({b[k] for b in budgets}) > 1 else budgets[0][k]
+                                    for k in ("optimizer_steps", "train_tokens_seen", "epochs_run")}},
         "mixed_budget": len({budget_key(b) for b in budgets}) > 1,
         "warnings": sorted({w for r in runs for w in r.get("warnings", [])}),
         "baseline": _baseline_of(runs),
@@ -324,20 +325,25 @@ def compare(dirs: Sequence[str | Path], out: str | Path, plots: bool = True, all
                   "mean score); such a model has not learned the task at its budget."]
 
     lines += ["", "## Budget and coverage", "",
-              "What each row was trained and scored under. Coverage: the share of the test split's gold mentions the "
+              "What each row was trained and scored under. Epochs run (per seed where they differ: a step limit or "
+              "a stop) of the epochs set; tokens read in training: the real tokens of every training pass actually "
+              "made, windows' overlap included. Coverage: the share of the test split's gold mentions the "
               "task's scheme can represent (entity tasks; the rest count as misses).", "",
-              "| task | model | protocol | seeds | epochs | batches | optimizer steps | training tokens | limits | "
-              "window / stride | test documents | coverage | warnings |",
+              "| task | model | protocol | seeds | epochs run / set | batches | optimizer steps | tokens read in "
+              "training | limits | window / stride | test documents | coverage | warnings |",
               "|---|---|---|---|---:|---|---:|---:|---|---|---:|---:|---|"]
     for (m, t), s in sorted(summaries.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         b = s["budget"]
         limits = ", ".join(f"{k}={v}" for k, v in (b.get("limits") or {}).items() if v is not None) or "none"
+        def per_seed(v: Any) -> str:
+            return "/".join(map(str, v)) if isinstance(v, list) else str(v if v is not None else "–")
+
         steps = b.get("optimizer_steps")
+        epochs = f"{per_seed(b.get('epochs_run'))} / {b.get('epochs')}"
         window = f"{b.get('max_length')} / {b.get('stride')}" + (" (truncated)" if b.get("truncate") else "")
         cov = f"{100 * b['coverage']:.2f} %" if b.get("coverage") is not None else "–"
         lines.append(f"| {t} | {m}{' †' if (m, t) in mixed_rows else ''} | {b.get('protocol')} | {s['seeds']} | "
-                     f"{b.get('epochs')} | {b.get('batch')} | "
-                     f"{steps if not isinstance(steps, list) else '/'.join(map(str, steps))} | {b.get('train_tokens')} | "
+                     f"{epochs} | {b.get('batch')} | {per_seed(steps)} | {per_seed(b.get('train_tokens_seen'))} | "
                      f"{limits} | {window} | {b.get('test_documents')} | {cov} | {len(s['warnings']) or '–'} |")
     warned = [(m, t, w) for (m, t), s in sorted(summaries.items()) for w in s["warnings"]]
     if warned:
