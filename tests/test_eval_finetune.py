@@ -60,6 +60,33 @@ def test_seeds_are_reproducible(tiny_dir: Path, shared_data: Path) -> None:
     assert a.history[0]["train_loss"] != c.history[0]["train_loss"]
 
 
+def test_dev_is_predicted_again_only_when_the_restore_changes_the_weights(tiny_dir: Path, shared_data: Path,
+                                                                         monkeypatch) -> None:
+    from longadapt.evaluation.finetune import TokenAdapter
+
+    task = load_task("fr-e3c-ner", data_root=shared_data)
+    passes: list[int] = []
+    predict = TokenAdapter.predict
+
+    def counted(self, runner, examples, *args, **kwargs):
+        passes.append(len(examples))
+        return predict(self, runner, examples, *args, **kwargs)
+
+    monkeypatch.setattr(TokenAdapter, "predict", counted)
+    limits = RunLimits(max_train_docs=24, max_eval_docs=12)
+    one = run(str(tiny_dir), task, seed=1, training=FinetuneConfig(epochs=1, batch_size=8), limits=limits)
+    n_dev, n_test = one.data["dev"]["examples"], one.data["test"]["examples"]
+    assert passes == [n_dev, n_test]  # one epoch: dev once (selection), then test; not dev twice
+    assert one.dev["restored"] == one.dev["f1"]
+    passes.clear()
+    # an earlier epoch selected (at lr 1.0 the model finds no mention: dev F1 0 every epoch, and a tie keeps the
+    # first): its weights are restored, and dev is predicted again as a check of the restore
+    three = run(str(tiny_dir), task, seed=1, training=FinetuneConfig(epochs=3, batch_size=8, learning_rate=1.0),
+                limits=limits)
+    assert three.best_epoch < 3
+    assert passes == [n_dev] * 4 + [n_test] and three.dev["restored"] == pytest.approx(three.dev["f1"])
+
+
 def test_multilabel_threshold_from_dev_is_used_on_test(tiny_dir: Path, shared_data: Path) -> None:
     task = load_task("fr-morfitt", data_root=shared_data)
     res = run(str(tiny_dir), task, seed=0, training=FinetuneConfig(epochs=1, learning_rate=1e-3),

@@ -1012,7 +1012,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.load_state_dict(best["state"])
     t0 = time.time()
-    scored = _score_test(adapter, runner, dev, test, best, select, task)
+    scored = _score_test(adapter, runner, dev, test, best, select, task, fit.best_dev_out)
     warnings = list(data.warnings) + _output_warnings(task, adapter, test, scored.out, scored.test)
     baseline = constant_baseline(adapter, train, dev, test)
     if baseline is not None and scored.test[task.metric] <= baseline["test"][task.metric]:
@@ -1163,6 +1163,9 @@ class _Fit:
     t_train: float
     t_eval: float
     train_tokens: int = 0  # real tokens of the training passes, every epoch run
+    # the dev outputs of the selected weights while they are still the model's last evaluated weights (no later
+    # epoch was scored): restoring them changes nothing, so dev need not be predicted again
+    best_dev_out: Any = None
 
 
 def _fit(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: Any, adapter: Any, runner: Any,
@@ -1213,10 +1216,12 @@ def _fit(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: A
         logger.info("%s seed %d epoch %d/%d (step %d): loss %.4f, dev %s %.4f%s", task.name, seed, epoch, cfg.epochs,
                     fit.step, np.mean(losses) if losses else float("nan"), select, value,
                     f" ({task.metric} {dev_scores[task.metric]:.4f})" if select != task.metric else "")
+        fit.best_dev_out = None
         if value > fit.best["score"]:
             state = accelerator.unwrap_model(model).state_dict()
             fit.best = {"score": value, "epoch": epoch, "threshold": threshold, "dev": dev_scores,
                         "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()}}
+            fit.best_dev_out = out
         if stop:
             break
     return fit
@@ -1232,9 +1237,13 @@ class _Scored:
 
 
 def _score_test(adapter: Any, runner: Any, dev: list, test: list, best: dict[str, Any], select: str,
-                task: Task) -> _Scored:
-    """With the selected weights restored: dev again (it must give the selected score), then test."""
-    dev_again, _ = adapter.score(dev, adapter.predict(runner, dev), best["threshold"], fit_threshold=False, split="dev")
+                task: Task, dev_out: Any = None) -> _Scored:
+    """With the selected weights restored: dev again (it must give the selected score; predicted again only
+    when the restore changed the weights, else ``dev_out``, the selected epoch's own outputs, is scored), then
+    test."""
+    if dev_out is None:
+        dev_out = adapter.predict(runner, dev)
+    dev_again, _ = adapter.score(dev, dev_out, best["threshold"], fit_threshold=False, split="dev")
     dev_table = dict(getattr(adapter, "table", {}) or {})
     if abs(dev_again[select] - best["score"]) > 1e-6:
         logger.warning("%s: the restored model scores %.6f on dev, the selected checkpoint %.6f",
