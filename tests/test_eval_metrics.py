@@ -92,6 +92,18 @@ def test_length_buckets() -> None:
     assert M.bucket_order(edges) == ["0-256", "257-512", "513-1024", ">1024"]
 
 
+def test_auto_length_edges_cut_the_documents_in_thirds() -> None:
+    # 15 documents (QUAERO EMEA's test split has 15): the 5th and 10th lengths are the edges, 5 documents a bucket
+    words = [2100, 2300, 2200, 2500, 2400, 3100, 2900, 2600, 2800, 2700, 3300, 3000, 3200, 3400, 3500]
+    edges = M.auto_length_edges(words)
+    assert edges == [2500, 3000]
+    counts = {b: sum(M.length_bucket(n, edges) == b for n in words) for b in M.bucket_order(edges)}
+    assert counts == {"0-2500": 5, "2501-3000": 5, ">3000": 5}
+    assert M.auto_length_edges([100] * 4) == []  # one length: one bucket ("all")
+    assert M.auto_length_edges([10, 10, 10, 50]) == [10]
+    assert M.auto_length_edges([]) == []
+
+
 def test_fast_threshold_metric_matches_sklearn() -> None:
     rng = np.random.default_rng(0)
     for _ in range(20):

@@ -102,6 +102,10 @@ def test_user_task_file_and_overrides(tmp_path: Path) -> None:
         ("type: ner\nreader: iob\nlabels: [A]\nepochs: 3\n", r"unknown key 'epochs'"),
         ("type: ner\nreader: iob\nlabels: [A]\nsplits: {train: a, dev: a, test: a}\ntraining: {epoch: 3}\n",
          r"t\.yaml: unknown key 'training\.epoch' \(did you mean 'training\.epochs'\?\)"),
+        ("type: ner\nreader: iob\nlabels: [A]\nlength_buckets: quantiles\n",
+         r"length_buckets must be auto or ascending word counts, e\.g\. \[256, 512, 1024\], not 'quantiles'"),
+        ("type: ner\nreader: iob\nlabels: [A]\nlength_buckets: [512, 256]\n",
+         r"length_buckets must be auto or ascending word counts.*not \[512, 256\]"),
     ],
 )
 def test_bad_task_yaml(tmp_path: Path, body: str, message: str) -> None:

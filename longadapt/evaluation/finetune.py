@@ -865,12 +865,18 @@ def _peak_rss_mb() -> float | None:
     return round(kb / 1024, 1)  # Linux reports kilobytes
 
 
-def _doc_buckets(examples: Sequence[Any], edges: Sequence[int]) -> dict[str, list[int]]:
-    """Example indices per length bucket of their *document* (segments of one document stay together)."""
+def _doc_words(examples: Sequence[Any]) -> dict[str, int]:
+    """Words per *document* (the segments of one document summed)."""
     words: dict[str, int] = {}
     for ex in examples:
         d = getattr(ex, "doc_id", None) or ex.id
         words[d] = words.get(d, 0) + _n_words(ex)
+    return words
+
+
+def _doc_buckets(examples: Sequence[Any], edges: Sequence[int]) -> dict[str, list[int]]:
+    """Example indices per length bucket of their *document* (segments of one document stay together)."""
+    words = _doc_words(examples)
     out: dict[str, list[int]] = {}
     for i, ex in enumerate(examples):
         out.setdefault(M.length_bucket(words[getattr(ex, "doc_id", None) or ex.id], edges), []).append(i)
@@ -1028,6 +1034,8 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
     test_stats = dict(adapter.stats)
     predictions = adapter.predictions(test, scored.out)
     edges = task.config.length_buckets
+    if edges == "auto":  # thirds of the test documents by length (the same documents give every model the same edges)
+        edges = M.auto_length_edges(list(_doc_words(test).values()))
     buckets = _length_buckets(adapter, test, scored.out, best["threshold"], edges)
     per_example = adapter.per_example(test, scored.out, best["threshold"], split="test")
     for row in per_example:

@@ -261,6 +261,18 @@ def length_bucket(n_words: int, edges: Sequence[int]) -> str:
     return f">{edges[-1]}" if edges else "all"
 
 
+def auto_length_edges(n_words: Sequence[int], parts: int = 3) -> list[int]:
+    """Bucket edges that cut the documents (their word counts) into ``parts`` groups of about equal size: the
+    word counts of the documents at the 1/3 and 2/3 points (for 3 parts), so that each edge is a real document's
+    length and a bucket ``lower-edge`` holds that document. Repeated edges are merged: documents all of one length
+    give one bucket."""
+    if not n_words:
+        return []
+    ordered = sorted(int(n) for n in n_words)
+    edges = [ordered[(len(ordered) - 1) * k // parts] for k in range(1, parts)]
+    return sorted(set(e for e in edges if e < ordered[-1]))
+
+
 def bucket_order(edges: Sequence[int]) -> list[str]:
     labels, lower = [], 0
     for edge in edges:

@@ -210,7 +210,9 @@ class TaskConfig:
     splits: dict[str, list[SourceSpec]] = field(default_factory=dict)
     metric: str | None = None  # default: MAIN_METRIC[type]
     word_splitter: str = "regex"  # documents -> words (NER on documents): regex | whitespace | <regex>
-    length_buckets: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
+    # upper bounds (words) of the test length buckets, or "auto": the test documents' own thirds
+    # (metrics.auto_length_edges), so that no bucket holds every document
+    length_buckets: list[int] | str = "auto"
     score_scale: list[float] = field(default_factory=lambda: [0.0, 5.0])  # regression (EDRM)
     data_root: str | None = None  # relative to the YAML file's folder
     # entities (ner): how nested / overlapping mentions are represented (every gold mention is scored)
@@ -678,5 +680,12 @@ def _validate(cfg: TaskConfig, where: str) -> None:
             float(entry["score"])
         except (TypeError, ValueError):
             raise LongAdaptError(f"{where}: published[{i}].score must be a number (x 100), not {entry['score']!r}") from None
-    if sorted(cfg.length_buckets) != list(cfg.length_buckets) or not cfg.length_buckets:
-        raise LongAdaptError(f"{where}: length_buckets must be ascending word counts, e.g. [256, 512, 1024]")
+    if isinstance(cfg.length_buckets, str):
+        if cfg.length_buckets != "auto":
+            raise LongAdaptError(f"{where}: length_buckets must be auto or ascending word counts, e.g. [256, 512, 1024], "
+                                 f"not {cfg.length_buckets!r}")
+    elif (not isinstance(cfg.length_buckets, list) or not cfg.length_buckets
+          or not all(isinstance(e, int) and not isinstance(e, bool) for e in cfg.length_buckets)
+          or sorted(set(cfg.length_buckets)) != list(cfg.length_buckets)):
+        raise LongAdaptError(f"{where}: length_buckets must be auto or ascending word counts, e.g. [256, 512, 1024], "
+                             f"not {cfg.length_buckets!r}")
