@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "longadapt"
 #: docs/architecture.md "Layers", bottom first.
 LAYERS = ["data", "tokenizers", "modeling", "interop", "vocab", "evaluation", "training", "recipes", "study"]
 CROSS_CUTTING = {"errors", "config", "io", "faults", "cache", "dataroot", "sources", "runinfo", "languages",
-                 "launch", "_lazy"}
+                 "launch", "_lazy", "progress"}
 
 
 def _imports(path: Path) -> set[str]:

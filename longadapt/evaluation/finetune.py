@@ -39,6 +39,7 @@ from longadapt.evaluation import windows as W
 from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence
 from longadapt.evaluation.tasks import Task, TaskData, FinetuneConfig
 from longadapt.modeling.parameters import adamw, parameter_groups
+from longadapt.progress import progress
 from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -637,8 +638,6 @@ class _Runner:
         self.model.eval()
         order = sorted(range(len(wins)), key=lambda k: len(wins[k].input_ids))
         out: list[np.ndarray | None] = [None] * len(wins)
-        from tqdm.auto import tqdm
-
         # batches of at most batch_size windows and batch_tokens padded tokens (lengths sorted, so padding
         # is small): prediction memory stays bounded whatever the window length
         batches: list[list[int]] = []
@@ -648,7 +647,7 @@ class _Runner:
                 batches[-1].append(k)
             else:
                 batches.append([k])
-        for idx in tqdm(batches, desc="predict", leave=False, disable=None):
+        for idx in progress(batches, desc=f"predicting {len(wins)} windows", unit="batch"):
             types = [wins[k].type_ids for k in idx] if wins[idx[0]].type_ids is not None else None
             logits = self._forward(adapter.encode_ids([wins[k].input_ids for k in idx], types))
             for row, k in enumerate(idx):
@@ -1181,14 +1180,13 @@ def _fit(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: A
          select: str) -> _Fit:
     """The epochs: train, score dev every ``eval_every_epochs`` (and at the last), keep the best weights."""
     import torch
-    from tqdm.auto import tqdm
 
     fit = _Fit({"score": -math.inf, "epoch": 0, "state": None, "threshold": None, "dev": {}}, [], 0, 0, 0.0, 0.0)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.time()
         model.train()
         losses = []
-        for batch in tqdm(loader, desc=f"{task.name} epoch {epoch}/{cfg.epochs}", leave=False, disable=None):
+        for batch in progress(loader, desc=f"{task.name} seed {seed} epoch {epoch}/{cfg.epochs}", unit="step"):
             with accelerator.accumulate(model):
                 loss, passes = train_step(accelerator, model, adapter, batch, cfg.micro_batch_tokens)
                 fit.forward_passes += passes

@@ -45,6 +45,7 @@ import numpy as np
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import entities as E
 from longadapt.io import atomic_write_text
+from longadapt.progress import progress
 from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -385,7 +386,6 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
     """Predict every input document into ``cfg.out`` (with ``predictor``, or one loaded from ``cfg.model``);
     returns the number of inputs skipped."""
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from longadapt.evaluation.fingerprint import model_fingerprint
     from longadapt.evaluation.outputs import write_brat
@@ -424,7 +424,6 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
     order: list[str] = []
     pending: list[InputDoc] = []
     windowed: list[str] = []
-    bar = tqdm(desc=f"predict{f' [{rank}/{world}]' if world > 1 else ''}", unit="doc", disable=None)
 
     def flush() -> None:
         nonlocal computed
@@ -444,10 +443,10 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
             atomic_write_text(out / "json" / f"{name}.json", json.dumps(res, ensure_ascii=False) + "\n")
             _append_line(manifest, {"id": d.id, "sha256": _sha(d.text)})
             computed += 1
-        bar.update(len(pending))
         pending.clear()
 
-    for k, doc in enumerate(iter_inputs(cfg.input)):
+    desc = f"predict{f' [{rank}/{world}]' if world > 1 else ''}: documents read"
+    for k, doc in enumerate(progress(iter_inputs(cfg.input), desc=desc, unit="doc")):
         if doc.text is None:
             if rank == 0:
                 cfg.skipped.append((doc.source, doc.problem))
@@ -462,13 +461,11 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
             continue
         if done.get(doc.id) == _sha(doc.text) and (out / "json" / f"{safe_id(doc.id)}.json").is_file():
             reused += 1
-            bar.update(1)
             continue
         pending.append(doc)
         if len(pending) >= cfg.docs_per_batch:
             flush()
     flush()
-    bar.close()
     state.wait_for_everyone()
     if rank == 0:
         _merge(out, order, predictor.info)
