@@ -246,6 +246,7 @@ class SplitStats:
     duplicates: int = 0  # identical (span, label) annotations counted once
     trimmed: int = 0  # mentions whose span started or ended on whitespace (trimmed)
     ignored_labels: dict[str, int] = field(default_factory=dict)  # other_labels: ignore
+    mapped_labels: dict[str, int] = field(default_factory=dict)  # brat label_map: "read -> label": mentions
     entities: dict[str, Any] | None = None  # gold / representable / lost per type (entities.mention_scores)
 
 
@@ -357,8 +358,10 @@ class Task:
         gold: dict[str, set[E.Span]] = {}
         out: list[Any] = []
         ignored: Counter[str] = Counter()
+        mapped: Counter[str] = Counter()
         for item in items:
             ignored.update((getattr(item, "meta", None) or {}).get("ignored_labels", {}))
+            mapped.update((getattr(item, "meta", None) or {}).get("mapped_labels", {}))
             if isinstance(item, Document):
                 seqs, units, counts = document_words(item, cfg.word_splitter, cfg.discontinuous, cfg.segment_on)
                 gold[item.id] = set(units)
@@ -379,6 +382,7 @@ class Task:
         stats.documents = len({getattr(x, "doc_id", None) or x.id for x in out})
         stats.examples = len(out)
         stats.ignored_labels = dict(sorted(ignored.items()))
+        stats.mapped_labels = dict(sorted(mapped.items()))
         return out, gold, stats
 
     def load_data(self) -> TaskData:
@@ -394,6 +398,9 @@ class Task:
             if stats[s].ignored_labels:
                 logger.info("%s %s: left out (other_labels: ignore): %s", self.name, s,
                             ", ".join(f"{k} {v}" for k, v in stats[s].ignored_labels.items()))
+            if stats[s].mapped_labels:
+                logger.info("%s %s: labels renamed (label_map): %s", self.name, s,
+                            ", ".join(f"{k}: {v}" for k, v in stats[s].mapped_labels.items()))
         if self.type == "ner":
             self._prepare_entities(data, golds)
         return data
