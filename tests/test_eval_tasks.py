@@ -93,6 +93,33 @@ def test_user_task_file_and_overrides(tmp_path: Path) -> None:
     assert task.training().learning_rate == 5e-5 and task.config.labels == ["A", "B", "C"]
 
 
+def test_seeded_shuffle_split(tmp_path: Path) -> None:
+    """shuffle_seed + shuffle_rounds + fraction: DrBenchmark's seeded 70/10/20 split of a corpus without one."""
+    import random
+
+    rows = [f"texte {i}\t{'AB'[i % 2]}" for i in range(10)]
+    (tmp_path / "all.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    src = "{path: all.tsv, shuffle_seed: 4, shuffle_rounds: 3, fraction: [%s]}"
+    (tmp_path / "t.yaml").write_text(
+        "type: classification\nreader: tsv\nlabels: [A, B]\ndata_root: .\nsplits:\n"
+        f"  train: {src % '0.0, 0.7'}\n  dev: {src % '0.7, 0.8'}\n  test: {src % '0.8, 1.0'}\n", encoding="utf-8")
+    task = load_task(tmp_path / "t.yaml")
+    got = {s: [e.text for e in task.load_split(s)] for s in ("train", "dev", "test")}
+    ids = [f"texte {i}" for i in range(10)]
+    random.seed(4)  # DrBenchmark's MANTRAGSC loader: the global generator, three shuffles, cuts at 70 and 80 %
+    for _ in range(3):
+        random.shuffle(ids)
+    expected = {"train": ids[:7], "dev": ids[7:8], "test": ids[8:]}
+    assert {s: sorted(v) for s, v in got.items()} == {s: sorted(v) for s, v in expected.items()}
+    assert all(v == sorted(v, key=lambda t: int(t.split()[1])) for v in got.values())  # kept in reading order
+    task.load_data()  # disjoint: the split check passes
+    (tmp_path / "bad.yaml").write_text(
+        "type: classification\nreader: tsv\nlabels: [A, B]\ndata_root: .\n"
+        "splits: {train: {path: all.tsv, shuffle_rounds: 3}, dev: all.tsv, test: all.tsv}\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"splits\.train\[0\]: shuffle_rounds needs shuffle_seed"):
+        load_task(tmp_path / "bad.yaml").load_split("train")
+
+
 @pytest.mark.parametrize(
     "body,message",
     [
