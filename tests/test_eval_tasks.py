@@ -11,8 +11,10 @@ from longadapt.errors import LongAdaptError
 from longadapt.evaluation.data import tags_to_spans
 from longadapt.evaluation.tasks import available_tasks, load_task
 
+MANTRA = [f"{lang}-mantra-gsc-{sub}-ner" for lang in ("fr", "de", "es") for sub in ("emea", "medline", "patents")
+          if (lang, sub) != ("es", "patents")]  # the release has no Spanish patents
 BUILTIN = ["en-e3c-ner", "es-cantemist-ner-doc", "es-codiesp-chapters", "fr-e3c-ner", "fr-e3c-ner-doc",
-           "fr-frenchmedmcqa", "fr-morfitt"]
+           "fr-frenchmedmcqa", "fr-morfitt", *MANTRA]
 
 
 def _entities(seqs) -> int:
@@ -75,6 +77,46 @@ def test_other_builtin_tasks(shared_data: Path) -> None:
     assert (bare.training().epochs, bare.training().batch_size, bare.training().learning_rate) == (35, 12, 2e-5)
     fp = morfitt.fingerprint("test")
     assert fp["files"] == 1 and len(fp["sha256"]) == 64
+
+
+@pytest.mark.parametrize("name", MANTRA)
+def test_mantra_gsc_tasks_load(shared_data: Path, name: str) -> None:
+    task = load_task(name, data_root=shared_data)
+    cfg = task.config
+    assert cfg.language == name[:2] and cfg.reader == "brat" and cfg.licence == "GPL-3.0" and "Kors" in cfg.citation
+    assert cfg.reader_options["label_from"] == "note"
+    assert set(cfg.reader_options["label_map"].values()) <= set(cfg.labels) and len(cfg.labels) == 10
+    sources = [cfg.splits[s][0] for s in ("train", "dev", "test")]
+    assert all((src.path, src.shuffle_seed, src.shuffle_rounds) == (sources[0].path, 4, 3) for src in sources)
+    assert [src.fraction for src in sources] == [[0.0, 0.7], [0.7, 0.8], [0.8, 1.0]]
+    units = 50 if "patents" in name else 100
+    assert [len(task.read_split(s)) for s in ("train", "dev", "test")] == [
+        int(0.7 * units), int(0.8 * units) - int(0.7 * units), units - int(0.8 * units)]
+    t = task.training()  # the budget measured on the German and French EMEA tasks (docs/results.md)
+    assert (t.epochs, t.learning_rate, t.batch_tokens) == (20, 2e-4, None) and t.batch_words
+
+
+def test_mantra_gsc_german_emea(shared_data: Path) -> None:
+    """German's first annotated task: DrBenchmark's seeded split of the 100 units, every README mention."""
+    import random
+
+    task = load_task("de-mantra-gsc-emea-ner", data_root=shared_data)
+    data = task.load_data()
+    ids = {s: data.doc_ids(s) for s in ("train", "dev", "test")}
+    units = sorted(p.stem for p in task.path(task.config.splits["test"][0].path).glob("*.txt"))
+    assert [len(ids[s]) for s in ids] == [70, 10, 20]
+    assert sorted(ids["train"] + ids["dev"] + ids["test"]) == units  # disjoint, and every unit in one split
+    order = list(units)  # DrBenchmark's MANTRAGSC loader, over the units in file-name order
+    random.seed(4)
+    for _ in range(3):
+        random.shuffle(order)
+    assert (set(ids["train"]), set(ids["dev"]), set(ids["test"])) == (set(order[:70]), set(order[70:80]), set(order[80:]))
+    # README: 425 mentions (a discontinuous one counts once), 11 of them discontinuous
+    assert sum(data.stats[s].annotations for s in ids) == 425 and sum(data.stats[s].discontinuous for s in ids) == 11
+    assert data.stats["dev"].mapped_labels == {"OBJC|CHEM -> OBJC": 1}  # the quirk, renamed and counted
+    # German compounds carry mentions inside words (Penis|gewebe): a word tagger cannot represent them
+    test = data.stats["test"].entities["total"]
+    assert (test["gold"], test["representable"]) == (63, 60)
 
 
 def test_user_task_file_and_overrides(tmp_path: Path) -> None:
