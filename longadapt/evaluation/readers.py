@@ -231,9 +231,9 @@ def read_brat(
     ``CHEM``, and the type, a CUI there, is kept in ``Entity.attributes["brat_type"]``); a mention without
     a note, with two, or with one that does not parse is an error naming the ``.ann`` line. ``label_map``
     then renames labels (``{"Manufactured Object": OBJC}``); each renaming is counted in
-    ``meta["mapped_labels"]`` (``"Manufactured Object -> OBJC": 1``). A discontinuous entity (``start end;start end``) keeps every fragment in
-    ``Entity.fragments`` (``start``/``end`` are its extent); the task's ``discontinuous`` option decides
-    what is scored. With ``check_text`` the span text in the ``.ann`` must equal the text at the offsets
+    ``meta["mapped_labels"]`` (``"Manufactured Object -> OBJC": 1``). A discontinuous entity
+    (``start end;start end``) keeps every fragment in ``Entity.fragments`` (``start``/``end`` are its
+    extent); the task's ``discontinuous`` option decides what is scored. With ``check_text`` the span text in the ``.ann`` must equal the text at the offsets
     (fragments joined by a space, newlines read as spaces). With ``other_labels: ignore`` mentions of
     labels outside ``labels`` are left out and counted in ``meta["ignored_labels"]``.
 
