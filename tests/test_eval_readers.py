@@ -187,6 +187,85 @@ def test_brat_discontinuous_fragments_are_kept(tmp_path: Path) -> None:
     assert [e.label for e in doc.entities] == ["SYMPTOM", "SYMPTOM", "ORGAN"]  # relations are not read
 
 
+MANTRA_NOTES = {"Manufactured Object": "OBJC", "OBJC|CHEM": "OBJC"}  # a semantic type, two groups: the first
+
+
+def test_brat_label_from_note(tmp_path: Path) -> None:
+    """Mantra GSC: the BRAT type is a CUI, the label the last quoted field of the mention's AnnotatorNotes."""
+    text = "PROTELOS et le sodium dans la machine"
+    ann = ('T1\tC1721214 0 8\tPROTELOS\n'
+           '#1\tAnnotatorNotes T1\t"C1721214", "protelos", "Organic Chemical" ,"CHEM"\n'
+           'T2\tC0037570 15 21\tsodium\n'
+           '#2\tAnnotatorNotes T2\t"C0037570", "Sodium, Dietary", "Food|Inorganic Chemical" ,"OBJC|CHEM"\n'
+           'T3\tC0336779 30 37\tmachine\n'
+           '#3\tAnnotatorNotes T3\t"C0336779", "Machine", "OBJC" ,"Manufactured Object"\n')
+    _brat(tmp_path, text, ann)
+    labels = ["CHEM", "OBJC"]
+    doc = R.read("brat", tmp_path, {"label_from": "note", "label_map": MANTRA_NOTES}, labels)[0]
+    assert [(e.text, e.label) for e in doc.entities] == [("PROTELOS", "CHEM"), ("sodium", "OBJC"), ("machine", "OBJC")]
+    assert doc.entities[0].attributes == {"brat_type": "C1721214"}  # the CUI is kept
+    assert doc.meta["mapped_labels"] == {"OBJC|CHEM -> OBJC": 1, "Manufactured Object -> OBJC": 1}
+    # without the map, a quirk is an unknown label (never dropped silently), and the message names the map
+    with pytest.raises(LongAdaptError, match=r"doc1\.ann:3: unknown label 'OBJC\|CHEM'.*reader_options\.label_map"):
+        R.read_brat(tmp_path, labels=labels, label_from="note")
+    ignored = R.read_brat(tmp_path, labels=labels, label_from="note", other_labels="ignore")[0]
+    assert len(ignored.entities) == 1 and ignored.meta["ignored_labels"] == {"OBJC|CHEM": 1, "Manufactured Object": 1}
+    # label_from: type (the default) reads the CUIs
+    assert [e.label for e in R.read_brat(tmp_path)[0].entities] == ["C1721214", "C0037570", "C0336779"]
+
+
+@pytest.mark.parametrize(
+    "ann,message",
+    [
+        ('T1\tC1 0 8\tPROTELOS\nT2\tC2 15 21\tsodium\n#2\tAnnotatorNotes T2\t"C2", "CHEM"\n',
+         r"doc1\.ann:1: T1 has no AnnotatorNotes line .*AnnotatorNotes T1.*label_from: type"),
+        ('T1\tC1 0 8\tPROTELOS\n#1\tAnnotatorNotes T1\tCHEM\n',
+         r"doc1\.ann:2: the AnnotatorNotes of T1 is not a comma-separated list of quoted fields ending in a label: 'CHEM'"),
+        ('T1\tC1 0 8\tPROTELOS\n#1\tAnnotatorNotes T1\t"C1", ""\n', r"doc1\.ann:2: the AnnotatorNotes of T1 is not"),
+        ('T1\tC1 0 8\tPROTELOS\n#1\tAnnotatorNotes T1\t"C1", "CHEM"\n#2\tAnnotatorNotes T1\t"C1", "CHEM"\n',
+         r"doc1\.ann:3: a second AnnotatorNotes for T1 \(the first is on line 2\)"),
+    ],
+)
+def test_brat_label_from_note_errors(tmp_path: Path, ann: str, message: str) -> None:
+    _brat(tmp_path, "PROTELOS et le sodium", ann)
+    with pytest.raises(LongAdaptError, match=message):
+        R.read_brat(tmp_path, labels=["CHEM"], label_from="note")
+
+
+def test_brat_label_options_are_checked(tmp_path: Path) -> None:
+    _brat(tmp_path, "PROTELOS", "T1\tCHEM 0 8\tPROTELOS\n")
+    with pytest.raises(LongAdaptError, match=r"label_from must be one of type, note, not 'notes'"):
+        R.read("brat", tmp_path, {"label_from": "notes"})
+    with pytest.raises(LongAdaptError, match=r"label_map must map labels as read to task labels"):
+        R.read("brat", tmp_path, {"label_map": {"CHEM": 3}})
+    # label_map also renames BRAT types
+    assert R.read("brat", tmp_path, {"label_map": {"CHEM": "DRUG"}}, ["DRUG"])[0].entities[0].label == "DRUG"
+
+
+# README: units / words / mentions (T lines; a discontinuous mention is one) / discontinuous, per subcorpus
+MANTRA = {
+    ("fr", "EMEA"): (100, 2122, 431, 10), ("fr", "Medline_EN_FR"): (100, 1002, 279, 1),
+    ("fr", "Patents"): (50, 2410, 342, 3), ("de", "EMEA"): (100, 1701, 425, 11),
+    ("de", "Medline_EN_DE"): (100, 782, 309, 7), ("de", "Patents"): (50, 1982, 348, 1),
+    ("es", "EMEA"): (100, 1984, 432, 13), ("es", "Medline_EN_ES"): (100, 1087, 324, 6),
+}
+MANTRA_GROUPS = ["ANAT", "CHEM", "DEVI", "DISO", "GEOG", "LIVB", "OBJC", "PHEN", "PHYS", "PROC"]
+MANTRA_QUIRKS = {"Manufactured Object": "OBJC", "Research Device": "DEVI", "Research Activity": "PROC",
+                 "Mental or Behavioral Dysfunction": "DISO", "Amino Acid, Peptide, or Protein|Enzyme|Receptor": "CHEM",
+                 "OBJC|CHEM": "OBJC", "CHEM|PHEN": "CHEM"}
+
+
+@pytest.mark.parametrize("lang,sub", list(MANTRA))
+def test_mantra_gsc_counts(shared_data: Path, lang: str, sub: str) -> None:
+    folder = {"fr": "French", "de": "German", "es": "Spanish"}[lang]
+    docs = R.read_brat(shared_data / "tasks" / lang / "mantra-gsc" / folder / f"{sub}_ec22-cui-best_man",
+                       labels=MANTRA_GROUPS, label_from="note", label_map=MANTRA_QUIRKS)
+    entities = [e for d in docs for e in d.entities]
+    assert (len(docs), sum(d.n_words for d in docs), len(entities), sum(e.fragments is not None for e in entities)) == \
+        MANTRA[(lang, sub)]
+    assert all(e.attributes["brat_type"].startswith("C") for e in entities)  # the type field is the CUI
+
+
 def test_brat_missing_ann(tmp_path: Path) -> None:
     _brat(tmp_path, "a", "")
     (tmp_path / "doc2.txt").write_text("b", encoding="utf-8")

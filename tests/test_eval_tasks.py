@@ -11,8 +11,10 @@ from longadapt.errors import LongAdaptError
 from longadapt.evaluation.data import tags_to_spans
 from longadapt.evaluation.tasks import available_tasks, load_task
 
+MANTRA = [f"{lang}-mantra-gsc-{sub}-ner" for lang in ("fr", "de", "es") for sub in ("emea", "medline", "patents")
+          if (lang, sub) != ("es", "patents")]  # the release has no Spanish patents
 BUILTIN = ["en-e3c-ner", "es-cantemist-ner-doc", "es-codiesp-chapters", "fr-e3c-ner", "fr-e3c-ner-doc",
-           "fr-frenchmedmcqa", "fr-morfitt"]
+           "fr-frenchmedmcqa", "fr-morfitt", *MANTRA]
 
 
 def _entities(seqs) -> int:
@@ -77,6 +79,46 @@ def test_other_builtin_tasks(shared_data: Path) -> None:
     assert fp["files"] == 1 and len(fp["sha256"]) == 64
 
 
+@pytest.mark.parametrize("name", MANTRA)
+def test_mantra_gsc_tasks_load(shared_data: Path, name: str) -> None:
+    task = load_task(name, data_root=shared_data)
+    cfg = task.config
+    assert cfg.language == name[:2] and cfg.reader == "brat" and cfg.licence == "GPL-3.0" and "Kors" in cfg.citation
+    assert cfg.reader_options["label_from"] == "note"
+    assert set(cfg.reader_options["label_map"].values()) <= set(cfg.labels) and len(cfg.labels) == 10
+    sources = [cfg.splits[s][0] for s in ("train", "dev", "test")]
+    assert all((src.path, src.shuffle_seed, src.shuffle_rounds) == (sources[0].path, 4, 3) for src in sources)
+    assert [src.fraction for src in sources] == [[0.0, 0.7], [0.7, 0.8], [0.8, 1.0]]
+    units = 50 if "patents" in name else 100
+    assert [len(task.read_split(s)) for s in ("train", "dev", "test")] == [
+        int(0.7 * units), int(0.8 * units) - int(0.7 * units), units - int(0.8 * units)]
+    t = task.training()  # the budget measured on the German and French EMEA tasks (docs/results.md)
+    assert (t.epochs, t.learning_rate, t.batch_tokens) == (20, 2e-4, None) and t.batch_words
+
+
+def test_mantra_gsc_german_emea(shared_data: Path) -> None:
+    """German's first annotated task: DrBenchmark's seeded split of the 100 units, every README mention."""
+    import random
+
+    task = load_task("de-mantra-gsc-emea-ner", data_root=shared_data)
+    data = task.load_data()
+    ids = {s: data.doc_ids(s) for s in ("train", "dev", "test")}
+    units = sorted(p.stem for p in task.path(task.config.splits["test"][0].path).glob("*.txt"))
+    assert [len(ids[s]) for s in ids] == [70, 10, 20]
+    assert sorted(ids["train"] + ids["dev"] + ids["test"]) == units  # disjoint, and every unit in one split
+    order = list(units)  # DrBenchmark's MANTRAGSC loader, over the units in file-name order
+    random.seed(4)
+    for _ in range(3):
+        random.shuffle(order)
+    assert (set(ids["train"]), set(ids["dev"]), set(ids["test"])) == (set(order[:70]), set(order[70:80]), set(order[80:]))
+    # README: 425 mentions (a discontinuous one counts once), 11 of them discontinuous
+    assert sum(data.stats[s].annotations for s in ids) == 425 and sum(data.stats[s].discontinuous for s in ids) == 11
+    assert data.stats["dev"].mapped_labels == {"OBJC|CHEM -> OBJC": 1}  # the quirk, renamed and counted
+    # German compounds carry mentions inside words (Penis|gewebe): a word tagger cannot represent them
+    test = data.stats["test"].entities["total"]
+    assert (test["gold"], test["representable"]) == (63, 60)
+
+
 def test_user_task_file_and_overrides(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.tsv").write_text("text\tlabel\nune toux\tA\nla fièvre\tB\n", encoding="utf-8")
@@ -91,6 +133,33 @@ def test_user_task_file_and_overrides(tmp_path: Path) -> None:
     assert task.training().epochs == 3 and task.training().learning_rate == 2e-5
     task = load_task(yaml_path, overrides=parse_overrides(["training.learning_rate=5e-5", "labels=[A, B, C]"]))
     assert task.training().learning_rate == 5e-5 and task.config.labels == ["A", "B", "C"]
+
+
+def test_seeded_shuffle_split(tmp_path: Path) -> None:
+    """shuffle_seed + shuffle_rounds + fraction: DrBenchmark's seeded 70/10/20 split of a corpus without one."""
+    import random
+
+    rows = [f"texte {i}\t{'AB'[i % 2]}" for i in range(10)]
+    (tmp_path / "all.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    src = "{path: all.tsv, shuffle_seed: 4, shuffle_rounds: 3, fraction: [%s]}"
+    (tmp_path / "t.yaml").write_text(
+        "type: classification\nreader: tsv\nlabels: [A, B]\ndata_root: .\nsplits:\n"
+        f"  train: {src % '0.0, 0.7'}\n  dev: {src % '0.7, 0.8'}\n  test: {src % '0.8, 1.0'}\n", encoding="utf-8")
+    task = load_task(tmp_path / "t.yaml")
+    got = {s: [e.text for e in task.load_split(s)] for s in ("train", "dev", "test")}
+    ids = [f"texte {i}" for i in range(10)]
+    random.seed(4)  # DrBenchmark's MANTRAGSC loader: the global generator, three shuffles, cuts at 70 and 80 %
+    for _ in range(3):
+        random.shuffle(ids)
+    expected = {"train": ids[:7], "dev": ids[7:8], "test": ids[8:]}
+    assert {s: sorted(v) for s, v in got.items()} == {s: sorted(v) for s, v in expected.items()}
+    assert all(v == sorted(v, key=lambda t: int(t.split()[1])) for v in got.values())  # kept in reading order
+    task.load_data()  # disjoint: the split check passes
+    (tmp_path / "bad.yaml").write_text(
+        "type: classification\nreader: tsv\nlabels: [A, B]\ndata_root: .\n"
+        "splits: {train: {path: all.tsv, shuffle_rounds: 3}, dev: all.tsv, test: all.tsv}\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"splits\.train\[0\]: shuffle_rounds needs shuffle_seed"):
+        load_task(tmp_path / "bad.yaml").load_split("train")
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,24 @@ def test_brat_output_reads_back_with_crlf_and_accents(ner_run, tmp_path: Path) -
     assert sum(len(r["entities"]) for r in rows.values()) > 0
 
 
+def test_gold_labels_read_as_the_task_read_them(tiny: Path, shared_data: Path, tmp_path: Path) -> None:
+    """A Mantra GSC model (labels from the AnnotatorNotes, quirks mapped) scores --gold against the notes'
+    groups, not the BRAT types (CUIs), which would all be left out as other labels."""
+    assert main(["evaluate", "--model", f"tiny={tiny}", "--tasks", "de-mantra-gsc-emea-ner", "--seeds", "1",
+                 "--epochs", "1", "--max-train-docs", "4", "--max-eval-docs", "2", "--save-models",
+                 "--out", str(tmp_path / "ev")]) == 0
+    model = tmp_path / "ev" / "tiny" / "de-mantra-gsc-emea-ner" / "seed-0" / "model"
+    info = json.loads((model / "config.json").read_text())["longadapt_task"]
+    assert info["brat_labels"]["label_from"] == "note" and info["brat_labels"]["label_map"]["OBJC|CHEM"] == "OBJC"
+    src = tmp_path / "units"
+    shutil.copytree(shared_data / "tasks/de/mantra-gsc/German/EMEA_ec22-cui-best_man", src,
+                    ignore=lambda _d, names: [n for n in names if not n.startswith(("0001_", "0070_"))])
+    assert main(["predict", "--model", str(model), "--input", str(src), "--out", str(tmp_path / "p"), "--gold"]) == 0
+    table = json.loads((tmp_path / "p" / "scores.json").read_text())["entities"]
+    assert table["total"]["gold"] == 1 + 3  # PROTELOS (CHEM); NeuroBloc and Natrium (CHEM), Natrium (OBJC|CHEM)
+    assert table["per_type"]["OBJC"]["gold"] == 1  # the OBJC|CHEM note, mapped to OBJC
+
+
 def test_bad_inputs_are_listed_and_skipped(ner_run, tiny: Path, tmp_path: Path, caplog, capsys) -> None:
     model, _ = ner_run
     src = tmp_path / "in"

@@ -819,6 +819,11 @@ def _save_finetuned(model: Any, tok: Any, tokenizer_max_length: int, path: Path,
     if getattr(adapter, "scheme", None) is not None:
         info.update(scheme=adapter.scheme.to_config(), word_splitter=task.config.word_splitter,
                     truncate=adapter.cfg.truncate)
+    if task.config.reader == "brat":  # how the task's BRAT labels were read, for predict --gold
+        labels_read = {k: task.config.reader_options[k] for k in ("label_from", "label_map")
+                       if k in task.config.reader_options}
+        if labels_read:
+            info["brat_labels"] = labels_read
     model.config.longadapt_task = info
     model.save_pretrained(path)
     limit, tok.model_max_length = tok.model_max_length, tokenizer_max_length
@@ -1289,6 +1294,8 @@ def _split_data(task: Task, data: TaskData, train: list, dev: list, test: list) 
                                       duplicates=st.duplicates, trimmed=st.trimmed)
         if st.ignored_labels:
             split_data[s_name]["ignored_labels"] = st.ignored_labels
+        if st.mapped_labels:
+            split_data[s_name]["mapped_labels"] = st.mapped_labels
     return split_data
 
 

@@ -65,11 +65,12 @@ class ModelTask:
     word_splitter: str = "regex"
     truncate: bool = False
     at_least_one: bool = True
+    brat_labels: dict[str, Any] = field(default_factory=dict)  # the task's label_from / label_map (--gold)
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, "labels": self.labels, "name": self.name, "threshold": self.threshold,
                 "scheme": self.scheme.to_config() if self.scheme else None, "word_splitter": self.word_splitter,
-                "truncate": self.truncate}
+                "truncate": self.truncate, **({"brat_labels": self.brat_labels} if self.brat_labels else {})}
 
 
 def model_task(config: Any, where: str) -> ModelTask:
@@ -86,7 +87,8 @@ def model_task(config: Any, where: str) -> ModelTask:
         if kind == "ner" and scheme is None:
             scheme = _bio_scheme(config, where)
         return ModelTask(kind, list(info.get("labels") or []), info.get("task", ""), info.get("threshold"), scheme,
-                         info.get("word_splitter", "regex"), bool(info.get("truncate", False)))
+                         info.get("word_splitter", "regex"), bool(info.get("truncate", False)),
+                         brat_labels=dict(info.get("brat_labels") or {}))
     if any(a.endswith("ForTokenClassification") for a in archs):
         scheme = _bio_scheme(config, where)
         return ModelTask("ner", scheme.labels, scheme=scheme)
@@ -517,7 +519,7 @@ def _score_gold(out: Path, source: str, order: list[str], info: ModelTask) -> No
 
     if info.type != "ner":
         raise LongAdaptError("--gold scores entity predictions against a BRAT folder's .ann files")
-    docs = {d.id: d for d in read_brat(source, labels=info.labels, other_labels="ignore")}
+    docs = {d.id: d for d in read_brat(source, labels=info.labels, other_labels="ignore", **info.brat_labels)}
     gold = {d: set(gold_units(docs[d].entities, "fragments", docs[d].text)[0]) for d in order if d in docs}
     pred = {}
     for d in gold:

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,9 +85,12 @@ class SourceSpec:
     """One file or folder read into a split, with an optional deterministic selection.
 
     Selection is applied in this order: ``ids_file`` (keep or drop the listed document ids),
-    ``fraction`` (the contiguous block ``[start, end)`` of the examples in reading order), ``every``
-    (examples whose position ``i`` has ``i % every == offset``: kept with ``every_mode: keep``,
-    dropped with ``every_mode: drop``).
+    ``shuffle_seed`` (put the examples in a seeded random order: ``shuffle_rounds`` calls of Python's
+    ``random.Random(shuffle_seed).shuffle``, as DrBenchmark's loaders do), ``fraction`` (the contiguous
+    block ``[start, end)`` of the examples in reading order, or in the shuffled order; cut at
+    ``int(start * n)`` and ``int(end * n)``), ``every`` (examples whose position ``i`` has
+    ``i % every == offset``: kept with ``every_mode: keep``, dropped with ``every_mode: drop``). The
+    examples kept are returned in reading order.
     """
 
     path: str = ""
@@ -98,6 +102,8 @@ class SourceSpec:
     every: int | None = None
     offset: int = 0
     every_mode: str = "keep"  # keep | drop
+    shuffle_seed: int | None = None  # seeded random order before fraction / every (DrBenchmark's splits)
+    shuffle_rounds: int = 1  # how many times that order is shuffled (DrBenchmark's MANTRAGSC: 3)
 
 
 @dataclass
@@ -248,6 +254,7 @@ class SplitStats:
     duplicates: int = 0  # identical (span, label) annotations counted once
     trimmed: int = 0  # mentions whose span started or ended on whitespace (trimmed)
     ignored_labels: dict[str, int] = field(default_factory=dict)  # other_labels: ignore
+    mapped_labels: dict[str, int] = field(default_factory=dict)  # brat label_map: "read -> label": mentions
     entities: dict[str, Any] | None = None  # gold / representable / lost per type (entities.mention_scores)
 
 
@@ -359,8 +366,10 @@ class Task:
         gold: dict[str, set[E.Span]] = {}
         out: list[Any] = []
         ignored: Counter[str] = Counter()
+        mapped: Counter[str] = Counter()
         for item in items:
             ignored.update((getattr(item, "meta", None) or {}).get("ignored_labels", {}))
+            mapped.update((getattr(item, "meta", None) or {}).get("mapped_labels", {}))
             if isinstance(item, Document):
                 seqs, units, counts = document_words(item, cfg.word_splitter, cfg.discontinuous, cfg.segment_on)
                 gold[item.id] = set(units)
@@ -381,6 +390,7 @@ class Task:
         stats.documents = len({getattr(x, "doc_id", None) or x.id for x in out})
         stats.examples = len(out)
         stats.ignored_labels = dict(sorted(ignored.items()))
+        stats.mapped_labels = dict(sorted(mapped.items()))
         return out, gold, stats
 
     def load_data(self) -> TaskData:
@@ -396,6 +406,9 @@ class Task:
             if stats[s].ignored_labels:
                 logger.info("%s %s: left out (other_labels: ignore): %s", self.name, s,
                             ", ".join(f"{k} {v}" for k, v in stats[s].ignored_labels.items()))
+            if stats[s].mapped_labels:
+                logger.info("%s %s: labels renamed (label_map): %s", self.name, s,
+                            ", ".join(f"{k}: {v}" for k, v in stats[s].mapped_labels.items()))
         if self.type == "ner":
             self._prepare_entities(data, golds)
         return data
@@ -446,17 +459,27 @@ class Task:
                 logger.info(msg)
 
     def _select(self, items: list[Any], src: SourceSpec, where: str) -> list[Any]:
+        """The examples a source keeps (see :class:`SourceSpec`), in reading order."""
+        order = list(range(len(items)))  # positions in reading order, shuffled when asked
+        if src.shuffle_seed is not None:
+            if src.shuffle_rounds < 1:
+                raise LongAdaptError(f"{where}: shuffle_rounds must be at least 1, not {src.shuffle_rounds}")
+            rng = random.Random(src.shuffle_seed)
+            for _ in range(src.shuffle_rounds):
+                rng.shuffle(order)
+        elif src.shuffle_rounds != 1:
+            raise LongAdaptError(f"{where}: shuffle_rounds needs shuffle_seed")
         if src.fraction is not None:
             if len(src.fraction) != 2 or not 0 <= src.fraction[0] <= src.fraction[1] <= 1:
                 raise LongAdaptError(f"{where}: fraction must be [start, end] with 0 <= start <= end <= 1")
-            n = len(items)
-            items = items[int(src.fraction[0] * n) : int(src.fraction[1] * n)]
+            n = len(order)
+            order = order[int(src.fraction[0] * n) : int(src.fraction[1] * n)]
         if src.every:
             if src.every_mode not in ("keep", "drop"):
                 raise LongAdaptError(f"{where}: every_mode must be keep or drop, not {src.every_mode!r}")
             keep = src.every_mode == "keep"
-            items = [x for i, x in enumerate(items) if (i % src.every == src.offset) == keep]
-        return items
+            order = [x for i, x in enumerate(order) if (i % src.every == src.offset) == keep]
+        return [items[i] for i in sorted(order)]
 
     def fingerprint(self, split: str) -> dict[str, Any]:
         """sha256 of every file the split reads (data and id lists), for run.json."""
