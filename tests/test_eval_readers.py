@@ -315,6 +315,37 @@ def test_xmi_offsets_count_utf16_code_units(tmp_path: Path) -> None:
         R.read_xmi(f)
 
 
+def test_xmi_annotation_without_its_label_stops_or_is_skipped_and_counted(tmp_path: Path) -> None:
+    xmi = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           '<xmi:XMI xmlns:xmi="http://www.omg.org/XMI" xmlns:cas="http:///uima/cas.ecore" '
+           'xmlns:custom="http:///webanno/custom.ecore" xmi:version="2.0">\n'
+           '<cas:Sofa xmi:id="1" sofaNum="1" sofaID="_InitialView" mimeType="text" sofaString="Une toux sèche."/>\n'
+           '<custom:CLINENTITY xmi:id="2" sofa="1" begin="4" end="8" entityID="SYMPTOM"/>\n'
+           '<custom:CLINENTITY xmi:id="3" sofa="1" begin="9" end="14"/>\n'
+           '</xmi:XMI>\n')
+    f = tmp_path / "X3.xml"
+    f.write_text(xmi, encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"X3\.xml:5: CLINENTITY xmi:id=3 has no attribute 'entityID'.*"
+                                             r"reader_options\.unlabelled: skip"):
+        R.read_xmi(f, label_attribute="entityID")
+    doc = R.read_xmi(f, label_attribute="entityID", unlabelled="skip")[0]
+    assert [(e.text, e.label) for e in doc.entities] == [("toux", "SYMPTOM")] and doc.meta["unlabelled"] == 1
+    with pytest.raises(LongAdaptError, match="unlabelled must be one of error, skip, not 'drop'"):
+        R.read_xmi(f, label_attribute="entityID", unlabelled="drop")
+    # through a task: counted per split, in the split's statistics (run.json data.<split>.unlabelled_skipped)
+    for split in ("train", "dev", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / f"{split}1.xml").write_text(xmi, encoding="utf-8")
+    task_file = tmp_path / "t.yaml"
+    task_file.write_text("name: t\ntype: ner\nreader: xmi\nreader_options: {label_attribute: entityID, "
+                         "unlabelled: skip}\nlabels: [SYMPTOM]\nsplits: {train: train, dev: dev, test: test}\n"
+                         "data_root: .\n", encoding="utf-8")
+    from longadapt.evaluation.tasks import load_task
+
+    data = load_task(task_file).load_data()
+    assert [data.stats[s].unlabelled for s in ("train", "dev", "test")] == [1, 1, 1]
+
+
 def test_iob_errors(tmp_path: Path) -> None:
     f = tmp_path / "train.txt"
     f.write_text("Une O\ntoux B-ety\n\nfièvre B-ety\nhaute I-sym\n", encoding="utf-8")

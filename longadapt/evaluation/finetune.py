@@ -1294,6 +1294,8 @@ def _split_data(task: Task, data: TaskData, train: list, dev: list, test: list) 
                                       duplicates=st.duplicates, trimmed=st.trimmed)
         if st.ignored_labels:
             split_data[s_name]["ignored_labels"] = st.ignored_labels
+        if st.unlabelled:
+            split_data[s_name]["unlabelled_skipped"] = st.unlabelled
         if st.mapped_labels:
             split_data[s_name]["mapped_labels"] = st.mapped_labels
     return split_data

@@ -45,6 +45,7 @@ def _error(path: Path | str, line: int | None, message: str, fix: str = "") -> L
 
 
 OTHER_LABELS = ("error", "ignore")
+UNLABELLED = ("error", "skip")  # an annotation without its label (xmi label_attribute): stop, or leave out and count
 
 
 def _check_label(label: str, labels: Sequence[str] | None, path: Path, line: int | None, what: str = "label",
@@ -395,6 +396,7 @@ def read_xmi(
     labels: Sequence[str] | None = None,
     other_labels: str = "error",
     select: IdSelection | None = None,
+    unlabelled: str = "error",
 ) -> list[Document]:
     """Read UIMA CAS XMI documents (a folder of ``.xml``/``.xmi`` files, or one file).
 
@@ -403,7 +405,11 @@ def read_xmi(
     else the type name. Offsets (``begin``/``end``) index the ``sofaString`` of the ``cas:Sofa``
     the annotation points to. ``select`` (the task's ``ids_file``) keeps file names before any file is
     read; ``other_labels: ignore`` leaves out (and counts) annotations of labels outside ``labels``.
+    An annotation without ``label_attribute`` is an error naming its line, or with ``unlabelled: skip``
+    left out and counted (``meta["unlabelled"]``, reported per split).
     """
+    if unlabelled not in UNLABELLED:
+        raise LongAdaptError(f"xmi reader: unlabelled must be one of {', '.join(UNLABELLED)}, not {unlabelled!r}")
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".xml", ".xmi"))
@@ -417,12 +423,12 @@ def read_xmi(
     prefix, _, local = annotation.rpartition(":")
     docs = []
     for f in files:
-        docs.append(_read_one_xmi(f, prefix, local, label or local, label_attribute, labels, other_labels))
+        docs.append(_read_one_xmi(f, prefix, local, label or local, label_attribute, labels, other_labels, unlabelled))
     return docs
 
 
 def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribute: str | None,
-                  labels: Sequence[str] | None, other_labels: str = "error") -> Document:
+                  labels: Sequence[str] | None, other_labels: str = "error", unlabelled: str = "error") -> Document:
     raw = _read_text(path)
     namespaces: dict[str, str] = {}
     try:
@@ -444,6 +450,7 @@ def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribu
     to_cp = _utf16_to_codepoints(text)
     entities = []
     ignored: dict[str, int] = {}
+    skipped = 0
     for el in root.iter(tag):
         xid = el.get(f"{{{XMI_NS}}}id", "?")
         line = _xmi_line(raw, xid)
@@ -468,15 +475,22 @@ def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribu
                          "UIMA offsets count UTF-16 code units; re-export the annotation")
         lab = el.get(label_attribute) if label_attribute else label
         if lab is None:
-            raise _error(path, line, f"{local} xmi:id={xid} has no attribute {label_attribute!r}")
+            if unlabelled == "skip":
+                skipped += 1
+                continue
+            raise _error(path, line, f"{local} xmi:id={xid} has no attribute {label_attribute!r}",
+                         "Label it, or set reader_options.unlabelled: skip in the task YAML to leave such annotations "
+                         "out (they are counted per split)")
         if not _check_label(lab, labels, path, line, other_labels=other_labels):
             ignored[lab] = ignored.get(lab, 0) + 1
             continue
         attributes = {k: v for k, v in el.attrib.items() if "}" not in k and k not in ("begin", "end", "sofa")}
         entities.append(Entity(start=begin, end=end, label=lab, text=text[begin:end], id=xid, attributes=attributes))
     entities.sort(key=lambda e: (e.start, e.end))
-    return Document(id=path.stem, text=text, entities=entities, source=str(path),
-                    meta={"ignored_labels": ignored} if ignored else {})
+    meta: dict[str, Any] = {"ignored_labels": ignored} if ignored else {}
+    if skipped:
+        meta["unlabelled"] = skipped
+    return Document(id=path.stem, text=text, entities=entities, source=str(path), meta=meta)
 
 
 def _utf16_to_codepoints(text: str) -> list[int]:

@@ -254,6 +254,7 @@ class SplitStats:
     duplicates: int = 0  # identical (span, label) annotations counted once
     trimmed: int = 0  # mentions whose span started or ended on whitespace (trimmed)
     ignored_labels: dict[str, int] = field(default_factory=dict)  # other_labels: ignore
+    unlabelled: int = 0  # annotations without a label left out (reader option unlabelled: skip)
     mapped_labels: dict[str, int] = field(default_factory=dict)  # brat label_map: "read -> label": mentions
     entities: dict[str, Any] | None = None  # gold / representable / lost per type (entities.mention_scores)
 
@@ -367,7 +368,9 @@ class Task:
         out: list[Any] = []
         ignored: Counter[str] = Counter()
         mapped: Counter[str] = Counter()
+        unlabelled = 0
         for item in items:
+            unlabelled += int((getattr(item, "meta", None) or {}).get("unlabelled", 0))
             ignored.update((getattr(item, "meta", None) or {}).get("ignored_labels", {}))
             mapped.update((getattr(item, "meta", None) or {}).get("mapped_labels", {}))
             if isinstance(item, Document):
@@ -391,6 +394,7 @@ class Task:
         stats.examples = len(out)
         stats.ignored_labels = dict(sorted(ignored.items()))
         stats.mapped_labels = dict(sorted(mapped.items()))
+        stats.unlabelled = unlabelled
         return out, gold, stats
 
     def load_data(self) -> TaskData:
@@ -406,6 +410,9 @@ class Task:
             if stats[s].ignored_labels:
                 logger.info("%s %s: left out (other_labels: ignore): %s", self.name, s,
                             ", ".join(f"{k} {v}" for k, v in stats[s].ignored_labels.items()))
+            if stats[s].unlabelled:
+                logger.warning("%s %s: %d annotation(s) without a label left out (reader_options.unlabelled: skip)",
+                               self.name, s, stats[s].unlabelled)
             if stats[s].mapped_labels:
                 logger.info("%s %s: labels renamed (label_map): %s", self.name, s,
                             ", ".join(f"{k}: {v}" for k, v in stats[s].mapped_labels.items()))
