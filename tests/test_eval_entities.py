@@ -366,3 +366,28 @@ def test_count_clef_is_for_entity_tasks_on_documents(tmp_path: Path) -> None:
         load_task(yaml)
     # units (the default) reads no CLEF gold
     assert load_task(_clef_task(tmp_path / "u", "units")).load_data().clef_gold == {}
+
+
+def test_predict_gold_writes_both_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """predict --gold on document a (hand-computed from the counts of test_units_and_clef_counts_hand_checked):
+    units TP 4, FP 2, FN 2 (P = R = F1 = 2/3); clef TP 3, FP 3, FN 4 (P 1/2, R 3/7, F1 6/13)."""
+    import json
+    import logging
+
+    from longadapt.evaluation.predict import ModelTask, _score_gold
+
+    src = _doc(tmp_path, "a", folder="brat")
+    out = tmp_path / "pred"
+    (out / "json").mkdir(parents=True)
+    ents = [{"start": s, "end": e, "label": lab} for s, e, lab in sorted(PRED["a"])]
+    (out / "json" / "a.json").write_text(json.dumps({"id": "a", "entities": ents}), encoding="utf-8")
+    caplog.set_level(logging.INFO, logger="longadapt")
+    _score_gold(out, str(src), ["a"], ModelTask(type="ner", labels=[A, D, P]))
+    written = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    s = written["scores"]
+    assert (s["precision"], s["recall"], s["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
+    assert (s["clef_tp"], s["clef_fp"], s["clef_fn"]) == (3, 3, 4)
+    assert (s["clef_precision"], s["clef_recall"], s["clef_f1"]) == pytest.approx((1 / 2, 3 / 7, 6 / 13))
+    assert written["entities"]["clef"]["total"]["tp"] == 3
+    line = next(x for x in caplog.text.splitlines() if "F1 0.6667" in x)
+    assert "clef_f1 = 0.4615 (P 0.5000, R 0.4286, TP/FP/FN 3/3/4)" in line
