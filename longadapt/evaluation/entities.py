@@ -613,6 +613,10 @@ def clef_scores(gold: dict[str, Sequence[ClefEntity]], pred: dict[str, Iterable[
       the predicted type);
     - only the gold documents are read (a prediction for a document without gold is not counted).
 
+    Older BRATEval versions used no prediction up (before 5070a79: a prediction matching two identical gold
+    lines made both TP), and the 2018-2020 ones counted no FP for a prediction inside a gold entity of its
+    type (a fragment of a discontinuous one); docs/evaluation.md ("Two counts") gives the numbers.
+
     So a discontinuous gold mention (``T3 DISO 0 8;20 30``) is one entity that only a prediction holding
     both fragments matches: a contiguous predicted span never does, and its fragments predicted
     separately are two FPs. A gold line written twice needs two predictions. With contiguous predictions
