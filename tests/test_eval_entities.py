@@ -350,11 +350,16 @@ def test_clef_count_matches_a_discontinuous_mention_only_with_all_its_fragments(
 @pytest.mark.parametrize("body,message", [
     ("count: brateval\n", r"task\.yaml: count must be one of units, clef, not 'brateval'"),
     ("count: units\nmetric: clef_f1\n", r"task\.yaml: metric clef_f1 needs the CLEF count: add count: clef"),
+    ("training: {select_metric: clef_recall}\n",
+     r"task\.yaml: training\.select_metric clef_recall needs the CLEF count: add count: clef"),
 ])
 def test_a_bad_count_is_refused_at_load(tmp_path: Path, body: str, message: str) -> None:
     yaml = _task(tmp_path, "labels: [ANAT, DISO, PROC]\nsplits: {train: train, dev: dev, test: test}\n" + body)
     with pytest.raises(LongAdaptError, match=message):
         load_task(yaml)
+    fixed = body.replace("count: brateval", "count: clef").replace("count: units", "count: clef")
+    load_task(_task(tmp_path, "labels: [ANAT, DISO, PROC]\nsplits: {train: train, dev: dev, test: test}\n"
+                    + (fixed if "count" in fixed else fixed + "count: clef\n")))  # what the message says to write
 
 
 def test_count_clef_is_for_entity_tasks_on_documents(tmp_path: Path) -> None:
