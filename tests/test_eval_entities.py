@@ -267,3 +267,132 @@ def test_the_same_document_copied_into_two_splits_is_refused(tmp_path: Path) -> 
     yaml = _task(tmp_path, "labels: [ANAT, DISO, PROC]\nsplits: {train: train, dev: dev, test: test}\n")
     with pytest.raises(LongAdaptError, match=r"same: the same document \(name and text\) in train and test"):
         load_task(yaml).load_data()
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLEF eHealth count (count: clef) beside the units count, on the same predictions
+# ---------------------------------------------------------------------------------------------
+
+# a: TEXT and ANN above: T3 is discontinuous (0 8;20 30), T7 repeats T2, T2 nests in T1, T4 in T5
+# b: " organes" starts on the space before the word (QUAERO has such spans)
+TEXT_B = "Atteinte des organes vitaux .\n"
+ANN_B = "T1\tANAT 12 20\t organes\nT2\tDISO 0 8\tAtteinte\n"
+# c: no gold mention
+TEXT_C = "Rien .\n"
+PRED = {
+    "a": {(0, 17, D),    # T1: right
+          (0, 8, D),     # T2 (and T7, the same line again): right once
+          (20, 30, D),   # the second fragment of T3 alone
+          (34, 42, A),   # T4: right
+          (9, 20, P),    # partial: T6 is 9-30
+          (20, 42, A)},  # T5's span with the wrong type
+    "b": {(13, 20, A)},  # "organes": the trimmed span
+    "c": {(0, 4, D)},
+}
+
+
+def _clef_task(tmp_path: Path, count: str = "clef") -> Path:
+    for split in ("train", "dev"):
+        _doc(tmp_path, f"{split}-a", folder=split)
+    _doc(tmp_path, "a", folder="test")
+    _doc(tmp_path, "b", TEXT_B, ANN_B, folder="test")
+    _doc(tmp_path, "c", TEXT_C, "", folder="test")
+    return _task(tmp_path, f"labels: [ANAT, DISO, PROC]\ncount: {count}\nsplits: {{train: train, dev: dev, test: test}}\n")
+
+
+def test_units_and_clef_counts_hand_checked(tmp_path: Path) -> None:
+    """The same predictions, counted two ways (hand-computed):
+
+    units (gold a: the 6 units of GOLD_FRAGMENTS; b: 13-20 ANAT, 0-8 DISO; c: none)
+      a: TP 0-17 D, 0-8 D, 20-30 D, 34-42 A = 4; FP 9-20 P, 20-42 A = 2; FN 20-42 D, 9-30 P = 2
+      b: TP 13-20 A = 1; FN 0-8 D = 1;  c: FP 0-4 D = 1
+      TP 5, FP 3, FN 3: P = 5/8, R = 5/8, F1 = 5/8
+    clef (gold a: the 7 T lines; b: 12-20 ANAT as written, 0-8 DISO; c: none)
+      a: TP T1, T2, T4 = 3; FN T3 (needs both fragments), T5, T6, T7 (its one prediction matched T2) = 4;
+         FP 20-30 D (a lone fragment), 9-20 P, 20-42 A = 3
+      b: TP 0; FN 12-20 A, 0-8 D = 2; FP 13-20 A (not 12-20) = 1;  c: FP 0-4 D = 1
+      TP 3, FP 5, FN 6: P = 3/8, R = 3/9, F1 = 2 TP / (2 TP + FP + FN) = 6/17
+    """
+    data = load_task(_clef_task(tmp_path)).load_data()
+    gold, clef_gold = data.gold["test"], data.clef_gold["test"]
+    assert [len(clef_gold[d]) for d in "abc"] == [7, 2, 0] and [len(gold[d]) for d in "abc"] == [6, 2, 0]
+    assert clef_gold["a"][2] == (((0, 8), (20, 30)), D) and clef_gold["b"][0] == (((12, 20),), A)
+
+    units, table = E.mention_scores(gold, PRED, [A, D, P])
+    t = table["total"]
+    assert (t["gold"], t["predicted"], t["correct"]) == (8, 8, 5)
+    assert (units["precision"], units["recall"], units["f1"]) == pytest.approx((5 / 8, 5 / 8, 5 / 8))
+
+    clef, ctable = E.clef_scores(clef_gold, PRED, [A, D, P])
+    assert (clef["clef_tp"], clef["clef_fp"], clef["clef_fn"]) == (3, 5, 6)
+    assert (clef["clef_precision"], clef["clef_recall"], clef["clef_f1"]) == pytest.approx((3 / 8, 3 / 9, 6 / 17))
+    per = ctable["per_type"]  # TP and FN by the gold type, FP by the predicted type
+    assert {lab: (r["tp"], r["fp"], r["fn"]) for lab, r in per.items()} == {A: (1, 2, 1), D: (2, 2, 4), P: (0, 1, 1)}
+    assert ctable["total"]["f1"] == pytest.approx(6 / 17, abs=1e-6)
+
+
+def test_clef_count_matches_a_discontinuous_mention_only_with_all_its_fragments() -> None:
+    gold = {"a": [(((0, 8), (20, 30)), D), (((0, 8),), D), (((0, 8),), D)]}
+    both = (((0, 8), (20, 30)), D)
+    # the discontinuous prediction matches T3 only; the two "douleurs" lines need two predictions
+    s, _ = E.clef_scores(gold, {"a": [both, (((0, 8),), D)]}, [D])
+    assert (s["clef_tp"], s["clef_fp"], s["clef_fn"]) == (2, 0, 1)
+    # the extent 0-30 is not the two fragments; the fragments predicted apart are two other entities
+    s, _ = E.clef_scores(gold, {"a": {(0, 30, D)}}, [D])
+    assert (s["clef_tp"], s["clef_fp"], s["clef_fn"]) == (0, 1, 3)
+    s, _ = E.clef_scores(gold, {"a": {(0, 8, D), (20, 30, D)}}, [D])
+    assert (s["clef_tp"], s["clef_fp"], s["clef_fn"]) == (1, 1, 2)
+    # the type must match too; a prediction for a document without gold is not read (BRATEval reads gold files)
+    s, _ = E.clef_scores(gold, {"a": {(0, 8, A)}, "z": {(0, 8, D)}}, [A, D])
+    assert (s["clef_tp"], s["clef_fp"], s["clef_fn"]) == (0, 1, 3)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("count: brateval\n", r"task\.yaml: count must be one of units, clef, not 'brateval'"),
+    ("count: units\nmetric: clef_f1\n", r"task\.yaml: metric clef_f1 needs the CLEF count: add count: clef"),
+    ("training: {select_metric: clef_recall}\n",
+     r"task\.yaml: training\.select_metric clef_recall needs the CLEF count: add count: clef"),
+])
+def test_a_bad_count_is_refused_at_load(tmp_path: Path, body: str, message: str) -> None:
+    yaml = _task(tmp_path, "labels: [ANAT, DISO, PROC]\nsplits: {train: train, dev: dev, test: test}\n" + body)
+    with pytest.raises(LongAdaptError, match=message):
+        load_task(yaml)
+    fixed = body.replace("count: brateval", "count: clef").replace("count: units", "count: clef")
+    load_task(_task(tmp_path, "labels: [ANAT, DISO, PROC]\nsplits: {train: train, dev: dev, test: test}\n"
+                    + (fixed if "count" in fixed else fixed + "count: clef\n")))  # what the message says to write
+
+
+def test_count_clef_is_for_entity_tasks_on_documents(tmp_path: Path) -> None:
+    yaml = tmp_path / "iob.yaml"
+    yaml.write_text("name: t\nlanguage: fr\ntype: ner\nreader: iob\ndata_root: .\nlabels: [DISO]\ncount: clef\n"
+                    "splits: {train: a, dev: a, test: a}\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"iob\.yaml: count: clef .* applies to ner tasks on documents \(reader "
+                                             r"brat or xmi\); remove it or write count: units"):
+        load_task(yaml)
+    # units (the default) reads no CLEF gold
+    assert load_task(_clef_task(tmp_path / "u", "units")).load_data().clef_gold == {}
+
+
+def test_predict_gold_writes_both_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """predict --gold on document a (hand-computed from the counts of test_units_and_clef_counts_hand_checked):
+    units TP 4, FP 2, FN 2 (P = R = F1 = 2/3); clef TP 3, FP 3, FN 4 (P 1/2, R 3/7, F1 6/13)."""
+    import json
+    import logging
+
+    from longadapt.evaluation.predict import ModelTask, _score_gold
+
+    src = _doc(tmp_path, "a", folder="brat")
+    out = tmp_path / "pred"
+    (out / "json").mkdir(parents=True)
+    ents = [{"start": s, "end": e, "label": lab} for s, e, lab in sorted(PRED["a"])]
+    (out / "json" / "a.json").write_text(json.dumps({"id": "a", "entities": ents}), encoding="utf-8")
+    caplog.set_level(logging.INFO, logger="longadapt")
+    _score_gold(out, str(src), ["a"], ModelTask(type="ner", labels=[A, D, P]))
+    written = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    s = written["scores"]
+    assert (s["precision"], s["recall"], s["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
+    assert (s["clef_tp"], s["clef_fp"], s["clef_fn"]) == (3, 3, 4)
+    assert (s["clef_precision"], s["clef_recall"], s["clef_f1"]) == pytest.approx((1 / 2, 3 / 7, 6 / 13))
+    assert written["entities"]["clef"]["total"]["tp"] == 3
+    line = next(x for x in caplog.text.splitlines() if "F1 0.6667" in x)
+    assert "clef_f1 = 0.4615 (P 0.5000, R 0.4286, TP/FP/FN 3/3/4)" in line

@@ -358,3 +358,42 @@ def test_mcqa_prediction_batches_by_tokens_keep_each_question_in_place(tiny_dir:
     one_by_one = np.concatenate([_Runner(acc, model, 1, 10**6).forward_choices(adapter, [e]) for e in enc])
     batched = _Runner(acc, model, 8, 1200).forward_choices(adapter, enc)  # several length groups of questions
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)
+
+
+def test_a_quaero_run_records_and_logs_both_counts(tiny_dir: Path, shared_data: Path, tmp_path: Path, caplog) -> None:
+    """The QUAERO tasks (count: clef): run.json's test scores hold the units count (f1, the main metric) and the
+    CLEF eHealth count (clef_*), both recomputed here from the written predictions; the log lines give both."""
+    import json
+    import logging
+
+    from longadapt.cli import main
+    from longadapt.evaluation import entities as E
+
+    caplog.set_level(logging.INFO, logger="longadapt")
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--model", f"tiny={tiny_dir}", "--tasks", "fr-quaero-emea-ner", "--seeds", "1",
+                 "--epochs", "5", "--max-train-docs", "3", "--max-eval-docs", "2",
+                 "--set", "training.learning_rate=1e-2", "--data-root", str(shared_data), "--out", str(out)]) == 0
+    run_dir = out / "tiny" / "fr-quaero-emea-ner" / "seed-0"
+    rec = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    test = rec["test"]
+    assert rec["main_metric"] == "f1" and rec["score"] == test["f1"] and rec["config"]["select_metric"] == "f1"
+    assert rec["entities"]["count"] == "clef" and set(E.CLEF_KEYS) <= set(test) and set(E.CLEF_KEYS) <= set(rec["dev"])
+    data = load_task("fr-quaero-emea-ner", data_root=shared_data).load_data()
+    docs = data.doc_ids("test")[:2]
+    rows = [json.loads(x) for x in (run_dir / "predictions" / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    pred = {r["id"]: {(m["start"], m["end"], m["label"]) for m in r["mentions"]} for r in rows}
+    assert sorted(pred) == sorted(docs)
+    labels = data.scheme.labels
+    units, _ = E.mention_scores({d: data.gold["test"][d] for d in docs}, pred, labels)
+    clef, _ = E.clef_scores({d: data.clef_gold["test"][d] for d in docs}, pred, labels)
+    main_keys = ("f1", "precision", "recall")
+    assert {k: test[k] for k in main_keys} == pytest.approx({k: units[k] for k in main_keys})
+    assert {k: test[k] for k in E.CLEF_KEYS} == pytest.approx(clef)
+    assert test["clef_tp"] + test["clef_fn"] == sum(len(data.clef_gold["test"][d]) for d in docs)  # every T line
+    assert test["clef_tp"] + test["clef_fp"] == rec["entities"]["test"]["total"]["predicted"]
+    assert rec["entities"]["test"]["clef"]["total"]["tp"] == test["clef_tp"]  # and per type
+    assert rec["entities"]["test"]["total"]["predicted"] > 20 and test["clef_tp"] > 0  # the counts count something
+    assert "CLEF eHealth count of test" in (run_dir / "entities.md").read_text(encoding="utf-8")
+    both = [x for x in caplog.text.splitlines() if "test f1 = " in x and "clef_f1 = " in x]
+    assert len(both) == 2  # the run's line and the summary's line

@@ -108,6 +108,7 @@ def _refuse_several_processes() -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from longadapt.evaluation.finetune import RunLimits
+    from longadapt.evaluation.outputs import clef_line
     from longadapt.evaluation.report import aggregate
     from longadapt.evaluation.stored import run_or_reuse
     from longadapt.evaluation.tasks import available_tasks, load_task
@@ -166,8 +167,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             base = summary.get("baseline")
             vs = (f" ({'above' if s['mean'] > base['score'] else 'NOT above'} the constant baseline {base['score']:.4f})"
                   if base else "")
-            logger.info("%s / %s: test %s = %.4f%s over %d seed(s)%s%s", model_name, task.name, summary["main_metric"],
-                        s["mean"], spread, s["n"], vs, summary_budget_line(summary))
+            logger.info("%s / %s: test %s = %.4f%s over %d seed(s)%s%s%s", model_name, task.name,
+                        summary["main_metric"], s["mean"], spread, s["n"], vs, clef_line(summary["test"]),
+                        summary_budget_line(summary))
     atomic_write_json(out / "results.json", {"kind": "longadapt.evaluate.results", "summaries": summaries})
     logger.info("results in %s (longadapt compare %s --out report.md)", out, out)
     return 0

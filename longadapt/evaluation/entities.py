@@ -23,8 +23,11 @@ Three steps, each documented with a worked example in docs/evaluation.md:
 
    ``auto`` is ``layers`` when any two gold mentions of the task overlap, else ``flatten`` (lossless then).
 3. **Scoring** (:func:`mention_scores`): a predicted mention is correct when its span and type equal a
-   gold mention's (the CLEF eHealth rule); precision, recall and F1 are micro-averaged over mentions, and
-   given per type. A gold mention the scheme cannot represent still counts as a miss.
+   gold mention's of step 1; precision, recall and F1 are micro-averaged over these mentions (the
+   *units* count), and given per type. A gold mention the scheme cannot represent still counts as a miss.
+   The units count is not the CLEF eHealth scorer's: it splits a discontinuous mention into fragments,
+   merges duplicates and trims spaces. :func:`clef_scores` counts the same predictions as BRATEval does
+   (the task option ``count: clef``): every gold ``T`` line is one entity.
 
 Coverage (:func:`coverage`) is measured, not estimated: a gold mention is *representable* when encoding
 the gold mentions and decoding them again gives it back exactly. What is lost, and why (a boundary
@@ -47,6 +50,7 @@ Span = tuple[int, int, str]  # start, end (characters, exclusive), label
 
 NESTED_SCHEMES = ("auto", "layers", "flatten", "join")
 DISCONTINUOUS_MODES = ("fragments", "extent", "longest")
+COUNTS = ("units", "clef")  # the task option `count`: the units count alone, or the CLEF eHealth count too
 JOIN_SEPARATOR = "+"
 LAYER_CLASSES = ("O", "B", "I")
 
@@ -555,3 +559,107 @@ def coverage_of(table: dict[str, Any]) -> float:
     """Share of gold mentions that are representable (1.0 when there is no gold mention)."""
     t = table["total"]
     return t["representable"] / t["gold"] if t["gold"] else 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLEF eHealth count (BRATEval)
+# ---------------------------------------------------------------------------------------------
+
+# An annotation as BRATEval reads a T line: its fragments ((start, end), ...) as written, and its type
+ClefEntity = tuple[tuple[tuple[int, int], ...], str]
+
+CLEF_KEYS = ("clef_precision", "clef_recall", "clef_f1", "clef_tp", "clef_fp", "clef_fn")
+
+
+def clef_entities(entities: Iterable[Any]) -> list[ClefEntity]:
+    """One entity per annotation (objects with ``start``, ``end``, ``label`` and ``fragments``), in reading
+    order: the fragments of a discontinuous mention kept together, duplicates kept, offsets untrimmed."""
+    out = []
+    for ent in entities:
+        frags = getattr(ent, "fragments", None)
+        out.append((tuple(frags) if frags else ((ent.start, ent.end),), ent.label))
+    return out
+
+
+def as_clef(mention: Span | ClefEntity) -> ClefEntity:
+    """A predicted mention as a BRAT ``T`` line: a span ``(start, end, label)`` is one fragment."""
+    if len(mention) == 3:
+        s, e, lab = mention  # type: ignore[misc]
+        return (((s, e),), lab)
+    frags, lab = mention  # type: ignore[misc]
+    return (tuple(frags), lab)
+
+
+def clef_scores(gold: dict[str, Sequence[ClefEntity]], pred: dict[str, Iterable[Span | ClefEntity]],
+                labels: Sequence[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Precision, recall and F1 as the CLEF eHealth scorer of QUAERO counts them: BRATEval's entity
+    comparison in its default exact mode (exact span, exact type).
+
+    The rule, read from BRATEval's source (github.com/READ-BioMed/brateval, the successor of
+    bitbucket.org/nicta_biomed/brateval; ``CompareEntities.evaluate``, ``Document.findEntity``,
+    ``Entity.getMatchResult`` and ``Entity.entityComparisonExactSpan`` of release 0.3.2, and
+    ``Annotations.read``):
+
+    - every ``T`` line of a gold document is one entity: duplicates (the same span and type written twice,
+      as QUAERO does once per UMLS concept) are two entities, and offsets are compared as written (no
+      trimming);
+    - gold entities are taken one by one; each is matched by the first predicted entity, not matched yet,
+      of the same type whose fragments include every fragment of the gold entity (an exact
+      ``(start, end)`` equality per fragment). The matched prediction is removed, so that it matches no
+      other gold entity (BRATEval since March 2021, commit 5070a79, "TP/FP/FN counts corrected"): a
+      matched gold entity is a TP, an unmatched one a FN;
+    - every predicted entity left unmatched is a FP; P = TP / (TP + FP), R = TP / (TP + FN), F1 their
+      harmonic mean, micro over every document and type (and per type: TP and FN by the gold type, FP by
+      the predicted type);
+    - only the gold documents are read (a prediction for a document without gold is not counted).
+
+    Older BRATEval versions used no prediction up (before 5070a79: a prediction matching two identical gold
+    lines made both TP), and the 2018-2020 ones counted no FP for a prediction inside a gold entity of its
+    type (a fragment of a discontinuous one); docs/evaluation.md ("Two counts") gives the numbers.
+
+    So a discontinuous gold mention (``T3 DISO 0 8;20 30``) is one entity that only a prediction holding
+    both fragments matches: a contiguous predicted span never does, and its fragments predicted
+    separately are two FPs. A gold line written twice needs two predictions. With contiguous predictions
+    (a word tagger's) the result does not depend on the order in which entities are taken.
+
+    ``gold``: per document, its entities (:func:`clef_entities`); ``pred``: per document, predicted spans
+    ``(start, end, label)`` or entities ``(fragments, label)``. Returns ``(scores, table)``: ``scores``
+    holds :data:`CLEF_KEYS`, ``table`` TP/FP/FN/P/R/F1 per type and in total.
+    """
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    for doc, entities in gold.items():
+        preds = [as_clef(p) for p in sorted(pred.get(doc, ()))]
+        used = [False] * len(preds)
+        holding: dict[tuple[tuple[int, int], str], list[int]] = defaultdict(list)  # (fragment, type) -> preds
+        for k, (frags, lab) in enumerate(preds):
+            for f in dict.fromkeys(frags):
+                holding[(f, lab)].append(k)
+        for frags, lab in entities:
+            need = set(frags)
+            hit = next((k for k in holding.get((frags[0], lab), ()) if not used[k] and need <= set(preds[k][0])),
+                       None)
+            if hit is None:
+                fn[lab] += 1
+            else:
+                used[hit] = True
+                tp[lab] += 1
+        for k, (_, lab) in enumerate(preds):
+            if not used[k]:
+                fp[lab] += 1
+
+    def row(t: int, f_p: int, f_n: int) -> dict[str, Any]:
+        p = t / (t + f_p) if t + f_p else 0.0
+        r = t / (t + f_n) if t + f_n else 0.0
+        return {"tp": t, "fp": f_p, "fn": f_n, "precision": round(p, 6), "recall": round(r, 6),
+                "f1": round(2 * p * r / (p + r), 6) if p + r else 0.0}
+
+    types = sorted(set(labels) | set(tp) | set(fp) | set(fn))
+    total_tp, total_fp, total_fn = sum(tp.values()), sum(fp.values()), sum(fn.values())
+    p = total_tp / (total_tp + total_fp) if total_tp + total_fp else 0.0
+    r = total_tp / (total_tp + total_fn) if total_tp + total_fn else 0.0
+    scores = {"clef_precision": p, "clef_recall": r, "clef_f1": 2 * p * r / (p + r) if p + r else 0.0,
+              "clef_tp": total_tp, "clef_fp": total_fp, "clef_fn": total_fn}
+    table = {"total": row(total_tp, total_fp, total_fn), "per_type": {lab: row(tp[lab], fp[lab], fn[lab]) for lab in types}}
+    return scores, table

@@ -194,7 +194,9 @@ class TokenAdapter(_Adapter):
 
     NER heads have ``n_layers x n_classes`` outputs, one softmax per layer of the task's scheme
     (:mod:`.entities`); a word's classes become mentions again and are scored against every gold mention
-    of its document (``TaskData.gold``), segments and windows merged back onto the document.
+    of its document (``TaskData.gold``), segments and windows merged back onto the document. With
+    ``count: clef`` the same predicted mentions are also counted as the CLEF eHealth scorer counts them
+    (``clef_*`` scores, ``TaskData.clef_gold``).
     """
 
     def __init__(self, *args: Any) -> None:
@@ -334,7 +336,12 @@ class TokenAdapter(_Adapter):
         gold = {d: self.data.gold[split][d] for d in docs}
         rep = {d: self.data.representable[split][d] for d in docs}
         lost = {d: self.data.lost[split].get(d, {}) for d in docs}
-        scores, self.table = E.mention_scores(gold, self.mentions(examples, out), self.scheme.labels, rep, lost)
+        pred = self.mentions(examples, out)
+        scores, self.table = E.mention_scores(gold, pred, self.scheme.labels, rep, lost)
+        if self.task.config.count == "clef":  # the CLEF eHealth (BRATEval) count of the same predictions
+            clef, self.table["clef"] = E.clef_scores({d: self.data.clef_gold[split][d] for d in docs}, pred,
+                                                     self.scheme.labels)
+            scores.update(clef)
         right = total = 0
         gold_tags: list[list[str]] = []
         pred_tags: list[list[str]] = []
@@ -1310,6 +1317,6 @@ def _entity_info(task: Task, data: TaskData, limits: RunLimits, train: list, ada
         {d: data.gold["train"][d] for d in {e.doc_id for e in train}}, {}, task.config.labels,
         data.representable["train"], data.lost["train"])[1]
     return {"scheme": adapter.scheme.to_config(), "nested": task.config.nested,
-            "discontinuous": task.config.discontinuous, "train": train_table, "dev": dev_table,
+            "discontinuous": task.config.discontinuous, "count": task.config.count, "train": train_table, "dev": dev_table,
             "test": test_table, "coverage": {"train": E.coverage_of(train_table), "dev": E.coverage_of(dev_table),
                                              "test": E.coverage_of(test_table)}}

@@ -25,7 +25,9 @@ Formulas that are easy to get wrong:
   the prediction (``dmax(p_i)``) instead, which rewards predictions in the middle of the scale.
 - **NER**: models label the first sub-token of each word; word classes become mentions again
   (:mod:`.entities`) and are scored against every gold mention, whatever the scheme can represent;
-  seqeval scores the flat word tags as a cross-check (equal on flat data, tested).
+  seqeval scores the flat word tags as a cross-check (equal on flat data, tested). ``f1`` counts scoring
+  units (a discontinuous mention's fragments, duplicates once); ``clef_f1`` (``count: clef``) counts as
+  the CLEF eHealth BRATEval scorer does, every gold ``T`` line one entity (:func:`.entities.clef_scores`).
 """
 
 from __future__ import annotations
@@ -228,8 +230,11 @@ def mcqa_scores(gold: Sequence[Iterable[str]], pred: Sequence[Iterable[str]]) ->
 METRICS: dict[str, tuple[str, ...]] = {
     # f1 / precision / recall / macro_f1: every gold mention, exact span and type (entities.mention_scores);
     # seqeval_f1: seqeval on the scheme's word tags (single-layer schemes; DrBenchmark's number);
-    # word_accuracy: the share of words whose classes are all right (DrBenchmark selects on it)
-    "ner": ("f1", "precision", "recall", "macro_f1", "seqeval_f1", "word_accuracy"),
+    # word_accuracy: the share of words whose classes are all right (DrBenchmark selects on it);
+    # clef_f1 / clef_precision / clef_recall: the CLEF eHealth BRATEval count (tasks with count: clef,
+    # entities.clef_scores), recorded with clef_tp / clef_fp / clef_fn
+    "ner": ("f1", "precision", "recall", "macro_f1", "seqeval_f1", "word_accuracy", "clef_f1", "clef_precision",
+            "clef_recall"),
     "pos": ("accuracy",),
     "classification": ("weighted_f1", "macro_f1", "accuracy"),
     "multilabel": ("weighted_f1", "macro_f1", "micro_f1", "hamming_score", "exact_match"),

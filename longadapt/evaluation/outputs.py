@@ -34,6 +34,30 @@ def count_table(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def clef_line(scores: dict[str, Any]) -> str:
+    """`` (...)``: the CLEF eHealth count of a test score dict (tasks with ``count: clef``; empty otherwise), for
+    the log line that gives the main score. ``scores`` holds numbers, or mean/std dicts (a summary)."""
+    if "clef_f1" not in scores:
+        return ""
+
+    def num(key: str) -> float:
+        v = scores[key]
+        return float(v["mean"]) if isinstance(v, dict) else float(v)
+
+    counts = "/".join(f"{num(k):g}" for k in ("clef_tp", "clef_fp", "clef_fn"))
+    return (f"; CLEF eHealth count (BRATEval: every gold T line one entity): clef_f1 = {num('clef_f1'):.4f} "
+            f"(P {num('clef_precision'):.4f}, R {num('clef_recall'):.4f}, TP/FP/FN {counts})")
+
+
+def clef_table(table: dict[str, Any]) -> str:
+    """A Markdown table of the CLEF eHealth count per type (``entities.clef_scores``'s table)."""
+    lines = ["| type | TP | FP | FN | P | R | F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for lab, t in list(table["per_type"].items()) + [("**all**", table["total"])]:
+        lines.append(f"| {lab} | {t['tp']} | {t['fp']} | {t['fn']} | {100 * t['precision']:.2f} | "
+                     f"{100 * t['recall']:.2f} | {100 * t['f1']:.2f} |")
+    return "\n".join(lines)
+
+
 def safe_name(doc_id: str) -> str:
     """A document id as a file name (path separators and other odd characters become ``_``)."""
     return re.sub(r"[^\w.+-]", "_", doc_id) or "_"
@@ -73,7 +97,7 @@ def write_predictions(run_dir: Path, result: Any, task: Any, data: Any) -> None:
         tables = ["# Entities per split and type", "",
                   f"Scheme: {result.entities['scheme']['scheme']} (nested: {result.entities['nested']}), "
                   f"discontinuous: {result.entities['discontinuous']}. Gold in data = every gold mention of the split "
-                  "(what every score counts); representable = what the scheme can encode and decode back exactly.",
+                  "(what f1, precision and recall count); representable = what the scheme can encode and decode back exactly.",
                   ""]
         tables += ["| split | documents | annotations read | discontinuous | duplicates (counted once) | trimmed spans | "
                    "left out (other_labels) |", "|---|---:|---:|---:|---:|---:|---|"]
@@ -88,6 +112,11 @@ def write_predictions(run_dir: Path, result: Any, task: Any, data: Any) -> None:
             if t:
                 tables += [f"## {split}" + (" (predicted and correct: the selected model)" if split != "train" else ""),
                            "", count_table(t), ""]
+                if t.get("clef"):
+                    intro = (f"CLEF eHealth count of {split} (count: clef; BRATEval's rule: every gold T line is one "
+                             "entity, duplicates included, a discontinuous one matched only by a prediction with all "
+                             "its fragments):")
+                    tables += [intro, "", clef_table(t["clef"]), ""]
         atomic_write_text(Path(run_dir) / "entities.md", "\n".join(tables))
     else:
         rows = list(result.per_example)

@@ -512,9 +512,10 @@ def _merge(out: Path, order: list[str], info: ModelTask) -> None:
 
 
 def _score_gold(out: Path, source: str, order: list[str], info: ModelTask) -> None:
-    """BRAT input with its .ann kept as gold: the evaluation's full-gold scores, in scores.json."""
-    from longadapt.evaluation.entities import gold_units
-    from longadapt.evaluation.outputs import count_table
+    """BRAT input with its .ann kept as gold: the evaluation's full-gold scores (the units count, discontinuous
+    mentions as fragments) and the CLEF eHealth (BRATEval) count of the same predictions, in scores.json."""
+    from longadapt.evaluation.entities import clef_entities, clef_scores, gold_units
+    from longadapt.evaluation.outputs import clef_line, clef_table, count_table
     from longadapt.evaluation.readers import read_brat
 
     if info.type != "ner":
@@ -526,6 +527,9 @@ def _score_gold(out: Path, source: str, order: list[str], info: ModelTask) -> No
         row = json.loads((out / "json" / f"{safe_id(d)}.json").read_text(encoding="utf-8"))
         pred[d] = {(e["start"], e["end"], e["label"]) for e in row["entities"]}
     scores, table = E.mention_scores(gold, pred, info.labels)
+    clef, table["clef"] = clef_scores({d: clef_entities(docs[d].entities) for d in gold}, pred, info.labels)
+    scores.update(clef)
     atomic_write_text(out / "scores.json", json.dumps({"scores": scores, "entities": table}, indent=2) + "\n")
-    logger.info("scores against the .ann gold (%d documents): F1 %.4f, P %.4f, R %.4f\n%s", len(gold), scores["f1"],
-                scores["precision"], scores["recall"], count_table(table))
+    logger.info("scores against the .ann gold (%d documents): F1 %.4f, P %.4f, R %.4f (units: discontinuous mentions "
+                "as fragments, duplicates once)%s\n%s\nCLEF eHealth count:\n%s", len(gold), scores["f1"],
+                scores["precision"], scores["recall"], clef_line(scores), count_table(table), clef_table(table["clef"]))

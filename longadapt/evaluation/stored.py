@@ -56,7 +56,7 @@ def run_or_reuse(model_name: str, model_dir: str | Path, task: Any, data: Any, s
     Returns ``(run.json as a dict, reused)``."""
     from longadapt.evaluation.finetune import RunLimits, run
     from longadapt.evaluation.fingerprint import run_fingerprint
-    from longadapt.evaluation.outputs import count_table, write_predictions
+    from longadapt.evaluation.outputs import clef_line, count_table, write_predictions
 
     limits = limits or RunLimits()
     run_dir = Path(run_dir)
@@ -72,7 +72,7 @@ def run_or_reuse(model_name: str, model_dir: str | Path, task: Any, data: Any, s
         result = {**res.to_json(), "fingerprint": fingerprint}
         write_predictions(tmp, res, task, data)
         atomic_write_json(tmp / "run.json", result)
-    logger.info("%s: test %s = %.4f", label, result["main_metric"], result["score"])
+    logger.info("%s: test %s = %.4f%s", label, result["main_metric"], result["score"], clef_line(result["test"]))
     if result.get("entities"):
         logger.info("%s: test entities per type (gold in data / representable / predicted / correct):\n%s", label,
                     count_table(result["entities"]["test"]))

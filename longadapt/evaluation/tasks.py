@@ -225,6 +225,10 @@ class TaskConfig:
     nested: str = "auto"  # auto | layers | flatten | join
     max_depth: int | None = None  # layers: at most this many nesting levels per type (default: what the data needs)
     discontinuous: str = "fragments"  # fragments | extent | longest
+    # units: precision/recall/F1 count the scoring units above (fragments of discontinuous mentions, duplicates
+    # once, spans trimmed); clef: the CLEF eHealth BRATEval count is recorded next to them as clef_* (every gold
+    # T line one entity; entities.clef_scores). f1 stays the units count unless metric says clef_f1
+    count: str = "units"
     other_labels: str = "error"  # mentions (or tags) of labels not in `labels`: error | ignore (counted)
     segment_on: str | None = None  # cut documents into segments after each word equal to this (e.g. ".")
     training: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -269,6 +273,8 @@ class TaskData:
     scheme: E.Scheme | None = None
     gold: dict[str, dict[str, set[E.Span]]] = field(default_factory=dict)
     representable: dict[str, dict[str, set[E.Span]]] = field(default_factory=dict)
+    # count: clef: per split and document, every annotation as BRATEval reads it (entities.clef_entities)
+    clef_gold: dict[str, dict[str, list[E.ClefEntity]]] = field(default_factory=dict)
     lost: dict[str, dict[str, dict[E.Span, str]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -360,11 +366,14 @@ class Task:
         :meth:`load_data` reads every split, checks them against each other and prepares entities."""
         return self._to_examples(self.read_split(split))[0]
 
-    def _to_examples(self, items: list[Any]) -> tuple[list[Any], dict[str, set[E.Span]], SplitStats]:
-        """Examples of a split, the gold mentions of each document (entity tasks) and the split's counts."""
+    def _to_examples(self, items: list[Any]) -> tuple[list[Any], dict[str, set[E.Span]], SplitStats,
+                                                       dict[str, list[E.ClefEntity]]]:
+        """Examples of a split, the gold mentions of each document (entity tasks), the split's counts, and
+        each document's annotations as the CLEF count reads them (documents)."""
         cfg = self.config
         stats = SplitStats()
         gold: dict[str, set[E.Span]] = {}
+        clef: dict[str, list[E.ClefEntity]] = {}
         out: list[Any] = []
         ignored: Counter[str] = Counter()
         mapped: Counter[str] = Counter()
@@ -376,6 +385,7 @@ class Task:
             if isinstance(item, Document):
                 seqs, units, counts = document_words(item, cfg.word_splitter, cfg.discontinuous, cfg.segment_on)
                 gold[item.id] = set(units)
+                clef[item.id] = E.clef_entities(item.entities)
                 stats.annotations += counts["annotations"]
                 stats.discontinuous += counts["discontinuous"]
                 stats.duplicates += counts["duplicates"]
@@ -395,17 +405,17 @@ class Task:
         stats.ignored_labels = dict(sorted(ignored.items()))
         stats.mapped_labels = dict(sorted(mapped.items()))
         stats.unlabelled = unlabelled
-        return out, gold, stats
+        return out, gold, stats, clef
 
     def load_data(self) -> TaskData:
         """Read train, dev and test; refuse a document found in two splits (or twice in one); for entity
         tasks build the scheme from train + dev and count what it represents in every split."""
         items = {s: self.read_split(s) for s in SPLITS}
         _check_disjoint(self, items)
-        splits, golds, stats = {}, {}, {}
+        splits, golds, stats, clef = {}, {}, {}, {}
         for s in SPLITS:
-            splits[s], golds[s], stats[s] = self._to_examples(items[s])
-        data = TaskData(splits=splits, stats=stats)
+            splits[s], golds[s], stats[s], clef[s] = self._to_examples(items[s])
+        data = TaskData(splits=splits, stats=stats, clef_gold=clef if self.config.count == "clef" else {})
         for s in SPLITS:
             if stats[s].ignored_labels:
                 logger.info("%s %s: left out (other_labels: ignore): %s", self.name, s,
@@ -694,9 +704,17 @@ def _validate(cfg: TaskConfig, where: str) -> None:
         raise LongAdaptError(f"{where}: metric {cfg.metric!r} is not available for {cfg.type}; use one of "
                              f"{', '.join(METRICS[cfg.type])}")
     for key, allowed in (("nested", E.NESTED_SCHEMES), ("discontinuous", E.DISCONTINUOUS_MODES),
-                         ("other_labels", readers.OTHER_LABELS)):
+                         ("other_labels", readers.OTHER_LABELS), ("count", E.COUNTS)):
         if getattr(cfg, key) not in allowed:
             raise LongAdaptError(f"{where}: {key} must be one of {', '.join(allowed)}, not {getattr(cfg, key)!r}")
+    if cfg.count == "clef" and (cfg.type != "ner" or readers.READER_KINDS.get(cfg.reader) != "document"):
+        raise LongAdaptError(f"{where}: count: clef counts annotations as the CLEF eHealth scorer reads BRAT T lines: "
+                             "it applies to ner tasks on documents (reader brat or xmi); remove it or write count: units")
+    clef_metrics = [f"{name} {value}" for name, value in (("metric", cfg.metric),
+                                                          ("training.select_metric", cfg.training.select_metric))
+                    if isinstance(value, str) and value.startswith("clef_")]
+    if clef_metrics and cfg.count != "clef":
+        raise LongAdaptError(f"{where}: {' and '.join(clef_metrics)} needs the CLEF count: add count: clef")
     if cfg.other_labels != "error" and cfg.type not in ("ner", "pos"):
         raise LongAdaptError(f"{where}: other_labels applies to ner and pos tasks")
     if cfg.segment_on is not None and cfg.reader not in ("brat", "xmi"):
