@@ -387,7 +387,12 @@ def test_predict_gold_writes_both_counts(tmp_path: Path, caplog: pytest.LogCaptu
     ents = [{"start": s, "end": e, "label": lab} for s, e, lab in sorted(PRED["a"])]
     (out / "json" / "a.json").write_text(json.dumps({"id": "a", "entities": ents}), encoding="utf-8")
     caplog.set_level(logging.INFO, logger="longadapt")
-    _score_gold(out, str(src), ["a"], ModelTask(type="ner", labels=[A, D, P]))
+    from longadapt.evaluation.data import document_words
+    from longadapt.evaluation.readers import read_brat
+
+    seqs, _, _ = document_words(read_brat(src)[0], "regex", "fragments")
+    scheme = E.build_scheme("layers", [A, D, P], [(seqs[0].mentions, E.Words(seqs[0].offsets))])
+    _score_gold(out, str(src), ["a"], ModelTask(type="ner", labels=[A, D, P], scheme=scheme))
     written = json.loads((out / "scores.json").read_text(encoding="utf-8"))
     s = written["scores"]
     assert (s["precision"], s["recall"], s["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
@@ -396,3 +401,25 @@ def test_predict_gold_writes_both_counts(tmp_path: Path, caplog: pytest.LogCaptu
     assert written["entities"]["clef"]["total"]["tp"] == 3
     line = next(x for x in caplog.text.splitlines() if "F1 0.6667" in x)
     assert "clef_f1 = 0.4615 (P 0.5000, R 0.4286, TP/FP/FN 3/3/4)" in line
+
+
+def test_predict_gold_counts_coverage_as_evaluation_does(tmp_path: Path) -> None:
+    """A gold mention whose boundary falls inside a word cannot be represented by a word tagger: predict --gold
+    counts it as evaluation does (1 of 2 representable, lost for a boundary inside a word), not as representable."""
+    import json
+
+    from longadapt.evaluation.predict import ModelTask, _score_gold
+
+    src = _doc(tmp_path, "n", text="Une toux sèche et une dyspnée.",
+               ann="T1\tCLINENTITY 4 8\ttoux\nT2\tCLINENTITY 22 26\tdysp\n", folder="brat")
+    out = tmp_path / "pred"
+    (out / "json").mkdir(parents=True)
+    (out / "json" / "n.json").write_text(json.dumps({"id": "n", "entities": [
+        {"start": 4, "end": 8, "label": "CLINENTITY"}]}), encoding="utf-8")
+    _score_gold(out, str(src), ["n"], ModelTask(type="ner", labels=["CLINENTITY"],
+                                                scheme=E.FlattenScheme(["CLINENTITY"])))
+    written = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    total = written["entities"]["total"]
+    assert (total["gold"], total["representable"], total["correct"]) == (2, 1, 1)
+    assert total["lost"] == {E.LOST_WORD: 1}
+    assert (written["scores"]["precision"], written["scores"]["recall"]) == pytest.approx((1.0, 0.5))

@@ -520,6 +520,28 @@ def representable(scheme: Scheme, units: Sequence[Span], words: Words) -> tuple[
     return set(units) & back, lost
 
 
+def document_coverage(examples: Iterable[Any], golds: dict[str, set[Span]], scheme: Scheme
+                      ) -> tuple[dict[str, set[Span]], dict[str, dict[Span, str]]]:
+    """Per document id, the gold mentions that the scheme represents in the document's examples (its word
+    sequences: ``doc_id``, ``offsets``, ``mentions``), and the reason each other one is lost: a mention in no
+    example was never seen (truncation, segment boundary). The one counting rule of coverage, for
+    ``evaluate`` and ``predict --gold`` alike."""
+    rep: dict[str, set[Span]] = {d: set() for d in golds}
+    by_doc: dict[str, list[Any]] = defaultdict(list)
+    for ex in examples:
+        back, _ = representable(scheme, ex.mentions or [], Words(ex.offsets))
+        rep.setdefault(ex.doc_id, set()).update(back)
+        by_doc[ex.doc_id].append(ex)
+    lost: dict[str, dict[Span, str]] = {}
+    for d, g in golds.items():
+        for u in g - rep[d]:
+            inside = [ex for ex in by_doc.get(d, []) if u in (ex.mentions or ())]
+            why = LOST_UNSEEN if not inside else (
+                LOST_NESTING if Words(inside[0].offsets).aligned(u[0], u[1]) else LOST_WORD)
+            lost.setdefault(d, {})[u] = why
+    return rep, lost
+
+
 def mention_scores(gold: dict[str, set[Span]], pred: dict[str, set[Span]], labels: Sequence[str],
                    representable_gold: dict[str, set[Span]] | None = None,
                    lost: dict[str, dict[Span, str]] | None = None) -> tuple[dict[str, float], dict[str, Any]]:

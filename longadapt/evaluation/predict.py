@@ -514,19 +514,27 @@ def _merge(out: Path, order: list[str], info: ModelTask) -> None:
 def _score_gold(out: Path, source: str, order: list[str], info: ModelTask) -> None:
     """BRAT input with its .ann kept as gold: the evaluation's full-gold scores (the units count, discontinuous
     mentions as fragments) and the CLEF eHealth (BRATEval) count of the same predictions, in scores.json."""
-    from longadapt.evaluation.entities import clef_entities, clef_scores, gold_units
+    from longadapt.evaluation.data import document_words
+    from longadapt.evaluation.entities import clef_entities, clef_scores
     from longadapt.evaluation.outputs import clef_line, clef_table, count_table
     from longadapt.evaluation.readers import read_brat
 
     if info.type != "ner":
         raise LongAdaptError("--gold scores entity predictions against a BRAT folder's .ann files")
     docs = {d.id: d for d in read_brat(source, labels=info.labels, other_labels="ignore", **info.brat_labels)}
-    gold = {d: set(gold_units(docs[d].entities, "fragments", docs[d].text)[0]) for d in order if d in docs}
+    gold: dict[str, set[E.Span]] = {}
+    words = []
+    for d in order:
+        if d in docs:  # the documents' words and gold as evaluation builds them, so coverage counts alike
+            seqs, units, _ = document_words(docs[d], info.word_splitter, "fragments")
+            gold[d] = set(units)
+            words.extend(seqs)
+    rep, lost = E.document_coverage(words, gold, info.scheme)
     pred = {}
     for d in gold:
         row = json.loads((out / "json" / f"{safe_id(d)}.json").read_text(encoding="utf-8"))
         pred[d] = {(e["start"], e["end"], e["label"]) for e in row["entities"]}
-    scores, table = E.mention_scores(gold, pred, info.labels)
+    scores, table = E.mention_scores(gold, pred, info.labels, rep, lost)
     clef, table["clef"] = clef_scores({d: clef_entities(docs[d].entities) for d in gold}, pred, info.labels)
     scores.update(clef)
     atomic_write_text(out / "scores.json", json.dumps({"scores": scores, "entities": table}, indent=2) + "\n")

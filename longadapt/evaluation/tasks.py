@@ -442,21 +442,10 @@ class Task:
             scheme = E.FlattenScheme(cfg.labels)  # tagged input is flat by construction
         data.scheme = scheme
         for s in SPLITS:
-            rep: dict[str, set[E.Span]] = {d: set() for d in golds[s]}
             for ex in data.splits[s]:
                 w = E.Words(ex.offsets)
                 ex.classes = scheme.encode(E.to_word_mentions(ex.mentions or [], w), len(w))
-                back, _ = E.representable(scheme, ex.mentions or [], w)
-                rep[ex.doc_id] |= back
-            lost: dict[str, dict[E.Span, str]] = {}
-            for d, g in golds[s].items():
-                for u in g - rep[d]:
-                    inside = [ex for ex in data.splits[s] if ex.doc_id == d and u in (ex.mentions or ())]
-                    if not inside:
-                        why = E.LOST_UNSEEN
-                    else:
-                        why = E.LOST_NESTING if E.Words(inside[0].offsets).aligned(u[0], u[1]) else E.LOST_WORD
-                    lost.setdefault(d, {})[u] = why
+            rep, lost = E.document_coverage(data.splits[s], golds[s], scheme)
             _, table = E.mention_scores(golds[s], {}, cfg.labels, rep, lost)
             data.gold[s], data.representable[s], data.lost[s] = golds[s], rep, lost
             data.stats[s].entities = table
