@@ -57,8 +57,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longadapt", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.command_parsers = {}  # type: ignore[attr-defined]  # a command's own errors print its own usage
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        parser.command_parsers[name] = p  # type: ignore[attr-defined]
         if name == command:
             module = _load(name)
             if module is None or not hasattr(module, f"add_arguments_{name}"):
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and hasattr(args, "overrides") and all(_OVERRIDE.match(x) for x in extra):
         args.overrides = list(args.overrides or []) + extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.command_parsers.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

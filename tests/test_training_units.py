@@ -309,4 +309,7 @@ def test_overrides_stand_anywhere_after_the_command(monkeypatch, capsys):
     assert seen == [(["continue.vocab_arm=replace", "train.lr=1e-3"], "fr"), (["steps=3", "output_dir=runs/b"], True)]
     with pytest.raises(SystemExit):
         main(["adapt", "continue", "--bogus"])
-    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the command's own usage and name, not the top-level one
+    assert "unrecognized arguments: --bogus" in err and err.startswith("usage: longadapt adapt ")
+    assert "longadapt adapt: error:" in err
