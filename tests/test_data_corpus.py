@@ -196,6 +196,33 @@ def test_not_utf8_jsonl_names_file_byte_and_line(tmp_path):
     assert _texts(CorpusSpec(str(path), encoding="latin-1")) == ["ok", "fièvre"]
 
 
+def test_the_cheap_corpus_check_finds_what_reading_would_before_any_model_loads(tmp_path, monkeypatch):
+    from longadapt.data.corpus import check_corpus
+
+    text = tmp_path / "notes"
+    text.mkdir()
+    (text / "a.txt").write_bytes(b"Le patient pr\xe9sente une fi\xe8vre.\n")  # Windows-1252 / Latin-1
+    with pytest.raises(LongAdaptError, match=r"a\.txt: not valid utf-8 at byte 13.*line 1.*corpus\.encoding=cp1252"):
+        check_corpus(CorpusSpec(str(text)))
+    check_corpus(CorpusSpec(str(text), encoding="cp1252"))
+    jl = tmp_path / "c.jsonl"
+    jl.write_text('{"body": "texte"}\n', encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"c\.jsonl, line 1: .*'text'"):
+        check_corpus(CorpusSpec(str(jl)))
+    # adapt runs it before the base model is built
+    from longadapt.recipes import adapt
+    from longadapt.recipes.files import load_recipe
+
+    def never(*args, **kwargs):
+        raise AssertionError("the base model was built before the corpus was checked")
+
+    recipe = adapt.recipe_from_dict({**load_recipe("convert", "fr", "tiny")[0], "corpus": {"path": str(text)},
+                                     "out": str(tmp_path / "out")})
+    monkeypatch.setattr(adapt, "get_strategy", lambda *a: type("S", (), {"build": staticmethod(never)})())
+    with pytest.raises(LongAdaptError, match=r"a\.txt: not valid utf-8"):
+        adapt.run_recipe(recipe)
+
+
 def test_json_line_without_text_field(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"text": "a"}\n{"body": "b", "id": 2}\n', encoding="utf-8")

@@ -10,6 +10,7 @@ the file, the line or the key, and saying what to do.
 
 from __future__ import annotations
 
+import codecs
 import glob as globlib
 import gzip
 import hashlib
@@ -236,7 +237,8 @@ def _decode_error(path: Path, exc: UnicodeDecodeError, offset: int, line: int, e
     return LongAdaptError(
         f"{path}: not valid {encoding} at byte {offset}{where}, line {line} "
         f"(byte {exc.object[exc.start:exc.start + 1]!r}). Convert the file to UTF-8 "
-        "(for example `iconv -f latin1 -t utf-8`), or set the corpus encoding."
+        "(for example `iconv -f latin1 -t utf-8`), or give its encoding: corpus.encoding=cp1252 (an `adapt` or "
+        "`pretrain` override, or the corpus section of a recipe or config; never guessed)."
     )
 
 
@@ -315,6 +317,29 @@ def _read_jsonl(spec: CorpusSpec, files: list[Path]) -> Iterator[tuple[str, str]
                     yield (str(doc_id) if doc_id is not None else f"{path.name}:{lineno}"), text
         except (OSError, EOFError, zlib.error) as exc:
             raise LongAdaptError(f"{path}: cannot be read ({exc}). Check that the file is complete.") from exc
+
+
+def check_corpus(spec: CorpusSpec, max_files: int = 8, head_bytes: int = 1 << 16) -> None:
+    """Cheap checks of a corpus, run before any model is built (seconds, whatever its size): the path gives
+    files of a known format; the first record of the first JSON Lines files is JSON with the text field; the
+    start of the first text files decodes in the corpus encoding. Every error names the file and line, as
+    reading the whole corpus later would."""
+    fmt = resolve_format(spec)
+    if fmt in ("hub", "disk", "parquet"):  # checked by the libraries that open them
+        return
+    for path in corpus_files(spec, fmt)[:max_files]:
+        if fmt == "jsonl":
+            next(_read_jsonl(spec, [path]), None)
+            continue
+        try:
+            with _open_binary(path) as fh:
+                head = fh.read(head_bytes)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise LongAdaptError(f"{path}: cannot be read ({exc}). Check that the file is complete.") from exc
+        try:  # final=False: a character cut at the end of the head is not an error
+            codecs.getincrementaldecoder(spec.encoding)().decode(head, final=False)
+        except UnicodeDecodeError as exc:
+            raise _decode_error(path, exc, exc.start, head.count(b"\n", 0, exc.start) + 1, spec.encoding) from exc
 
 
 def _check_columns(columns: list[str], spec: CorpusSpec, where: str) -> None:

@@ -158,6 +158,16 @@ def _corpus_spec(cfg: RecipeConfig, pack) -> dict[str, Any]:
     return {"path": pack.corpora[0].path, "text_field": pack.corpora[0].text_field}
 
 
+def _check_corpus_first(corpus: dict[str, Any]) -> None:
+    """The corpus's cheap checks (path, format, encoding, first record) before the base model is loaded."""
+    from longadapt.config import from_dict
+    from longadapt.data.corpus import CorpusSpec, check_corpus
+    from longadapt.training.config import ConfigSource
+    from longadapt.training.resolve import resolve_corpus
+
+    check_corpus(resolve_corpus(from_dict(CorpusSpec, corpus, "corpus"), ConfigSource()))
+
+
 def set_rope_theta(model, global_theta: float | None = None, local_theta: float | None = None) -> None:
     """Change the rotary bases of a core model (a phase's context extension)."""
     if model.config.position_embedding_type != "rope":
@@ -260,6 +270,7 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
     if removed:
         logger.info("removed %d temporaries of stopped earlier attempts in %s", len(removed), out)
     corpus = _corpus_spec(cfg, pack)
+    _check_corpus_first(corpus)
     start = time.time()
     model, tok, info = get_strategy(cfg.strategy, cfg.strategy_module).build(cfg, corpus)
     _mark_running(out, cfg)
