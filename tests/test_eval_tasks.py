@@ -269,3 +269,26 @@ def test_drbenchmark_protocol(shared_data: Path) -> None:
     assert load_task("fr-morfitt", data_root=shared_data, protocol="drbenchmark").training().threshold == 0.7
     with pytest.raises(LongAdaptError, match="unknown protocol 'drbench'"):
         load_task("fr-morfitt", data_root=shared_data, protocol="drbench")
+
+
+def test_a_task_in_another_encoding_is_read_with_the_encoding_it_states(tmp_path: Path) -> None:
+    for split in ("train", "dev", "test"):
+        d = tmp_path / split
+        d.mkdir()
+        (d / f"{split}1.txt").write_bytes("Une fièvre élevée.".encode("cp1252"))
+        (d / f"{split}1.ann").write_bytes("T1\tSYMPTOM 4 10\tfièvre\n".encode("cp1252"))
+    body = "name: t\ntype: ner\nreader: brat\nlabels: [SYMPTOM]\nsplits: {train: train, dev: dev, test: test}\n"
+    f = tmp_path / "t.yaml"
+    f.write_text(body + "data_root: .\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"train1\.txt:1: not valid utf-8 at byte 6.*encoding: cp1252"):
+        load_task(f).load_data()
+    f.write_text(body + "encoding: cp1252\ndata_root: .\n", encoding="utf-8")
+    data = load_task(f).load_data()
+    assert data.gold["test"]["test1"] == {(4, 10, "SYMPTOM")}
+    f.write_text(body + "encoding: windows-9999\ndata_root: .\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"t\.yaml: encoding 'windows-9999' is not a codec Python knows"):
+        load_task(f)
+    f.write_text(body.replace("reader: brat", "reader: xmi").replace("[SYMPTOM]", "[CLINENTITY]")
+                 + "encoding: cp1252\ndata_root: .\n", encoding="utf-8")
+    with pytest.raises(LongAdaptError, match=r"encoding applies to readers of text files, not to reader 'xmi'"):
+        load_task(f).load_data()

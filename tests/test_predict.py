@@ -148,8 +148,19 @@ def test_bad_inputs_are_listed_and_skipped(ner_run, tiny: Path, tmp_path: Path, 
     assert list(_predictions(tmp_path / "p")) == ["good"]  # the other documents are still predicted
     skipped = [json.loads(x) for x in (tmp_path / "p" / "skipped.jsonl").read_text().splitlines()]
     problems = {Path(s["source"]).name: s["problem"] for s in skipped}
-    assert problems["empty.txt"] == "empty document" and "not valid UTF-8" in problems["latin1.txt"]
+    assert problems["empty.txt"] == "empty document" and "not valid utf-8" in problems["latin1.txt"]
+    assert "--encoding" in problems["latin1.txt"]  # the problem names the option that reads it
     assert "not a .txt document" in problems["table.csv"] and "3 input(s) skipped" in caplog.text
+    # the same Latin-1 note read with its encoding: predicted, its text decoded as written
+    one = tmp_path / "latin1-only"
+    one.mkdir()
+    (one / "latin1.txt").write_bytes("Douleur thoracique et fièvre.".encode("latin-1"))
+    assert main(["predict", "--model", str(model), "--input", str(one), "--encoding", "latin-1",
+                 "--out", str(tmp_path / "p-latin1")]) == 0
+    assert "fièvre" in (tmp_path / "p-latin1" / "brat" / "latin1.txt").read_text(encoding="utf-8")
+    assert main(["predict", "--model", str(model), "--input", str(one), "--encoding", "latin-2000",
+                 "--out", str(tmp_path / "p-bad")]) == 2
+    assert "--encoding 'latin-2000' is not a codec Python knows" in capsys.readouterr().err
     # a model without a trained classification head, and a folder holding another model's predictions
     with pytest.raises(LongAdaptError, match="head is not a classification head"):
         from longadapt.evaluation.predict import Predictor

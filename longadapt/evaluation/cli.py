@@ -228,12 +228,23 @@ def add_arguments_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=None, help="window length (default: the model's maximum)")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per forward batch")
     parser.add_argument("--docs-per-batch", type=int, default=8, help="documents predicted (and written) together")
+    parser.add_argument("--encoding", default="utf-8",
+                        help="of the input files (and --gold's .ann): utf-8 (default), cp1252, latin-1 or any Python "
+                             "codec name; never guessed")
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import codecs
+
     from longadapt.evaluation.predict import PredictRun, run_predict as predict_all
 
+    try:
+        codecs.lookup(args.encoding)
+    except LookupError:
+        raise LongAdaptError(f"--encoding {args.encoding!r} is not a codec Python knows; write e.g. utf-8, cp1252 "
+                             "or latin-1") from None
     skipped = predict_all(PredictRun(model=args.model, input=args.input, out=Path(args.out), device=args.device,
                                      max_length=args.max_length, batch_tokens=args.batch_tokens,
-                                     docs_per_batch=args.docs_per_batch, bf16=args.bf16, gold=args.gold))
+                                     docs_per_batch=args.docs_per_batch, bf16=args.bf16, gold=args.gold,
+                                     encoding=args.encoding))
     return 1 if skipped else 0

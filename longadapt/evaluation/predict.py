@@ -254,13 +254,14 @@ class InputDoc:
     gold_ann: Path | None = None  # BRAT input: the .ann next to the .txt
 
 
-def iter_inputs(path: str) -> Iterator[InputDoc]:
+def iter_inputs(path: str, encoding: str = "utf-8") -> Iterator[InputDoc]:
     """Documents of ``path``: a folder of ``.txt`` (a BRAT folder too), a JSON Lines file (``.jsonl``,
     ``.jsonl.gz``) of ``{"id", "text"}``, one ``.txt`` file, or ``-`` for standard input (JSON Lines, or
-    one plain text). Read lazily, in a fixed order (file names sorted; lines in order)."""
+    one plain text), decoded with ``encoding`` (never guessed). Read lazily, in a fixed order (file names
+    sorted; lines in order)."""
     if path == "-":
         raw = sys.stdin.buffer.read()
-        yield from _jsonl_or_text(raw, "<stdin>", "stdin")
+        yield from _jsonl_or_text(raw, "<stdin>", "stdin", encoding)
         return
     p = Path(path)
     if p.is_dir():
@@ -272,7 +273,7 @@ def iter_inputs(path: str) -> Iterator[InputDoc]:
         for x in others:
             yield InputDoc(x.name, None, str(x), "not a .txt document (only .txt files of a folder are read)")
         for f in files:
-            yield _read_txt(f)
+            yield _read_txt(f, encoding)
         return
     if not p.is_file():
         raise LongAdaptError(f"{p}: no such file or folder")
@@ -281,32 +282,35 @@ def iter_inputs(path: str) -> Iterator[InputDoc]:
         with opener(p, "rb") as fh:
             for lineno, line in enumerate(fh, start=1):
                 if line.strip():
-                    yield _json_line(line, str(p), lineno)
+                    yield _json_line(line, str(p), lineno, encoding)
         return
     if p.suffix == ".txt":
-        yield _read_txt(p)
+        yield _read_txt(p, encoding)
         return
     raise LongAdaptError(f"{p}: give a folder of .txt files, a .txt file, a .jsonl(.gz) file, or -")
 
 
-def _read_txt(f: Path) -> InputDoc:
+NOT_DECODED = "convert it to UTF-8, or give the inputs' encoding with --encoding (e.g. cp1252)"
+
+
+def _read_txt(f: Path, encoding: str = "utf-8") -> InputDoc:
     ann = f.with_suffix(".ann")
     try:
-        with open(f, encoding="utf-8", newline="") as fh:  # offsets count every character, CRLF included
+        with open(f, encoding=encoding, newline="") as fh:  # offsets count every character, CRLF included
             text = fh.read()
     except UnicodeDecodeError as exc:
-        return InputDoc(f.stem, None, str(f), f"not valid UTF-8 (byte {exc.start}); convert it to UTF-8")
+        return InputDoc(f.stem, None, str(f), f"not valid {encoding} (byte {exc.start}); {NOT_DECODED}")
     if not text.strip():
         return InputDoc(f.stem, None, str(f), "empty document")
     return InputDoc(f.stem, text, str(f), gold_ann=ann if ann.is_file() else None)
 
 
-def _json_line(line: bytes, source: str, lineno: int) -> InputDoc:
+def _json_line(line: bytes, source: str, lineno: int, encoding: str = "utf-8") -> InputDoc:
     where = f"{source}:{lineno}"
     try:
-        obj = json.loads(line.decode("utf-8"))
+        obj = json.loads(line.decode(encoding))
     except UnicodeDecodeError:
-        return InputDoc(f"line-{lineno}", None, where, "not valid UTF-8")
+        return InputDoc(f"line-{lineno}", None, where, f"not valid {encoding}; {NOT_DECODED}")
     except json.JSONDecodeError as exc:
         return InputDoc(f"line-{lineno}", None, where, f"invalid JSON ({exc.msg})")
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
@@ -317,11 +321,11 @@ def _json_line(line: bytes, source: str, lineno: int) -> InputDoc:
     return InputDoc(doc_id, obj["text"], where)
 
 
-def _jsonl_or_text(raw: bytes, source: str, default_id: str) -> Iterator[InputDoc]:
+def _jsonl_or_text(raw: bytes, source: str, default_id: str, encoding: str = "utf-8") -> Iterator[InputDoc]:
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        yield InputDoc(default_id, None, source, f"not valid UTF-8 (byte {exc.start})")
+        yield InputDoc(default_id, None, source, f"not valid {encoding} (byte {exc.start}); {NOT_DECODED}")
         return
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if lines and all(ln.lstrip().startswith("{") for ln in lines):
@@ -361,6 +365,7 @@ class PredictRun:
     docs_per_batch: int = 8
     bf16: bool = False
     gold: bool = False
+    encoding: str = "utf-8"  # of the input files (never guessed)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -448,7 +453,7 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
         pending.clear()
 
     desc = f"predict{f' [{rank}/{world}]' if world > 1 else ''}: documents read"
-    for k, doc in enumerate(progress(iter_inputs(cfg.input), desc=desc, unit="doc")):
+    for k, doc in enumerate(progress(iter_inputs(cfg.input, cfg.encoding), desc=desc, unit="doc")):
         if doc.text is None:
             if rank == 0:
                 cfg.skipped.append((doc.source, doc.problem))
@@ -472,7 +477,7 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
     if rank == 0:
         _merge(out, order, predictor.info)
         if cfg.gold:
-            _score_gold(out, cfg.input, order, predictor.info)
+            _score_gold(out, cfg.input, order, predictor.info, cfg.encoding)
         logger.info("predicted %d documents into %s (%d reused from an earlier run%s)", computed, out, reused,
                     f", {world} processes" if world > 1 else "")
         if windowed:
@@ -511,7 +516,7 @@ def _merge(out: Path, order: list[str], info: ModelTask) -> None:
         atomic_write_text(out / "predictions.csv", buf.getvalue())
 
 
-def _score_gold(out: Path, source: str, order: list[str], info: ModelTask) -> None:
+def _score_gold(out: Path, source: str, order: list[str], info: ModelTask, encoding: str = "utf-8") -> None:
     """BRAT input with its .ann kept as gold: the evaluation's full-gold scores (the units count, discontinuous
     mentions as fragments) and the CLEF eHealth (BRATEval) count of the same predictions, in scores.json."""
     from longadapt.evaluation.data import document_words
@@ -521,7 +526,8 @@ def _score_gold(out: Path, source: str, order: list[str], info: ModelTask) -> No
 
     if info.type != "ner":
         raise LongAdaptError("--gold scores entity predictions against a BRAT folder's .ann files")
-    docs = {d.id: d for d in read_brat(source, labels=info.labels, other_labels="ignore", **info.brat_labels)}
+    docs = {d.id: d for d in read_brat(source, labels=info.labels, other_labels="ignore", encoding=encoding,
+                                       **info.brat_labels)}
     gold: dict[str, set[E.Span]] = {}
     words = []
     for d in order:

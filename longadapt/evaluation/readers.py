@@ -68,14 +68,20 @@ def _check_label(label: str, labels: Sequence[str] | None, path: Path, line: int
     )
 
 
-def _read_text(path: Path) -> str:
+def _not_decoded(path: Path, exc: UnicodeDecodeError, encoding: str) -> LongAdaptError:
+    line = path.read_bytes()[: exc.start].count(b"\n") + 1
+    return _error(path, line, f"not valid {encoding} at byte {exc.start} ({exc.reason})",
+                  "Convert the file to UTF-8, or give the data's encoding in the task YAML (encoding: cp1252, or "
+                  "any Python codec name; never guessed)")
+
+
+def _read_text(path: Path, encoding: str = "utf-8") -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding=encoding)
     except FileNotFoundError:
         raise _error(path, None, "file does not exist", "Check the task's data paths and --data-root") from None
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise _error(path, line, f"not valid UTF-8 ({exc.reason})", "Convert the file to UTF-8") from None
+        raise _not_decoded(path, exc, encoding) from None
 
 
 def _files(path: Path, suffix: str) -> list[Path]:
@@ -128,6 +134,7 @@ def read_iob(
     separator: str | None = None,
     scheme: str = "bio",
     other_labels: str = "error",
+    encoding: str = "utf-8",
 ) -> list[TaggedSentence]:
     """Read CoNLL-style columns: one token per line, blank line between sentences.
 
@@ -140,7 +147,7 @@ def read_iob(
     if scheme not in ("bio", "raw"):
         raise LongAdaptError(f"iob reader: scheme must be bio or raw, not {scheme!r}")
     path = Path(path)
-    text = _read_text(path)
+    text = _read_text(path, encoding)
     sentences: list[TaggedSentence] = []
     words: list[str] = []
     tags: list[str] = []
@@ -222,6 +229,7 @@ def read_brat(
     select: IdSelection | None = None,
     label_from: str = "type",
     label_map: dict[str, str] | None = None,
+    encoding: str = "utf-8",
 ) -> list[Document]:
     """Read BRAT standoff: ``<doc>.txt`` with its ``<doc>.ann`` (a folder of pairs, or one file).
 
@@ -275,10 +283,11 @@ def read_brat(
             raise _error(txt_path, None, "has no .ann file",
                          "Add its .ann (BRAT writes an empty one for a document without entities), or leave the "
                          "document out of the split with ids_file and ids_mode: exclude in the task YAML")
-        text = _read_text_exact(txt_path)
+        text = _read_text_exact(txt_path, encoding)
         ignored: dict[str, int] = {}
         mapped: dict[str, int] = {}
-        entities = _read_ann(ann, text, labels, check_text, other_labels, ignored, label_from, label_map, mapped)
+        entities = _read_ann(ann, text, labels, check_text, other_labels, ignored, label_from, label_map, mapped,
+                             encoding)
         meta: dict[str, Any] = {"ignored_labels": ignored} if ignored else {}
         if mapped:
             meta["mapped_labels"] = mapped
@@ -286,16 +295,15 @@ def read_brat(
     return docs
 
 
-def _read_text_exact(path: Path) -> str:
+def _read_text_exact(path: Path, encoding: str = "utf-8") -> str:
     """Read a text without newline translation, so that offsets count every character."""
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding=encoding, newline="") as fh:
             return fh.read()
     except FileNotFoundError:
         raise _error(path, None, "file does not exist", "Check the task's data paths") from None
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise _error(path, line, f"not valid UTF-8 ({exc.reason})", "Convert the file to UTF-8") from None
+        raise _not_decoded(path, exc, encoding) from None
 
 
 def _brat_notes(ann: Path, lines: list[str]) -> dict[str, tuple[int, str]]:
@@ -330,9 +338,10 @@ def _note_label(ann: Path, tid: str, t_line: int, notes: dict[str, tuple[int, st
 
 def _read_ann(ann: Path, text: str, labels: Sequence[str] | None, check_text: bool, other_labels: str = "error",
               ignored: dict[str, int] | None = None, label_from: str = "type",
-              label_map: dict[str, str] | None = None, mapped: dict[str, int] | None = None) -> list[Entity]:
+              label_map: dict[str, str] | None = None, mapped: dict[str, int] | None = None,
+              encoding: str = "utf-8") -> list[Entity]:
     entities = []
-    lines = _read_text_exact(ann).split("\n")
+    lines = _read_text_exact(ann, encoding).split("\n")
     notes = _brat_notes(ann, lines) if label_from == "note" else {}
     for lineno, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r")
@@ -429,7 +438,8 @@ def read_xmi(
 
 def _read_one_xmi(path: Path, prefix: str, local: str, label: str, label_attribute: str | None,
                   labels: Sequence[str] | None, other_labels: str = "error", unlabelled: str = "error") -> Document:
-    raw = _read_text(path)
+    # only to find an annotation's line for messages: the XML parser reads the encoding the file declares
+    raw = path.read_bytes().decode("utf-8", errors="replace")
     namespaces: dict[str, str] = {}
     try:
         for _event, (ns_prefix, uri) in ET.iterparse(path, events=["start-ns"]):
@@ -557,6 +567,7 @@ def read_tsv(
     header: bool = True,
     quoting: bool = True,
     labels: Sequence[str] | None = None,
+    encoding: str = "utf-8",
 ) -> list[ClassificationExample]:
     """Read a tab-separated file of texts with labels (``label_separator`` joins several) or a score.
 
@@ -565,7 +576,7 @@ def read_tsv(
     ``quoting: false`` quotes are ordinary characters and fields are split on tabs only.
     """
     path = Path(path)
-    text = _read_text_exact(path)
+    text = _read_text_exact(path, encoding)
     if quoting:
         reader = csv.reader(io.StringIO(text, newline=""), dialect="excel-tab")
     else:
@@ -646,13 +657,13 @@ def read_tsv(
 # --------------------------------------------------------------------------------------------
 
 
-def read_mcqa_json(path: str | Path, labels: Sequence[str] | None = None) -> list[MCQAItem]:
+def read_mcqa_json(path: str | Path, labels: Sequence[str] | None = None, encoding: str = "utf-8") -> list[MCQAItem]:
     """Read a JSON array of ``{id, question, answers{a..e}, correct_answers[, nbr_correct_answers]}``.
 
     ``labels`` (when given) is the list of option keys every question must have.
     """
     path = Path(path)
-    raw = _read_text(path)
+    raw = _read_text(path, encoding)
     decoder = json.JSONDecoder()
     items: list[tuple[int, Any]] = []
     try:
@@ -755,6 +766,7 @@ def read_codiesp(
     label_mode: str = "chapter",
     labels: Sequence[str] | None = None,
     select: IdSelection | None = None,
+    encoding: str = "utf-8",
 ) -> list[ClassificationExample]:
     """Read CodiEsp: ``<path>/text_files/<doc>.txt`` and a headerless TSV of ``doc<TAB>code``.
 
@@ -773,7 +785,7 @@ def read_codiesp(
     texts = {p.stem: p for p in sorted(text_dir.glob("*.txt"))}
     selected = set(select.apply(list(texts), text_dir)) if select is not None else set(texts)
     doc_labels: dict[str, list[str]] = {doc: [] for doc in texts}
-    for lineno, raw in enumerate(_read_text(codes_path).splitlines(), start=1):
+    for lineno, raw in enumerate(_read_text(codes_path, encoding).splitlines(), start=1):
         if not raw.strip():
             continue
         fields = raw.split("\t")
@@ -794,7 +806,7 @@ def read_codiesp(
         if lab not in doc_labels[doc]:
             doc_labels[doc].append(lab)
     return [
-        ClassificationExample(id=doc, text=_read_text(p), labels=sorted(doc_labels[doc]), source=str(p),
+        ClassificationExample(id=doc, text=_read_text(p, encoding), labels=sorted(doc_labels[doc]), source=str(p),
                               meta={"codes_file": str(codes_path)})
         for doc, p in texts.items() if doc in selected
     ]
@@ -991,7 +1003,7 @@ READER_KINDS: dict[str, str] = {
 }
 
 # parameters the task sets itself (not reader_options)
-RESERVED_PARAMS = ("path", "labels", "other_labels", "select", "task_type", "hub_id", "split_name")
+RESERVED_PARAMS = ("path", "labels", "other_labels", "select", "task_type", "hub_id", "split_name", "encoding")
 
 
 def read(reader: str, path: str | Path, options: dict[str, Any] | None = None,
@@ -1013,7 +1025,15 @@ def read(reader: str, path: str | Path, options: dict[str, Any] | None = None,
         valid = [p for p in params if p not in RESERVED_PARAMS]
         raise LongAdaptError(f"{where}: unknown option(s) {', '.join(bad)} for reader {reader!r}; "
                              f"valid options: {', '.join(valid) or 'none'}")
-    extra: dict[str, Any] = {k: v for k, v in context.items() if k in params}
+    encoding = context.pop("encoding", "utf-8")
+    if "encoding" in params:
+        extra_encoding = {"encoding": encoding}
+    elif encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise LongAdaptError(f"{where}: encoding applies to readers of text files, not to reader {reader!r} "
+                             "(XML and datasets declare their own)")
+    else:
+        extra_encoding = {}
+    extra: dict[str, Any] = {k: v for k, v in context.items() if k in params} | extra_encoding
     if "other_labels" in params:
         extra["other_labels"] = other_labels
     elif other_labels != "error":

@@ -17,6 +17,7 @@ of them the scheme can represent (:class:`TaskData`).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import hashlib
 import logging
@@ -230,6 +231,7 @@ class TaskConfig:
     # T line one entity; entities.clef_scores). f1 stays the units count unless metric says clef_f1
     count: str = "units"
     other_labels: str = "error"  # mentions (or tags) of labels not in `labels`: error | ignore (counted)
+    encoding: str = "utf-8"  # of the task's text files (brat, iob, tsv, mcqa_json, codiesp); never guessed
     segment_on: str | None = None  # cut documents into segments after each word equal to this (e.g. ".")
     training: FinetuneConfig = field(default_factory=FinetuneConfig)
     protocols: dict[str, Any] = field(default_factory=dict)  # per protocol: overrides of this YAML
@@ -355,7 +357,8 @@ class Task:
             hub_id = src.path if (self.config.reader == "datasets" and not path.exists()) else None
             other = self.config.other_labels if self.type in ("ner", "pos") else "error"
             items = readers.read(self.config.reader, path, options, labels, where, other_labels=other,
-                                 select=select, task_type=self.type, hub_id=hub_id, split_name=split)
+                                 select=select, task_type=self.type, hub_id=hub_id, split_name=split,
+                                 encoding=self.config.encoding)
             out.extend(self._select(items, src, where))
         if not out:
             raise LongAdaptError(f"task {self.name}: split {split!r} is empty after selection; check {self.yaml_path}")
@@ -704,6 +707,11 @@ def _validate(cfg: TaskConfig, where: str) -> None:
                     if isinstance(value, str) and value.startswith("clef_")]
     if clef_metrics and cfg.count != "clef":
         raise LongAdaptError(f"{where}: {' and '.join(clef_metrics)} needs the CLEF count: add count: clef")
+    try:
+        codecs.lookup(cfg.encoding)
+    except (LookupError, TypeError):
+        raise LongAdaptError(f"{where}: encoding {cfg.encoding!r} is not a codec Python knows; write e.g. utf-8, "
+                             "cp1252 or latin-1") from None
     if cfg.other_labels != "error" and cfg.type not in ("ner", "pos"):
         raise LongAdaptError(f"{where}: other_labels applies to ner and pos tasks")
     if cfg.segment_on is not None and cfg.reader not in ("brat", "xmi"):
