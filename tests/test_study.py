@@ -204,10 +204,10 @@ def _closure(*entries: str) -> set[str]:
     return seen
 
 
-# reachable but unable to change a score or a weight: atomic writes, kill points, writing predictions, the
-# fingerprints themselves, and the package root's predict() helper (imported inside that function, never
-# called by fine-tuning or import)
-CANNOT_CHANGE_A_RESULT = {"io.py", "faults.py", "evaluation/outputs.py", "evaluation/predict.py",
+# reachable but unable to change a score or a weight: atomic writes, kill points, progress lines, writing
+# predictions, the fingerprints themselves, and the package root's predict() helper (imported inside that
+# function, never called by fine-tuning or import)
+CANNOT_CHANGE_A_RESULT = {"io.py", "faults.py", "progress.py", "evaluation/outputs.py", "evaluation/predict.py",
                           "evaluation/fingerprint.py"}
 
 
