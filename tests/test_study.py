@@ -226,6 +226,7 @@ def test_the_code_scopes_cover_every_module_their_runs_import() -> None:
     assert "recipes/adapt.py" not in score | imported and "study/runner.py" not in score
     assert "evaluation/report.py" not in score
     assert "recipes/adapt.py" in code_files("adapt") and "evaluation/finetune.py" not in code_files("adapt")
+    assert "progress.py" not in code_files("adapt")  # a progress line cannot change a weight
 
 
 def test_a_tpe_search_proposes_the_same_rates_when_run_again_and_fails_a_trial_left_running(

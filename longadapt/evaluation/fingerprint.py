@@ -73,10 +73,10 @@ NOT_IMPORT_CODE = ("interop/cli.py",)
 # The source an adapted model's weights can depend on: everything but the evaluation, the command lines,
 # reports, benchmarks, the vocabulary analysis and the study runner.
 # recipes/representations.py measures the model before and after (eval mode, no gradient, no random draw):
-# it reports on the weights and never changes them
+# it reports on the weights and never changes them; progress.py only writes progress lines
 NOT_ADAPT_CODE = ("evaluation/", "study/", "bench/", "vocab/", "recipes/compare.py", "recipes/cli.py",
                   "recipes/representations.py", "training/cli.py", "interop/cli.py", "cli.py", "cache.py",
-                  "__main__.py")
+                  "__main__.py", "progress.py")
 
 
 def _in(rel: str, entries: tuple[str, ...]) -> bool:
