@@ -82,7 +82,9 @@ def test_evaluate_user_brat_task_then_compare(user_task: Path, models: tuple[Pat
             run = json.loads((out / model / "hospital-symptoms" / f"seed-{seed}" / "run.json").read_text())
             assert run["seed"] == seed and run["task"] == "hospital-symptoms" and run["main_metric"] == "f1"
             assert run["config"]["training"]["epochs"] == 2 and run["config"]["training"]["batch_tokens"] == 256
-            assert run["data"]["train"]["examples"] == 6 and run["data"]["test"]["files"] == 8
+            assert run["data"]["train"]["used"]["examples"] == 6 and run["data"]["test"]["split"]["files"] == 8
+            assert run["data"]["train"]["limit"] is None  # no limit: the run used the whole split
+            assert run["data"]["train"]["used"]["documents"] == run["data"]["train"]["split"]["documents"]
         summary = json.loads((out / model / "hospital-symptoms" / "summary.json").read_text())
         assert summary["seeds"] == [0, 1, 2] and summary["score"]["n"] == 3
         assert set(summary["buckets"]) <= {"0-100", "101-300", ">300"}

@@ -42,8 +42,17 @@ def test_document_ner_run(tiny_dir: Path, shared_data: Path) -> None:
     assert all(r["n_windows"] > 1 for r in res.per_example)  # 300-word documents, 128-token model
     assert res.model["max_length"] == 128 and res.config["training"]["epochs"] == 3
     assert res.config["training"]["batch_size"] == 16 and res.config["training"]["weight_decay"] == 0.01
-    assert res.data["test"]["examples"] == 3 and res.data["test"]["examples_total"] == 45
-    assert len(res.data["test"]["sha256"]) == 64 and res.versions["transformers"]
+    # one scope per field (issue #25 item 8): what the run used, the whole split, and the limit between them
+    assert res.data["test"]["used"]["examples"] == 3 and res.data["test"]["split"]["examples"] == 45
+    assert res.data["test"]["limit"] == "--max-eval-docs 3" and res.data["train"]["limit"] == "--max-train-docs 4"
+    assert res.data["train"]["used"]["documents"] == 4 and res.data["train"]["split"]["documents"] == 30
+    assert len(res.data["test"]["split"]["sha256"]) == 64 and res.versions["transformers"]
+    # entity counts and coverage are of the documents used; the whole split's coverage sits in data.split
+    whole = task.load_data().stats["train"].entities
+    assert res.entities["scope"] == "used" and res.entities["train"]["total"]["gold"] < whole["total"]["gold"]
+    assert res.data["train"]["split"]["coverage"] == whole["total"]["representable"] / whole["total"]["gold"]
+    assert res.entities["coverage"]["train"] == (res.entities["train"]["total"]["representable"]
+                                                 / res.entities["train"]["total"]["gold"])
     assert res.timing["optimizer_steps"] > 0
     # every epoch's real training tokens over the training time (3 epochs of the same items)
     trained = res.timing["train_tokens_per_s"] * res.timing["train_s"]
@@ -75,7 +84,7 @@ def test_dev_is_predicted_again_only_when_the_restore_changes_the_weights(tiny_d
     monkeypatch.setattr(TokenAdapter, "predict", counted)
     limits = RunLimits(max_train_docs=24, max_eval_docs=12)
     one = run(str(tiny_dir), task, seed=1, training=FinetuneConfig(epochs=1, batch_size=8), limits=limits)
-    n_dev, n_test = one.data["dev"]["examples"], one.data["test"]["examples"]
+    n_dev, n_test = one.data["dev"]["used"]["examples"], one.data["test"]["used"]["examples"]
     assert passes == [n_dev, n_test]  # one epoch: dev once (selection), then test; not dev twice
     assert one.dev["restored"] == one.dev["f1"]
     passes.clear()

@@ -332,7 +332,7 @@ def test_xmi_annotation_without_its_label_stops_or_is_skipped_and_counted(tmp_pa
     assert [(e.text, e.label) for e in doc.entities] == [("toux", "SYMPTOM")] and doc.meta["unlabelled"] == 1
     with pytest.raises(LongAdaptError, match="unlabelled must be one of error, skip, not 'drop'"):
         R.read_xmi(f, label_attribute="entityID", unlabelled="drop")
-    # through a task: counted per split, in the split's statistics (run.json data.<split>.unlabelled_skipped)
+    # through a task: counted per split, in the split's statistics (run.json data.<split>.split.unlabelled_skipped)
     for split in ("train", "dev", "test"):
         (tmp_path / split).mkdir()
         (tmp_path / split / f"{split}1.xml").write_text(xmi, encoding="utf-8")

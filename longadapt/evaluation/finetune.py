@@ -1067,7 +1067,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
                 "limits": to_dict(limits), "max_length": loaded.length, "stride": adapter.eval_stride,
                 "truncate": cfg.truncate, "select_metric": select, "protocol": task.config.protocol,
                 "data_root": str(task.data_root)},
-        data=_split_data(task, data, train, dev, test),
+        data=_split_data(task, data, limits, train, dev, test),
         versions=versions(),
         # train_tokens_per_s: real tokens of the training passes per second of the training epochs (optimizer,
         # collation and data loading included, dev scoring excluded): benchmarks/bench_finetune.py compares it
@@ -1287,24 +1287,32 @@ def _length_buckets(adapter: Any, test: list, out: Any, threshold: Any, edges: l
     return buckets
 
 
-def _split_data(task: Task, data: TaskData, train: list, dev: list, test: list) -> dict[str, dict[str, Any]]:
-    """run.json's data section: what each split held and what the run used of it."""
+def _split_data(task: Task, data: TaskData, limits: RunLimits, train: list, dev: list,
+                test: list) -> dict[str, dict[str, Any]]:
+    """run.json's data section, one scope per field: ``split`` is the whole split as read (files, sha256,
+    documents, annotations and how they were read, gold coverage), ``used`` what this run trained or scored
+    on (the first N documents under ``--max-train-docs`` / ``--max-eval-docs``; the whole split otherwise),
+    ``limit`` the option that made them differ (None: ``used`` is the whole split)."""
     split_data = {}
-    for s_name, x in (("train", train), ("dev", dev), ("test", test)):
+    for s_name, x, limit in (("train", train, limits.max_train_docs), ("dev", dev, limits.max_eval_docs),
+                             ("test", test, limits.max_eval_docs)):
         st = data.stats[s_name]
-        split_data[s_name] = {
-            "examples": len(x), "examples_total": len(data[s_name]),
-            "documents": len({getattr(e, "doc_id", None) or e.id for e in x}), "documents_total": st.documents,
-            "words": sum(_n_words(e) for e in x), **task.fingerprint(s_name)}
+        whole: dict[str, Any] = {"examples": len(data[s_name]), "documents": st.documents, **task.fingerprint(s_name)}
         if task.type == "ner":
-            split_data[s_name].update(annotations=st.annotations, discontinuous=st.discontinuous,
-                                      duplicates=st.duplicates, trimmed=st.trimmed)
+            whole.update(annotations=st.annotations, discontinuous=st.discontinuous, duplicates=st.duplicates,
+                         trimmed=st.trimmed, coverage=E.coverage_of(st.entities) if st.entities else None)
         if st.ignored_labels:
-            split_data[s_name]["ignored_labels"] = st.ignored_labels
+            whole["ignored_labels"] = st.ignored_labels
         if st.unlabelled:
-            split_data[s_name]["unlabelled_skipped"] = st.unlabelled
+            whole["unlabelled_skipped"] = st.unlabelled
         if st.mapped_labels:
-            split_data[s_name]["mapped_labels"] = st.mapped_labels
+            whole["mapped_labels"] = st.mapped_labels
+        used = {"examples": len(x), "documents": len({getattr(e, "doc_id", None) or e.id for e in x}),
+                "words": sum(_n_words(e) for e in x)}
+        flag = "--max-train-docs" if s_name == "train" else "--max-eval-docs"
+        split_data[s_name] = {"used": used, "split": whole,
+                              "limit": f"{flag} {limit}" if limit is not None and used["documents"] < st.documents
+                              else None}
     return split_data
 
 
@@ -1316,7 +1324,15 @@ def _entity_info(task: Task, data: TaskData, limits: RunLimits, train: list, ada
     train_table = data.stats["train"].entities if limits.max_train_docs is None else E.mention_scores(
         {d: data.gold["train"][d] for d in {e.doc_id for e in train}}, {}, task.config.labels,
         data.representable["train"], data.lost["train"])[1]
-    return {"scheme": adapter.scheme.to_config(), "nested": task.config.nested,
+    for s_name, table in (("train", train_table), ("dev", dev_table), ("test", test_table)):
+        whole = data.stats[s_name].entities
+        if whole and table["total"]["gold"] != whole["total"]["gold"]:  # a limit: say which scope each number has
+            logger.info("%s %s: %d of %d gold mentions representable (%.2f %%) in the documents used; the whole "
+                        "split: %.2f %%", task.name, s_name, table["total"]["representable"], table["total"]["gold"],
+                        100 * E.coverage_of(table), 100 * E.coverage_of(whole))
+    # every count here is of the documents the run used (data.<split>.used); the whole splits' coverage is
+    # data.<split>.split.coverage
+    return {"scope": "used", "scheme": adapter.scheme.to_config(), "nested": task.config.nested,
             "discontinuous": task.config.discontinuous, "count": task.config.count, "train": train_table, "dev": dev_table,
             "test": test_table, "coverage": {"train": E.coverage_of(train_table), "dev": E.coverage_of(dev_table),
                                              "test": E.coverage_of(test_table)}}

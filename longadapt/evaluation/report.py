@@ -58,18 +58,24 @@ def budget(run: dict[str, Any]) -> dict[str, Any]:
                   else f"{training['batch_tokens']} tokens" if training.get("batch_tokens")
                   else f"{training.get('batch_size')} examples") if training else None,
         "limits": cfg.get("limits", {}),
-        "data": {s: (d.get("sha256"), d.get("examples")) for s, d in data.items()},
+        "data": {s: (_scope(d, "split").get("sha256"), _scope(d, "used").get("examples")) for s, d in data.items()},
         "optimizer_steps": run.get("timing", {}).get("optimizer_steps"),
         "train_tokens": run.get("diagnostics", {}).get("train_tokens"),  # one epoch of the model's items
         "train_tokens_seen": run.get("diagnostics", {}).get("train_tokens_seen"),  # every pass, every epoch run
         "epochs_run": run.get("diagnostics", {}).get("epochs_run"),
         "batch_plan": run.get("diagnostics", {}).get("batch_plan_sha256"),
         "max_length": cfg.get("max_length"), "stride": cfg.get("stride"), "truncate": cfg.get("truncate", False),
-        "test_documents": data.get("test", {}).get("documents", data.get("test", {}).get("examples")),
+        "test_documents": _scope(data.get("test", {}), "used").get("documents"),
         "longest_item": run.get("diagnostics", {}).get("longest_train_item_tokens"),
         "batch_tokens": training.get("batch_tokens") if training else None,
         "coverage": (ents.get("coverage") or {}).get("test"),
     }
+
+
+def _scope(split: dict[str, Any], scope: str) -> dict[str, Any]:
+    """One scope of a run.json ``data.<split>`` (``split``: the whole split, ``used``: what the run used). Runs
+    written before the scopes were named held both in one flat dict (the fingerprint whole, the counts used)."""
+    return split[scope] if scope in split else split
 
 
 def budget_key(b: dict[str, Any]) -> str:
