@@ -227,3 +227,57 @@ def test_two_cpu_processes_give_the_output_of_one(ner_run, tmp_path: Path) -> No
     assert two.returncode == 0, two.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "two").glob("manifest-*.jsonl")) == ["manifest-0.jsonl", "manifest-1.jsonl"]
     assert (tmp_path / "two" / "predictions.jsonl").read_text() == (tmp_path / "one" / "predictions.jsonl").read_text()
+
+
+def test_bf16_and_int8_predictions_agree_with_fp32(ner_run, shared_data: Path, tmp_path: Path) -> None:
+    """The same kept model predicted in fp32, bf16 (autocast) and int8 (dynamic quantization): per-word
+    confidences within 0.05 of fp32, and at least 90 % of the fp32 mentions found again (tolerances of this
+    tiny model; docs/benchmarks.md measures the scores of a real one)."""
+    from longadapt.evaluation.predict import Predictor
+
+    model, _ = ner_run
+    data = load_task("fr-e3c-ner-doc", data_root=shared_data).load_data()
+    docs = [(ex.doc_id, ex.text) for ex in data["test"]][:4]
+    found, conf = {}, {}
+    for prec in ("fp32", "bf16", "int8"):
+        pred = Predictor(model, device="cpu", precision=prec)
+        assert pred.precision.name == prec
+        rows = pred(docs)
+        found[prec] = {(r["id"], e["start"], e["end"], e["label"]) for r in rows for e in r["entities"]}
+        conf[prec] = np.concatenate([[e["score"] for e in r["entities"]] for r in rows] or [[]])
+    assert len(found["fp32"]) > 10
+    for prec in ("bf16", "int8"):
+        shared = found[prec] & found["fp32"]
+        assert len(shared) >= 0.9 * len(found["fp32"]), (prec, len(shared), len(found["fp32"]))
+        assert len(found[prec]) <= 1.1 * len(found["fp32"])
+
+
+def test_a_folder_is_continued_only_in_its_own_precision(ner_run, tmp_path: Path, capsys) -> None:
+    model, _ = ner_run
+    src = _jsonl(tmp_path / "in.jsonl", [("a", "Le patient présente une fièvre et une toux depuis trois jours.")])
+    out = tmp_path / "p"
+    assert main(["predict", "--model", str(model), "--input", str(src), "--out", str(out), "--device", "cpu",
+                 "--precision", "int8"]) == 0
+    stamp = json.loads((out / "predict.json").read_text())
+    assert stamp["precision"] == {"used": "int8", "requested": "int8",
+                                  "reason": "requested: dynamic int8 quantization of the linear layers (CPU)"}
+    assert main(["predict", "--model", str(model), "--input", str(src), "--out", str(out), "--device", "cpu"]) == 2
+    assert "precision int8" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_int8_before_loading_and_precision_is_in_the_fingerprint(shared_data: Path, tmp_path: Path,
+                                                                                  capsys) -> None:
+    from longadapt.evaluation.fingerprint import run_fingerprint
+    from longadapt.evaluation.finetune import RunLimits
+
+    assert main(["evaluate", "--model", str(tmp_path / "no-such-model"), "--tasks", "fr-e3c-ner-doc",
+                 "--precision", "int8", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "int8 is dynamic quantization for inference" in err and "Traceback" not in err
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    fp = {mp: run_fingerprint(model, load_task("fr-e3c-ner-doc", shared_data, {"training": {"mixed_precision": mp}}),
+                              0, RunLimits(), None)
+          for mp in ("no", "bf16")}
+    assert fp["no"]["sha256"] != fp["bf16"]["sha256"] and fp["bf16"]["task"]["training"]["mixed_precision"] == "bf16"

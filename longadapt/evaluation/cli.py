@@ -57,6 +57,10 @@ def add_arguments_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a task YAML key for every task, e.g. training.learning_rate=1e-4 (on tasks that batch by "
                              "words or tokens, training.batch_words / batch_tokens set the training batches)")
+    parser.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "int8"],
+                        help="fine-tuning and scoring precision (sets training.mixed_precision): fp32, bf16 autocast, or "
+                             "auto (bf16 where the device computes it natively: a CPU with AVX512-BF16 or AMX, a GPU "
+                             "with bf16). Default: each task's own (fp32). int8 is for predict only")
     parser.add_argument("--save-models", action="store_true",
                         help="keep each run's selected fine-tuned model in OUT/<model>/<task>/seed-<s>/model")
     parser.add_argument("--force", action="store_true",
@@ -127,6 +131,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if args.epochs is not None:
         overrides.setdefault("training", {})["epochs"] = args.epochs
+    if args.precision is not None:  # part of the training config, so of every run's fingerprint
+        from longadapt.precision import resolve
+
+        import torch
+
+        chosen = resolve(args.precision, "cuda" if torch.cuda.is_available() else "cpu", training=True)
+        overrides.setdefault("training", {})["mixed_precision"] = chosen.mixed_precision
+        logger.info("evaluate: fine-tuning and scoring in %s (%s)", chosen.name, chosen.reason)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()] + list(args.task_file)
     if not names:
         raise LongAdaptError(f"give --tasks and/or --task-file; registry tasks: {', '.join(available_tasks())}")
@@ -224,7 +236,12 @@ def add_arguments_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gold", action="store_true",
                         help="BRAT input: score the predictions against its .ann files (scores.json)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"],
+                        help="fp32 (default); bf16 autocast; int8 dynamic quantization of the linear layers (CPU); "
+                             "auto: bf16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, a GPU "
+                             "with bf16), else fp32. Recorded in predict.json; a folder is continued only in its "
+                             "own precision")
+    parser.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help=argparse.SUPPRESS)
     parser.add_argument("--max-length", type=int, default=None, help="window length (default: the model's maximum)")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per forward batch")
     parser.add_argument("--docs-per-batch", type=int, default=8, help="documents predicted (and written) together")
@@ -245,6 +262,6 @@ def run_predict(args: argparse.Namespace) -> int:
                              "or latin-1") from None
     skipped = predict_all(PredictRun(model=args.model, input=args.input, out=Path(args.out), device=args.device,
                                      max_length=args.max_length, batch_tokens=args.batch_tokens,
-                                     docs_per_batch=args.docs_per_batch, bf16=args.bf16, gold=args.gold,
+                                     docs_per_batch=args.docs_per_batch, precision=args.precision, gold=args.gold,
                                      encoding=args.encoding))
     return 1 if skipped else 0

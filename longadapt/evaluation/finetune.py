@@ -19,6 +19,7 @@ What a run does (and the reference code did not):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import longadapt  # noqa: F401  (registers the core with the Auto classes)
+from longadapt.precision import record as precision_record
 from longadapt import faults
 from longadapt.config import to_dict
 from longadapt.errors import LongAdaptError
@@ -630,15 +632,18 @@ ADAPTERS = {"ner": TokenAdapter, "pos": TokenAdapter, "classification": Sequence
 class _Runner:
     """Holds the accelerator and the model; batches forward passes for prediction."""
 
-    def __init__(self, accelerator: Any, model: Any, batch_size: int, batch_tokens: int = 16384) -> None:
+    def __init__(self, accelerator: Any, model: Any, batch_size: int, batch_tokens: int = 16384,
+                 autocast: Any = None) -> None:
         self.accelerator, self.model, self.batch_size = accelerator, model, batch_size
         self.batch_tokens = batch_tokens
+        # predict's precision context (a model that accelerate prepared autocasts by itself)
+        self.autocast = autocast or contextlib.nullcontext
 
     def _forward(self, batch: dict[str, Any]) -> Any:
         import torch
 
         batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             return self.model(**batch).logits.float().cpu().numpy()
 
     def forward_windows(self, adapter: _Adapter, wins: Sequence[W.Window], per_token: bool) -> list[np.ndarray]:
@@ -1078,6 +1083,7 @@ def run(model_dir: str, task: Task, seed: int, data: TaskData | None = None,
         # train_tokens: one epoch of the model's training items (windows overlap where a document is longer than
         # the window); train_tokens_seen: what the training passes read, every epoch run
         diagnostics={"device": str(accelerator.device), "train_items": len(items), "batch_unit": batch_unit(cfg),
+                     "precision": precision_record(cfg.mixed_precision, str(accelerator.device)),
                      "train_tokens": sum(item_tokens(x) for x in items), "train_tokens_seen": fit.train_tokens,
                      "train_words": sum(_n_words(x) for x in train), "train_batches_per_epoch": len(loader),
                      "batch_plan_sha256": _plan_fingerprint(sampler, train),

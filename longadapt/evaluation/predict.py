@@ -133,16 +133,22 @@ class Predictor:
     """A loaded model that predicts documents; :func:`predict` is the one-call form."""
 
     def __init__(self, model: str | os.PathLike, device: str = "auto", max_length: int | None = None,
-                 batch_tokens: int = 16384, bf16: bool = False) -> None:
+                 batch_tokens: int = 16384, precision: str = "fp32") -> None:
         from accelerate import Accelerator
         from transformers import AutoConfig
 
         import longadapt  # noqa: F401  (registers the core)
+        from longadapt import precision as P
         from longadapt.evaluation import finetune as F
         from longadapt.evaluation import windows as W
         from longadapt.evaluation.tasks import Task, TaskConfig, TaskData, FinetuneConfig
         from longadapt.sources import resolve_model_source
 
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.precision = P.resolve(precision, device)  # a precision the device cannot run: refused before loading
         self.model_dir = resolve_model_source(model, "--model")
         config = AutoConfig.from_pretrained(self.model_dir)
         self.info = model_task(config, str(self.model_dir))
@@ -161,13 +167,12 @@ class Predictor:
         if missing:
             raise LongAdaptError(f"{self.model_dir}: its {self.info.type} head is not trained (no {', '.join(missing)} in "
                                  "the checkpoint); predict a model that longadapt evaluate --save-models kept")
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if bf16 else "no")
+        logger.info("%s: predicting in %s (%s)", self.model_dir, self.precision.name, self.precision.reason)
+        self.accelerator = Accelerator(cpu=device == "cpu")
         model_obj = model_obj.to(self.accelerator.device).eval()
-        self.runner = F._Runner(self.accelerator, model_obj, 16, batch_tokens)
+        model_obj = P.quantize_for_inference(model_obj, self.precision, str(self.model_dir))
+        self.runner = F._Runner(self.accelerator, model_obj, 16, batch_tokens,
+                                autocast=lambda: P.autocast(self.precision, device))
         self.max_length = length
 
     def __call__(self, docs: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -233,7 +238,8 @@ class Predictor:
 def predict(model: str | os.PathLike, texts: Iterable[str] | Iterable[tuple[str, str]] | str,
             **kwargs: Any) -> list[dict[str, Any]]:
     """Predict ``texts`` (strings, or ``(id, text)`` pairs) with ``model`` (a directory, installed model
-    package or hub id); see :class:`Predictor` for ``device``, ``max_length``, ``batch_tokens``, ``bf16``."""
+    package or hub id); see :class:`Predictor` for ``device``, ``max_length``, ``batch_tokens``, ``precision``
+    (``auto | fp32 | bf16 | int8``, :mod:`longadapt.precision`)."""
     if isinstance(texts, str):
         texts = [texts]
     docs = [(t[0], t[1]) if isinstance(t, tuple) else (str(i), t) for i, t in enumerate(texts)]
@@ -363,7 +369,7 @@ class PredictRun:
     max_length: int | None = None
     batch_tokens: int = 16384
     docs_per_batch: int = 8
-    bf16: bool = False
+    precision: str = "fp32"  # auto | fp32 | bf16 | int8 (longadapt.precision)
     gold: bool = False
     encoding: str = "utf-8"  # of the input files (never guessed)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -400,18 +406,19 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
     state = PartialState(cpu=cfg.device == "cpu")
     rank, world = state.process_index, state.num_processes
     predictor = predictor or Predictor(cfg.model, device=cfg.device, max_length=cfg.max_length,
-                                       batch_tokens=cfg.batch_tokens, bf16=cfg.bf16)
+                                       batch_tokens=cfg.batch_tokens, precision=cfg.precision)
     out = cfg.out
     header = {"kind": "longadapt.predict", "model": str(predictor.model_dir),
               "model_sha256": model_fingerprint(predictor.model_dir)["sha256"], "task": predictor.info.to_json(),
-              "max_length": predictor.max_length, "status": "running"}
+              "max_length": predictor.max_length, "precision": predictor.precision.to_json(), "status": "running"}
     stamp = out / "predict.json"
     if stamp.is_file():  # every process checks, so that none waits for a process that stopped here
         old = json.loads(stamp.read_text(encoding="utf-8"))
+        used = (old.get("precision") or {"used": "fp32"})["used"]  # folders written before precision was recorded
         if old.get("model_sha256") != header["model_sha256"] or old.get("task") != header["task"] or \
-                old.get("max_length") != header["max_length"]:
+                old.get("max_length") != header["max_length"] or used != predictor.precision.name:
             raise LongAdaptError(f"{out} holds the predictions of another model or setting ({old.get('model')}, "
-                                 f"max length {old.get('max_length')}); give another --out")
+                                 f"max length {old.get('max_length')}, precision {used}); give another --out")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         # a re-run says it is running again until it has finished

@@ -22,7 +22,7 @@ from longadapt.errors import LongAdaptError
 
 SCHEDULES = ("wsd", "linear", "cosine", "constant")
 DECAY_SHAPES = ("1-sqrt", "linear", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the device computes it natively (longadapt.precision)
 
 
 @dataclass
@@ -116,7 +116,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     data: DataOptions = field(default_factory=DataOptions)
-    precision: str = "fp32"  # fp32 | bf16 (mixed precision through accelerate)
+    precision: str = "fp32"  # fp32 | bf16 | auto (mixed precision through accelerate; auto: longadapt.precision)
     seed: int = 0
     eval_every: int = 100  # optimizer steps between validation passes (0: only at start and end)
     position_bucket_size: int = 512  # bits per byte per position bucket in the document; 0: off

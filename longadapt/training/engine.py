@@ -367,7 +367,12 @@ def _make_accelerator(cfg: TrainConfig) -> Any:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, DistributedType
 
-    mixed_precision = "bf16" if cfg.precision == "bf16" else "no"
+    from longadapt.precision import resolve
+
+    chosen = resolve(cfg.precision, "cuda" if torch.cuda.is_available() else "cpu", training=True, what="precision")
+    if cfg.precision == "auto":
+        logger.info("precision auto: training in %s (%s)", chosen.name, chosen.reason)
+    mixed_precision = chosen.mixed_precision
     from longadapt.launch import cpu_launch_without_workers, env_world_size
 
     force_cpu = env_world_size() > 1 and not torch.cuda.is_available()
@@ -748,6 +753,7 @@ def _start_record(cfg_dict: dict[str, Any], accelerator: Any, model: Any, data: 
                   state_of_dir: str, resume_step: int | None, state: TrainerState) -> dict[str, Any]:
     """run.json of the running run (status "running"), written by the main process; a resumed run keeps
     its step-0 metrics and lists the steps it was resumed at."""
+    from longadapt.precision import record as precision_record
     from longadapt.runinfo import run_record
 
     parameters = list(accelerator.unwrap_model(model).parameters())
@@ -762,6 +768,7 @@ def _start_record(cfg_dict: dict[str, Any], accelerator: Any, model: Any, data: 
             "tokens_per_step": data.tokens_per_step,
             "parameters": sum(p.numel() for p in parameters),
             "trainable_parameters": sum(p.numel() for p in parameters if p.requires_grad),
+            "precision": precision_record(accelerator.mixed_precision, str(accelerator.device)),
         },
         data=data.info,
     )
