@@ -30,6 +30,7 @@ def pass_shapes(model_dir: str, task_name: str, max_train_docs: int | None, seed
     """The row lengths of every forward/backward pass of one fine-tuning epoch (the task's batches cut
     into micro-batches exactly as ``finetune.train_step`` cuts them)."""
     from longadapt.evaluation import finetune as ft
+    from longadapt.evaluation.batching import item_rows, micro_batches
     from longadapt.evaluation.tasks import load_task
 
     task = load_task(task_name)
@@ -40,8 +41,8 @@ def pass_shapes(model_dir: str, task_name: str, max_train_docs: int | None, seed
     _, loader = ft._train_loader(loaded.adapter, train, cfg, seed)
     shapes = []
     for batch in loader:
-        for group in ft.micro_batches(batch, cfg.micro_batch_tokens):
-            shapes.append([n for i in group for n in ft.item_rows(batch[i])])
+        for group in micro_batches(batch, cfg.micro_batch_tokens):
+            shapes.append([n for i in group for n in item_rows(batch[i])])
     return shapes
 
 

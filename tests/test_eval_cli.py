@@ -153,8 +153,9 @@ def test_evaluate_save_models_keeps_the_selected_model(user_task: Path, models: 
     from accelerate import Accelerator
     from transformers import AutoModelForTokenClassification
 
-    from longadapt.evaluation import finetune as F
     from longadapt.evaluation import windows as W
+    from longadapt.evaluation.adapters import TokenAdapter
+    from longadapt.evaluation.batching import Runner
     from longadapt.evaluation.tasks import load_task
 
     out = tmp_path / "results"
@@ -181,8 +182,8 @@ def test_evaluate_save_models_keeps_the_selected_model(user_task: Path, models: 
     assert tok.model_max_length == load_tokenizer(str(models[0]), for_words=True).model_max_length
     tok.model_max_length = 10**9
     data = task.load_data()
-    adapter = F.TokenAdapter(task, tok, cfg, W.model_max_length(tok, model.config, None), data)
-    runner = F._Runner(Accelerator(cpu=True), model, cfg.eval_batch_size)
+    adapter = TokenAdapter(task, tok, cfg, W.model_max_length(tok, model.config, None), data)
+    runner = Runner(Accelerator(cpu=True), model, cfg.eval_batch_size)
     test = data["test"]
     out_test = adapter.predict(runner, test)
     scores, _ = adapter.score(test, out_test, None, fit_threshold=False)

@@ -71,7 +71,7 @@ def test_seeds_are_reproducible(tiny_dir: Path, shared_data: Path) -> None:
 
 def test_dev_is_predicted_again_only_when_the_restore_changes_the_weights(tiny_dir: Path, shared_data: Path,
                                                                          monkeypatch) -> None:
-    from longadapt.evaluation.finetune import TokenAdapter
+    from longadapt.evaluation.adapters import TokenAdapter
 
     task = load_task("fr-e3c-ner", data_root=shared_data)
     passes: list[int] = []
@@ -153,7 +153,7 @@ def test_garbage_new_head_is_redrawn_and_loaded_nan_refused(tiny_dir: Path) -> N
     from transformers import AutoModelForTokenClassification
 
     from longadapt.errors import LongAdaptError
-    from longadapt.evaluation.finetune import _check_parameters
+    from longadapt.evaluation.models import check_parameters as _check_parameters
 
     model = AutoModelForTokenClassification.from_pretrained(tiny_dir, num_labels=3)
     with torch.no_grad():
@@ -186,7 +186,7 @@ def test_longadapt_core_through_the_auto_classes(tiny_dir: Path, shared_data: Pa
 def test_budget_batches_cover_every_item_once_within_the_budget():
     import torch
 
-    from longadapt.evaluation.finetune import BudgetBatches
+    from longadapt.evaluation.batching import BudgetBatches
 
     lengths = [512, 90, 510, 300, 700, 12, 512, 256, 1500, 40]  # 1,500 alone is over the budget
     sampler = BudgetBatches(lengths, 1024, torch.Generator().manual_seed(0))
@@ -207,7 +207,7 @@ def test_budget_batches_keep_a_units_members_together_and_plan_from_sizes_alone(
     (words) and the seed only, so one model's windows and another's whole documents get the same batches."""
     import torch
 
-    from longadapt.evaluation.finetune import BudgetBatches
+    from longadapt.evaluation.batching import BudgetBatches
 
     words = [300, 120, 800, 450, 60, 200]
     windows = [[0, 1], [2], [3, 4, 5, 6], [7, 8], [9], [10]]  # a 512-token model's windows per document
@@ -229,7 +229,7 @@ def test_a_new_entity_head_starts_at_the_class_prior(tiny_dir: Path, shared_data
     from accelerate.utils import set_seed
     from transformers import AutoModelForTokenClassification
 
-    from longadapt.evaluation.finetune import TokenAdapter
+    from longadapt.evaluation.adapters import TokenAdapter
 
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)
     data = task.load_data()
@@ -248,7 +248,7 @@ def test_a_new_entity_head_starts_at_the_class_prior(tiny_dir: Path, shared_data
 
 def test_micro_batches_bound_the_padded_size_and_keep_every_item():
     from longadapt.evaluation import windows as W
-    from longadapt.evaluation.finetune import micro_batches
+    from longadapt.evaluation.batching import micro_batches
 
     docs = [([([1] * n, None) for n in rows], 0) for rows in ([512, 40], [512], [100], [300, 300, 20], [64], [1200])]
     groups = micro_batches(docs, 1024)
@@ -267,14 +267,15 @@ def test_micro_batched_gradient_is_the_whole_batch_gradient(tiny_dir: Path, shar
     weighted passes equals the one-pass gradient (dropout off so both see the same network)."""
     from accelerate import Accelerator
 
-    from longadapt.evaluation.finetune import ADAPTERS, micro_batches, train_step
+    from longadapt.evaluation import tasktypes
+    from longadapt.evaluation.batching import micro_batches, train_step
 
     task = load_task(task_name, data_root=shared_data)
     data = task.load_data()
     cfg = task.training()
     tok = load_tokenizer(str(tiny_dir), for_words=True)
     tok.model_max_length = 10**9
-    adapter = ADAPTERS[task.type](task, tok, cfg, 128, data)
+    adapter = tasktypes.get(task.type).adapter_class()(task, tok, cfg, 128, data)
     items = adapter.train_items(data.limited("train", 6))[:12]
     torch.manual_seed(0)
     model = adapter.model_class().from_pretrained(tiny_dir, **adapter.model_kwargs()).eval()
@@ -295,7 +296,7 @@ def test_micro_batched_gradient_is_the_whole_batch_gradient(tiny_dir: Path, shar
 def _bare_adapter(kind: str, labels: list[str], metric: str):
     from types import SimpleNamespace
 
-    from longadapt.evaluation.finetune import ChoiceAdapter, SequenceAdapter
+    from longadapt.evaluation.adapters import ChoiceAdapter, SequenceAdapter
 
     cls = ChoiceAdapter if kind == "mcqa" else SequenceAdapter
     adapter = cls.__new__(cls)
@@ -309,29 +310,28 @@ def test_constant_baseline_on_hand_checked_examples():
     """The constant predictions are chosen without test and scored on it (values worked out by hand)."""
     from longadapt.evaluation.data import ClassificationExample as C
     from longadapt.evaluation.data import MCQAItem
-    from longadapt.evaluation.finetune import constant_baseline
 
     ex = lambda *labs: C(id="x", text="t", labels=list(labs))  # noqa: E731
     ml = _bare_adapter("multilabel", ["a", "b", "c"], "weighted_f1")
     train = [ex("a"), ex("a", "b"), ex("a"), ex("c")]  # frequency a > b = c: candidates [a], [a, b], [a, b, c]
     dev = [ex("a"), ex("a", "b"), ex("b")]  # weighted F1: [a] 0.4, [a, b] 0.8, [a, b, c] 0.8 (tie: the smaller set)
-    base = constant_baseline(ml, train, dev, [ex("b"), ex("c")])
+    base = ml.constant_baseline(train, dev, [ex("b"), ex("c")])
     assert base["prediction"] == ["a", "b"]
     assert base["test"]["weighted_f1"] == pytest.approx(1 / 3)  # b: P 1/2, R 1 -> 2/3 (support 1); c: 0 (support 1)
 
     single = _bare_adapter("classification", ["neg", "pos"], "weighted_f1")
-    base = constant_baseline(single, [ex("pos"), ex("pos"), ex("neg")], [], [ex("pos"), ex("neg"), ex("neg"), ex("neg")])
+    base = single.constant_baseline([ex("pos"), ex("pos"), ex("neg")], [], [ex("pos"), ex("neg"), ex("neg"), ex("neg")])
     assert base["prediction"] == ["pos"] and base["test"]["accuracy"] == pytest.approx(0.25)
 
     q = lambda *answers: MCQAItem(id="q", question="?", options={o: o for o in "abcde"}, answers=list(answers))  # noqa: E731
     mc = _bare_adapter("mcqa", list("abcde"), "hamming_score")
     # dev Hamming: [a] (1 + 1/2 + 0) / 3 = 0.5 = [a, b]'s (1/2 + 1 + 0) / 3; every other set is lower
-    base = constant_baseline(mc, [q("a")], [q("a"), q("a", "b"), q("c")], [q("a"), q("b")])
+    base = mc.constant_baseline([q("a")], [q("a"), q("a", "b"), q("c")], [q("a"), q("b")])
     assert base["prediction"] == ["a"] and base["test"] == {"hamming_score": 0.5, "exact_match": 0.5}
 
     reg = _bare_adapter("regression", [], "spearman")
     sc = lambda v: C(id="s", text="t", score=v)  # noqa: E731
-    base = constant_baseline(reg, [sc(1.0), sc(3.0)], [], [sc(2.0), sc(4.0)])
+    base = reg.constant_baseline([sc(1.0), sc(3.0)], [], [sc(2.0), sc(4.0)])
     assert base["prediction"] == 2.0 and base["test"]["spearman"] == 0.0
     assert base["test"]["rmse"] == pytest.approx(np.sqrt(2.0))
 
@@ -354,7 +354,8 @@ def test_a_run_that_does_not_beat_the_constant_baseline_says_so(tiny_dir: Path, 
 def test_mcqa_prediction_batches_by_tokens_keep_each_question_in_place(tiny_dir: Path, shared_data: Path) -> None:
     from accelerate import Accelerator
 
-    from longadapt.evaluation.finetune import ChoiceAdapter, _Runner
+    from longadapt.evaluation.adapters import ChoiceAdapter
+    from longadapt.evaluation.batching import Runner as _Runner
 
     task = load_task("fr-frenchmedmcqa", data_root=shared_data)
     data = task.load_data()

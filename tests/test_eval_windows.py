@@ -134,7 +134,8 @@ def test_windowed_prediction_with_a_real_model(tiny_dir: Path, shared_data: Path
     from transformers import AutoModelForTokenClassification
 
     from longadapt.evaluation.data import TaggedSentence
-    from longadapt.evaluation.finetune import TokenAdapter, _Runner
+    from longadapt.evaluation.adapters import TokenAdapter
+    from longadapt.evaluation.batching import Runner as _Runner
     from longadapt.evaluation.tasks import load_task
 
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)

@@ -176,3 +176,9 @@ def sentence_text(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
         offsets.append((pos, pos + len(w)))
         pos += len(w) + 1
     return " ".join(words), offsets
+
+
+def n_words(ex: Any) -> int:
+    """Words of an example as the task counts them (whitespace words where the reader recorded them)."""
+    meta = getattr(ex, "meta", None) or {}
+    return int(meta.get("n_whitespace_words", ex.n_words))

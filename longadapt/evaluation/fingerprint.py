@@ -144,6 +144,10 @@ def run_fingerprint(model_dir: str | Path, task: Any, seed: int, limits: Any, ma
         "versions": _digest(versions()),
         "code": code_fingerprint(),
     }
+    if task.config.type_module:  # a task type registered by the user's module: its source decides the score too
+        import importlib
+
+        parts["type_module"] = file_sha256(Path(importlib.import_module(task.config.type_module).__file__))
     return {"sha256": _digest(parts), "parts": parts, "task": task_cfg, "limits": to_dict(limits),
             "versions": versions(), "model_dir": os.fspath(model_dir)}
 

@@ -226,33 +226,6 @@ def mcqa_scores(gold: Sequence[Iterable[str]], pred: Sequence[Iterable[str]]) ->
     return {"hamming_score": hamming_score(gold, pred), "exact_match": exact_match_ratio(gold, pred)}
 
 
-# every metric a task of each type reports (all greater-is-better except rmse, which never selects)
-METRICS: dict[str, tuple[str, ...]] = {
-    # f1 / precision / recall / macro_f1: every gold mention, exact span and type (entities.mention_scores);
-    # seqeval_f1: seqeval on the scheme's word tags (single-layer schemes; DrBenchmark's number);
-    # word_accuracy: the share of words whose classes are all right (DrBenchmark selects on it);
-    # clef_f1 / clef_precision / clef_recall: the CLEF eHealth BRATEval count (tasks with count: clef,
-    # entities.clef_scores), recorded with clef_tp / clef_fp / clef_fn
-    "ner": ("f1", "precision", "recall", "macro_f1", "seqeval_f1", "word_accuracy", "clef_f1", "clef_precision",
-            "clef_recall"),
-    "pos": ("accuracy",),
-    "classification": ("weighted_f1", "macro_f1", "accuracy"),
-    "multilabel": ("weighted_f1", "macro_f1", "micro_f1", "hamming_score", "exact_match"),
-    "regression": ("spearman", "edrm", "pearson"),
-    "mcqa": ("hamming_score", "exact_match"),
-}
-
-# main metric of each task type (greater is better for all of them)
-MAIN_METRIC: dict[str, str] = {
-    "ner": "f1",
-    "pos": "accuracy",
-    "classification": "weighted_f1",
-    "multilabel": "weighted_f1",
-    "regression": "spearman",
-    "mcqa": "hamming_score",
-}
-
-
 def length_bucket(n_words: int, edges: Sequence[int]) -> str:
     """The bucket of a length in words: ``"0-256"``, ``"257-512"``, ..., ``">2048"``.
 

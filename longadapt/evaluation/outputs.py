@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from longadapt.evaluation import tasktypes
 from longadapt.io import atomic_write_text
 
 
@@ -81,7 +82,7 @@ def write_predictions(run_dir: Path, result: Any, task: Any, data: Any) -> None:
     folder = Path(run_dir) / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    if task.type == "ner" and result.predictions:
+    if tasktypes.get(task.type).entities and result.predictions:
         gold = data.gold["test"]
         rep = data.representable["test"]
         for doc in result.predictions:

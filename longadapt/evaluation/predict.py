@@ -40,18 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import entities as E
+from longadapt.evaluation import tasktypes
 from longadapt.io import atomic_write_text
 from longadapt.progress import progress
 from longadapt.tokenizers.loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
-
-TASK_TYPES = ("ner", "classification", "multilabel", "regression")
-
 
 @dataclass
 class ModelTask:
@@ -80,9 +76,10 @@ def model_task(config: Any, where: str) -> ModelTask:
     archs = list(getattr(config, "architectures", None) or [])
     if info:
         kind = info.get("type")
-        if kind not in TASK_TYPES:
-            raise LongAdaptError(f"{where}: a {kind} model; predict applies ner, classification, multilabel and "
-                                 "regression models")
+        tasktypes.load_module(info.get("type_module"), where)
+        if kind not in tasktypes.names(predict=True):
+            raise LongAdaptError(f"{where}: a {kind} model; predict applies {', '.join(tasktypes.names(predict=True))} "
+                                 "models")
         scheme = E.scheme_from_config(info["scheme"]) if info.get("scheme") else None
         if kind == "ner" and scheme is None:
             scheme = _bio_scheme(config, where)
@@ -139,8 +136,9 @@ class Predictor:
 
         import longadapt  # noqa: F401  (registers the core)
         from longadapt import precision as P
-        from longadapt.evaluation import finetune as F
         from longadapt.evaluation import windows as W
+        from longadapt.evaluation.batching import Runner
+        from longadapt.evaluation.models import load_model
         from longadapt.evaluation.tasks import Task, TaskConfig, TaskData, FinetuneConfig
         from longadapt.sources import resolve_model_source
 
@@ -156,14 +154,15 @@ class Predictor:
         length = W.model_max_length(tok, config, max_length)
         tok.model_max_length = 10**9  # documents are tokenized whole, then cut into windows
         task = Task(TaskConfig(name=self.info.name or "predict", type=self.info.type,
-                               reader="brat" if self.info.type == "ner" else "tsv", labels=self.info.labels,
+                               reader="brat" if tasktypes.get(self.info.type).entities else "tsv",
+                               labels=self.info.labels,
                                word_splitter=self.info.word_splitter),
                     Path(self.model_dir), Path("."))
         training = FinetuneConfig(truncate=self.info.truncate, threshold=self.info.threshold, batch_size=16,
                                   at_least_one=self.info.at_least_one).resolved(self.info.type)
         data = TaskData(splits={}, stats={}, scheme=self.info.scheme)
-        self.adapter = F.ADAPTERS[self.info.type](task, tok, training, length, data)
-        model_obj, missing, _ = F._load_model(self.adapter, str(self.model_dir), task)
+        self.adapter = tasktypes.get(self.info.type).adapter_class()(task, tok, training, length, data)
+        model_obj, missing, _ = load_model(self.adapter, str(self.model_dir), task)
         if missing:
             raise LongAdaptError(f"{self.model_dir}: its {self.info.type} head is not trained (no {', '.join(missing)} in "
                                  "the checkpoint); predict a model that longadapt evaluate --save-models kept")
@@ -171,7 +170,7 @@ class Predictor:
         self.accelerator = Accelerator(cpu=device == "cpu")
         model_obj = model_obj.to(self.accelerator.device).eval()
         model_obj = P.quantize_for_inference(model_obj, self.precision, str(self.model_dir))
-        self.runner = F._Runner(self.accelerator, model_obj, 16, batch_tokens,
+        self.runner = Runner(self.accelerator, model_obj, 16, batch_tokens,
                                 autocast=lambda: P.autocast(self.precision, device))
         self.max_length = length
 
@@ -180,59 +179,7 @@ class Predictor:
         docs = list(docs)
         if not docs:
             return []
-        if self.info.type == "ner":
-            return self._entities(docs)
-        return self._labels(docs)
-
-    def _entities(self, docs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        from longadapt.evaluation.data import TaggedSentence, split_words
-
-        examples = []
-        for doc_id, text in docs:
-            offsets = split_words(text, self.info.word_splitter)
-            examples.append(TaggedSentence(id=doc_id, words=[text[s:e] for s, e in offsets], tags=[], offsets=offsets,
-                                           text=text, doc_id=doc_id))
-        out = self.adapter.predict(self.runner, examples, confidence=True, cache=False)
-        results = []
-        scheme = self.info.scheme
-        for ex, cls, conf, nwin in zip(examples, out["classes"], out["confidence"], out["n_windows"]):
-            words = E.Words(ex.offsets)
-            found: dict[E.Span, float] = {}
-            for i, j, lab, layer in scheme.decode_layers(cls):
-                s, e = words.char_span(i, j)
-                score = float(conf[i:j, layer].mean())
-                found[(s, e, lab)] = max(score, found.get((s, e, lab), 0.0))
-            ents = [{"start": s, "end": e, "label": lab, "text": ex.text[s:e], "score": round(sc, 6)}
-                    for (s, e, lab), sc in sorted(found.items())]
-            results.append({"id": ex.id, "entities": ents, "windows": nwin, "words": len(ex.words)})
-        return results
-
-    def _labels(self, docs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        from longadapt.evaluation import metrics as M
-        from longadapt.evaluation.data import ClassificationExample
-
-        examples = [ClassificationExample(id=i, text=t) for i, t in docs]
-        out = self.adapter.predict(self.runner, examples)
-        logits = out["logits"]
-        results = []
-        for k, ex in enumerate(examples):
-            row: dict[str, Any] = {"id": ex.id, "windows": out["n_windows"][k]}
-            if self.info.type == "regression":
-                row["score"] = float(logits[k, 0])
-            elif self.info.type == "classification":
-                z = np.exp(logits[k] - logits[k].max())
-                probs = z / z.sum()
-                row["labels"] = [self.info.labels[int(probs.argmax())]]
-                row["probabilities"] = {lab: round(float(p), 6) for lab, p in zip(self.info.labels, probs)}
-            else:
-                probs = 1.0 / (1.0 + np.exp(-logits[k : k + 1]))
-                threshold = self.info.threshold if self.info.threshold is not None else 0.5
-                pred = M.apply_threshold(probs, threshold, self.info.at_least_one)[0]
-                row["labels"] = [self.info.labels[j] for j in np.flatnonzero(pred)]
-                row["probabilities"] = {lab: round(float(p), 6) for lab, p in zip(self.info.labels, probs[0])}
-                row["threshold"] = threshold
-            results.append(row)
-        return results
+        return self.adapter.predict_documents(self.runner, docs, self.info)
 
 
 def predict(model: str | os.PathLike, texts: Iterable[str] | Iterable[tuple[str, str]] | str,
@@ -428,7 +375,7 @@ def run_predict(cfg: PredictRun, predictor: Predictor | None = None) -> int:
                 stale.unlink(missing_ok=True)
     state.wait_for_everyone()
     done = _done_docs(out)
-    ner = predictor.info.type == "ner"
+    ner = tasktypes.get(predictor.info.type).entities
     (out / "json").mkdir(parents=True, exist_ok=True)
     if ner:
         (out / "brat").mkdir(parents=True, exist_ok=True)
@@ -510,13 +457,14 @@ def _merge(out: Path, order: list[str], info: ModelTask) -> None:
         for doc_id in order:
             fh.write((out / "json" / f"{safe_id(doc_id)}.json").read_text(encoding="utf-8"))
     os.replace(tmp, out / "predictions.jsonl")
-    if info.type in ("classification", "multilabel", "regression"):
+    if not tasktypes.get(info.type).entities:  # labels with probabilities, or a score (regression)
+        rows = [json.loads((out / "json" / f"{safe_id(d)}.json").read_text(encoding="utf-8")) for d in order]
+        scored = bool(rows) and "labels" not in rows[0]
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["id", "labels"] + ([f"p_{lab}" for lab in info.labels] if info.type != "regression" else ["score"]))
-        for doc_id in order:
-            row = json.loads((out / "json" / f"{safe_id(doc_id)}.json").read_text(encoding="utf-8"))
-            if info.type == "regression":
+        w.writerow(["id", "labels"] + (["score"] if scored else [f"p_{lab}" for lab in info.labels]))
+        for doc_id, row in zip(order, rows):
+            if scored:
                 w.writerow([doc_id, "", row["score"]])
             else:
                 w.writerow([doc_id, "|".join(row["labels"])] + [row["probabilities"][lab] for lab in info.labels])
@@ -531,7 +479,7 @@ def _score_gold(out: Path, source: str, order: list[str], info: ModelTask, encod
     from longadapt.evaluation.outputs import clef_line, clef_table, count_table
     from longadapt.evaluation.readers import read_brat
 
-    if info.type != "ner":
+    if not tasktypes.get(info.type).entities:
         raise LongAdaptError("--gold scores entity predictions against a BRAT folder's .ann files")
     docs = {d.id: d for d in read_brat(source, labels=info.labels, other_labels="ignore", encoding=encoding,
                                        **info.brat_labels)}

@@ -34,26 +34,14 @@ from longadapt.evaluation import entities as E
 from longadapt.evaluation import readers
 from longadapt.evaluation.data import Document, TaggedSentence, document_words, sentence_text
 from longadapt.evaluation.fingerprint import file_sha256
-from longadapt.evaluation.metrics import MAIN_METRIC, METRICS
+from longadapt.evaluation import tasktypes
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-TASK_TYPES = ("ner", "pos", "classification", "multilabel", "regression", "mcqa")
 SPLITS = ("train", "dev", "test")
 PROTOCOLS = ("default", "drbenchmark")
 
-# DrBenchmark's reference hyper-parameters per task type: (epochs, batch size, learning rate). They are
-# the defaults of a user task; every built-in task states the budget measured to learn on a CPU in its
-# YAML (see docs/evaluation.md). Classification is 10-25 epochs in DrBenchmark; 20 here.
-TYPE_DEFAULTS: dict[str, tuple[int, int, float]] = {
-    "ner": (15, 16, 1e-4),
-    "pos": (10, 16, 1e-5),
-    "classification": (20, 16, 2e-5),
-    "multilabel": (35, 12, 2e-5),
-    "mcqa": (20, 16, 2e-5),
-    "regression": (20, 16, 2e-5),
-}
 # entity tasks on whole documents train on batches of whole documents, up to this many words, unless the
 # task says otherwise: the batches are made from the data and the seed alone (never from a tokenizer or a
 # window length), so a 512-token model reading windows and a long model reading whole documents take the
@@ -65,17 +53,8 @@ DOCUMENT_BATCH_WORDS = 800
 # --protocol drbenchmark: DrBenchmark's handling, so that a number can stand beside published ones
 # (512-token truncation, its hyper-parameters, joined nested labels, fragments of discontinuous mentions,
 # whitespace words, checkpoint selection on token accuracy for NER, MORFITT's fixed 0.7 threshold). A task
-# YAML adds its own specifics under protocols.drbenchmark (QUAERO EMEA: sentences cut at ".").
-DRBENCHMARK: dict[str, dict[str, Any]] = {
-    "ner": {"nested": "join", "discontinuous": "fragments", "word_splitter": "whitespace", "metric": "seqeval_f1",
-            "training": {"epochs": 15, "batch_size": 16, "learning_rate": 1e-4, "select_metric": "word_accuracy"}},
-    "pos": {"word_splitter": "whitespace",
-            "training": {"epochs": 10, "batch_size": 16, "learning_rate": 1e-5}},
-    "classification": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
-    "multilabel": {"training": {"epochs": 35, "batch_size": 12, "learning_rate": 2e-5, "threshold": 0.7}},
-    "mcqa": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
-    "regression": {"training": {"epochs": 20, "batch_size": 16, "learning_rate": 2e-5}},
-}
+# YAML adds its own specifics under protocols.drbenchmark (QUAERO EMEA: sentences cut at "."). What the
+# protocol sets per task type is the type's ``drbenchmark`` entry (tasktypes); these settings are common to all.
 DRBENCHMARK_ALL = {"training": {"max_length": 512, "truncate": True, "batch_tokens": None, "batch_words": None,
                                 "weight_decay": 0.01,
                                 "warmup_ratio": 0.0, "stride": None, "eval_every_epochs": 1}}
@@ -109,7 +88,7 @@ class SourceSpec:
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning hyper-parameters; ``None`` means the task type's default (TYPE_DEFAULTS)."""
+    """Fine-tuning hyper-parameters; ``None`` means the task type's default (``tasktypes``: ``defaults``)."""
 
     epochs: int | None = None
     batch_size: int | None = None
@@ -146,7 +125,7 @@ class FinetuneConfig:
     select_metric: str | None = None  # the dev metric that selects the checkpoint; default: the task's metric
 
     def resolved(self, task_type: str, document_task: bool = False) -> FinetuneConfig:
-        epochs, batch, lr = TYPE_DEFAULTS[task_type]
+        epochs, batch, lr = tasktypes.get(task_type).defaults
         out = FinetuneConfig(**to_dict(self))
         out.epochs = _typed(self.epochs, int, "epochs") if self.epochs is not None else epochs
         out.batch_size = _typed(self.batch_size, int, "batch_size") if self.batch_size is not None else batch
@@ -184,9 +163,10 @@ class FinetuneConfig:
             raise LongAdaptError(f"training.pool must be mean or max, not {out.pool!r}")
         if out.mixed_precision not in ("no", "fp16", "bf16"):
             raise LongAdaptError(f"training.mixed_precision must be no, fp16 or bf16, not {out.mixed_precision!r}")
-        if out.select_metric is not None and out.select_metric not in METRICS[task_type]:
+        metrics = tasktypes.get(task_type).metrics
+        if out.select_metric is not None and out.select_metric not in metrics:
             raise LongAdaptError(f"training.select_metric {out.select_metric!r} is not a {task_type} metric; use one "
-                                 f"of {', '.join(METRICS[task_type])}")
+                                 f"of {', '.join(metrics)}")
         return out
 
 
@@ -209,13 +189,14 @@ def _typed(value: Any, kind: type, name: str) -> Any:
 class TaskConfig:
     name: str = ""
     type: str = ""
+    type_module: str | None = None  # a module to import first that registers the type (tasktypes.register)
     reader: str = ""
     language: str = ""
     description: str = ""
     reader_options: dict[str, Any] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     splits: dict[str, list[SourceSpec]] = field(default_factory=dict)
-    metric: str | None = None  # default: MAIN_METRIC[type]
+    metric: str | None = None  # default: the type's main metric (tasktypes)
     word_splitter: str = "regex"  # documents -> words (NER on documents): regex | whitespace | <regex>
     # upper bounds (words) of the test length buckets, or "auto": the test documents' own thirds
     # (metrics.auto_length_edges), so that no bucket holds every document
@@ -316,12 +297,12 @@ class Task:
 
     @property
     def metric(self) -> str:
-        return self.config.metric or MAIN_METRIC[self.config.type]
+        return self.config.metric or tasktypes.get(self.config.type).main_metric
 
     @property
     def document_task(self) -> bool:
         """An entity task read from whole documents (BRAT, XMI)."""
-        return readers.READER_KINDS.get(self.config.reader) == "document"
+        return readers.reads_documents(self.config.reader)
 
     @property
     def tag_labels(self) -> list[str]:
@@ -347,7 +328,7 @@ class Task:
             options = {**self.config.reader_options, **src.options}
             if self.type == "pos" and self.config.reader == "iob":
                 options.setdefault("scheme", "raw")
-            labels = None if self.type == "regression" else self.config.labels
+            labels = self.config.labels if tasktypes.get(self.type).labels else None
             select = None
             if src.ids_file:
                 ids = readers.read_id_list(self.path(src.ids_file), src.ids_section)
@@ -355,7 +336,7 @@ class Task:
                 select = readers.IdSelection(ids, src.ids_mode, origin)
             path = self.path(src.path)
             hub_id = src.path if (self.config.reader == "datasets" and not path.exists()) else None
-            other = self.config.other_labels if self.type in ("ner", "pos") else "error"
+            other = self.config.other_labels if tasktypes.get(self.type).tokens else "error"
             items = readers.read(self.config.reader, path, options, labels, where, other_labels=other,
                                  select=select, task_type=self.type, hub_id=hub_id, split_name=split,
                                  encoding=self.config.encoding)
@@ -394,7 +375,7 @@ class Task:
                 stats.duplicates += counts["duplicates"]
                 stats.trimmed += counts["trimmed"]
                 out.extend(seqs)
-            elif isinstance(item, TaggedSentence) and self.type == "ner":
+            elif isinstance(item, TaggedSentence) and tasktypes.get(self.type).entities:
                 text, offsets = sentence_text(item.words)
                 units = [(offsets[i][0], offsets[j - 1][1], lab) for i, j, lab in E.tags_to_spans(item.tags)]
                 item.text, item.offsets, item.mentions, item.doc_id = text, offsets, units, item.id
@@ -429,7 +410,7 @@ class Task:
             if stats[s].mapped_labels:
                 logger.info("%s %s: labels renamed (label_map): %s", self.name, s,
                             ", ".join(f"{k}: {v}" for k, v in stats[s].mapped_labels.items()))
-        if self.type == "ner":
+        if tasktypes.get(self.type).entities:
             self._prepare_entities(data, golds)
         return data
 
@@ -441,7 +422,7 @@ class Task:
         words = {s: [(ex.mentions or [], E.Words(ex.offsets)) for ex in data.splits[s]] for s in SPLITS}
         scheme = E.build_scheme(cfg.nested, cfg.labels, words["train"] + words["dev"],
                                 words["train"] + words["dev"] + words["test"], cfg.max_depth)
-        if self.config.reader not in ("brat", "xmi") and scheme.name != "flatten":
+        if not readers.reads_documents(self.config.reader) and scheme.name != "flatten":
             scheme = E.FlattenScheme(cfg.labels)  # tagged input is flat by construction
         data.scheme = scheme
         for s in SPLITS:
@@ -572,7 +553,7 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
               overrides_from: str = "--set") -> Task:
     """Load a task by registry name (``fr-e3c-ner``) or from a YAML file path.
 
-    ``protocol`` ``drbenchmark`` applies DrBenchmark's handling (:data:`DRBENCHMARK`, then the YAML's own
+    ``protocol`` ``drbenchmark`` applies DrBenchmark's handling (the type's ``drbenchmark`` in :mod:`.tasktypes`, then the YAML's own
     ``protocols.drbenchmark``) and names the task ``<name>.drbenchmark``; ``overrides`` (e.g. from
     ``parse_overrides(["training.epochs=3"])``, reported as coming from ``overrides_from``) are merged last.
     """
@@ -596,14 +577,17 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
             from_dict(FinetuneConfig, overrides["training"], f"{overrides_from}: training")
     data.setdefault("name", path.stem)
     if protocol != "default":
+        tasktypes.load_module(data.get("type_module"), where)
         kind = data.get("type")
-        if kind not in DRBENCHMARK:
-            raise LongAdaptError(f"{where}: type must be one of {', '.join(TASK_TYPES)}, not {kind!r}")
+        served = [n for n in tasktypes.names() if tasktypes.get(n).drbenchmark is not None]
+        if kind not in served:
+            raise LongAdaptError(f"{where}: type must be one of {', '.join(served)} under --protocol "
+                                 f"{protocol}, not {kind!r}")
         own = (data.get("protocols") or {}).get(protocol) or {}
         if not isinstance(own, dict):
             raise LongAdaptError(f"{where}: protocols.{protocol} must map task keys to values")
         _check_keys(own, f"{where}: protocols.{protocol}")
-        data = deep_merge(deep_merge(deep_merge(data, DRBENCHMARK_ALL), DRBENCHMARK[kind]), own)
+        data = deep_merge(deep_merge(deep_merge(data, DRBENCHMARK_ALL), tasktypes.get(kind).drbenchmark), own)
         data["name"] = f"{data['name']}.{protocol}"
     if overrides:
         data = deep_merge(data, overrides)
@@ -675,31 +659,27 @@ def _parse_splits(raw: Any, where: str) -> dict[str, list[SourceSpec]]:
 
 
 def _validate(cfg: TaskConfig, where: str) -> None:
-    if cfg.type not in TASK_TYPES:
-        raise LongAdaptError(f"{where}: type must be one of {', '.join(TASK_TYPES)}, not {cfg.type!r}")
+    tasktypes.load_module(cfg.type_module, where)
+    ttype = tasktypes.get(cfg.type, where)
     if cfg.reader not in readers.READERS:
         raise LongAdaptError(f"{where}: unknown reader {cfg.reader!r}; known: {', '.join(readers.READERS)}")
-    kind = readers.READER_KINDS[cfg.reader]
-    if kind == "tagged|classification":  # datasets: by the task type
-        kind = "tagged" if cfg.type in ("ner", "pos") else "classification"
-    compatible = {
-        "ner": ("tagged", "document"), "pos": ("tagged",), "classification": ("classification",),
-        "multilabel": ("classification",), "regression": ("classification",), "mcqa": ("mcqa",),
-    }[cfg.type]
-    if kind not in compatible:
+    kind = readers.READERS[cfg.reader].kind
+    if kind == "by type":  # datasets: what the task type reads
+        kind = "tagged" if "tagged" in ttype.readers else "classification"
+    if kind not in ttype.readers:
         raise LongAdaptError(f"{where}: reader {cfg.reader!r} cannot feed a {cfg.type} task")
-    if cfg.type != "regression" and not cfg.labels:
+    if ttype.labels and not cfg.labels:
         raise LongAdaptError(f"{where}: 'labels' must list the task's labels (entity types, classes or options)")
     if len(set(cfg.labels)) != len(cfg.labels):
         raise LongAdaptError(f"{where}: 'labels' has duplicates")
-    if cfg.metric is not None and cfg.metric not in METRICS[cfg.type]:
+    if cfg.metric is not None and cfg.metric not in ttype.metrics:
         raise LongAdaptError(f"{where}: metric {cfg.metric!r} is not available for {cfg.type}; use one of "
-                             f"{', '.join(METRICS[cfg.type])}")
+                             f"{', '.join(ttype.metrics)}")
     for key, allowed in (("nested", E.NESTED_SCHEMES), ("discontinuous", E.DISCONTINUOUS_MODES),
                          ("other_labels", readers.OTHER_LABELS), ("count", E.COUNTS)):
         if getattr(cfg, key) not in allowed:
             raise LongAdaptError(f"{where}: {key} must be one of {', '.join(allowed)}, not {getattr(cfg, key)!r}")
-    if cfg.count == "clef" and (cfg.type != "ner" or readers.READER_KINDS.get(cfg.reader) != "document"):
+    if cfg.count == "clef" and (not ttype.entities or not readers.reads_documents(cfg.reader)):
         raise LongAdaptError(f"{where}: count: clef counts annotations as the CLEF eHealth scorer reads BRAT T lines: "
                              "it applies to ner tasks on documents (reader brat or xmi); remove it or write count: units")
     clef_metrics = [f"{name} {value}" for name, value in (("metric", cfg.metric),
@@ -712,9 +692,9 @@ def _validate(cfg: TaskConfig, where: str) -> None:
     except (LookupError, TypeError):
         raise LongAdaptError(f"{where}: encoding {cfg.encoding!r} is not a codec Python knows; write e.g. utf-8, "
                              "cp1252 or latin-1") from None
-    if cfg.other_labels != "error" and cfg.type not in ("ner", "pos"):
+    if cfg.other_labels != "error" and not ttype.tokens:
         raise LongAdaptError(f"{where}: other_labels applies to ner and pos tasks")
-    if cfg.segment_on is not None and cfg.reader not in ("brat", "xmi"):
+    if cfg.segment_on is not None and not readers.reads_documents(cfg.reader):
         raise LongAdaptError(f"{where}: segment_on cuts documents (readers brat and xmi)")
     for i, entry in enumerate(cfg.published):
         missing = [k for k in ("model", "score", "metric", "source") if not isinstance(entry, dict) or k not in entry]
