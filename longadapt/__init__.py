@@ -30,13 +30,10 @@ if not _help_only():
         pass
 
 
+# longadapt.predict (entities or labels of texts by a fine-tuned model: longadapt.evaluation.predict.predict),
+# imported on first use: the package root stays below every layer (tests/test_architecture.py)
+from longadapt._lazy import lazy_exports  # noqa: E402
 
-def predict(model, texts, **kwargs):
-    """Entities or labels of ``texts`` (strings or ``(id, text)`` pairs) by a fine-tuned ``model``; see
-    :func:`longadapt.evaluation.predict.predict`."""
-    from longadapt.evaluation.predict import predict as _predict
-
-    return _predict(model, texts, **kwargs)
-
+__getattr__, __dir__ = lazy_exports(__name__, {"predict": "evaluation.predict"})
 
 __all__ = ["LongAdaptError", "__version__", "predict"]

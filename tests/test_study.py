@@ -204,9 +204,9 @@ def _closure(*entries: str) -> set[str]:
     return seen
 
 
-# reachable but unable to change a score or a weight: atomic writes, kill points, progress lines, writing
-# predictions, the fingerprints themselves, and the package root's predict() helper (imported inside that
-# function, never called by fine-tuning or import)
+# reachable but unable to change a score or a weight: atomic writes and file hashes, kill points, progress
+# lines, writing predictions, the fingerprints themselves, and predict (the package root exports it lazily;
+# fine-tuning and import never call it)
 CANNOT_CHANGE_A_RESULT = {"io.py", "faults.py", "progress.py", "evaluation/outputs.py", "evaluation/predict.py",
                           "evaluation/fingerprint.py"}
 

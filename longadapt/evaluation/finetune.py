@@ -44,6 +44,7 @@ from longadapt.tokenizers.loading import load_tokenizer
 from longadapt.evaluation import tasktypes
 from longadapt.evaluation.batching import BudgetBatches, Runner, item_tokens, train_step
 from longadapt.evaluation.data import n_words
+from longadapt.evaluation.fingerprint import versions
 from longadapt.evaluation.models import check_parameters, load_model, save_finetuned
 
 logger = logging.getLogger(__name__)
@@ -88,17 +89,6 @@ class RunResult:
         out = {"kind": "longadapt.evaluate.run", **asdict(self)}
         out.pop("predictions")
         return out
-
-
-VERSIONED = ("longadapt", "torch", "transformers", "tokenizers", "accelerate", "datasets", "scikit-learn", "scipy",
-             "seqeval", "numpy")
-
-
-def versions() -> dict[str, str | None]:
-    """The versions that can change a score (installed distributions, read by importlib.metadata)."""
-    from longadapt.runinfo import package_versions
-
-    return package_versions(VERSIONED, platform_name=False)
 
 
 def _peak_rss_mb() -> float | None:

@@ -24,24 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from longadapt.config import to_dict
+from longadapt.io import file_sha256  # noqa: F401  (also imported from here)
 
 MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 SKIPPED_MODEL_FILES = ("run.json", "trainer_state.json")
 
 
-@functools.lru_cache(maxsize=4096)
-def _sha_of(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+VERSIONED = ("longadapt", "torch", "transformers", "tokenizers", "accelerate", "datasets", "scikit-learn", "scipy",
+             "seqeval", "numpy")
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes (cached on path, size and modification time within a process)."""
-    st = path.stat()
-    return _sha_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+def versions() -> dict[str, str | None]:
+    """The versions that can change a score (installed distributions, read by importlib.metadata)."""
+    from longadapt.runinfo import package_versions
+
+    return package_versions(VERSIONED, platform_name=False)
 
 
 def model_fingerprint(model_dir: str | Path) -> dict[str, Any]:
@@ -125,8 +122,6 @@ def _digest(obj: Any) -> str:
 
 def run_fingerprint(model_dir: str | Path, task: Any, seed: int, limits: Any, max_length: int | None) -> dict[str, Any]:
     """The fingerprint of one (model, task, seed) run; ``sha256`` over its parts."""
-    from longadapt.evaluation.finetune import versions
-
     from longadapt.evaluation.tasks import DESCRIPTIVE_KEYS
 
     task_cfg = to_dict(task.config)

@@ -17,8 +17,6 @@ of them the scheme can represent (:class:`TaskData`).
 
 from __future__ import annotations
 
-import codecs
-import dataclasses
 import hashlib
 import logging
 import os
@@ -28,207 +26,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import deep_merge, from_dict, load_yaml, to_dict
+from longadapt.config import deep_merge, from_dict, load_yaml
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import entities as E
 from longadapt.evaluation import readers
 from longadapt.evaluation.data import Document, TaggedSentence, document_words, sentence_text
-from longadapt.evaluation.fingerprint import file_sha256
+from longadapt.io import file_sha256
 from longadapt.evaluation import tasktypes
+
+from longadapt.evaluation.taskfile import check_keys, parse_splits, validate
+from longadapt.evaluation.taskconfig import (  # noqa: F401  (the task's config, re-exported for its users)
+    DESCRIPTIVE_KEYS,
+    DOCUMENT_BATCH_WORDS,
+    DRBENCHMARK_ALL,
+    PROTOCOLS,
+    SPLITS,
+    FinetuneConfig,
+    SourceSpec,
+    TaskConfig,
+)
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-SPLITS = ("train", "dev", "test")
-PROTOCOLS = ("default", "drbenchmark")
-
-# entity tasks on whole documents train on batches of whole documents, up to this many words, unless the
-# task says otherwise: the batches are made from the data and the seed alone (never from a tokenizer or a
-# window length), so a 512-token model reading windows and a long model reading whole documents take the
-# same optimizer steps over the same documents. Batches of N examples would give the 512-token model, whose
-# examples are windows, several times the long model's steps; batches of N tokens still differ by the
-# windows' overlap and by tokenizer.
-DOCUMENT_BATCH_WORDS = 800
-
-# --protocol drbenchmark: DrBenchmark's handling, so that a number can stand beside published ones
-# (512-token truncation, its hyper-parameters, joined nested labels, fragments of discontinuous mentions,
-# whitespace words, checkpoint selection on token accuracy for NER, MORFITT's fixed 0.7 threshold). A task
-# YAML adds its own specifics under protocols.drbenchmark (QUAERO EMEA: sentences cut at "."). What the
-# protocol sets per task type is the type's ``drbenchmark`` entry (tasktypes); these settings are common to all.
-DRBENCHMARK_ALL = {"training": {"max_length": 512, "truncate": True, "batch_tokens": None, "batch_words": None,
-                                "weight_decay": 0.01,
-                                "warmup_ratio": 0.0, "stride": None, "eval_every_epochs": 1}}
-
-
-@dataclass
-class SourceSpec:
-    """One file or folder read into a split, with an optional deterministic selection.
-
-    Selection is applied in this order: ``ids_file`` (keep or drop the listed document ids),
-    ``shuffle_seed`` (put the examples in a seeded random order: ``shuffle_rounds`` calls of Python's
-    ``random.Random(shuffle_seed).shuffle``, as DrBenchmark's loaders do), ``fraction`` (the contiguous
-    block ``[start, end)`` of the examples in reading order, or in the shuffled order; cut at
-    ``int(start * n)`` and ``int(end * n)``), ``every`` (examples whose position ``i`` has
-    ``i % every == offset``: kept with ``every_mode: keep``, dropped with ``every_mode: drop``). The
-    examples kept are returned in reading order.
-    """
-
-    path: str = ""
-    options: dict[str, Any] = field(default_factory=dict)  # reader options for this source only
-    ids_file: str | None = None
-    ids_section: str | None = None
-    ids_mode: str = "include"  # include | exclude
-    fraction: list[float] | None = None
-    every: int | None = None
-    offset: int = 0
-    every_mode: str = "keep"  # keep | drop
-    shuffle_seed: int | None = None  # seeded random order before fraction / every (DrBenchmark's splits)
-    shuffle_rounds: int = 1  # how many times that order is shuffled (DrBenchmark's MANTRAGSC: 3)
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning hyper-parameters; ``None`` means the task type's default (``tasktypes``: ``defaults``)."""
-
-    epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_accumulation_steps: int = 1
-    eval_batch_size: int | None = None  # default: batch_size
-    # training batches of whole examples (documents, or segments with segment_on) up to this many words
-    # (at least one example; a document's windows always travel together): the batch plan depends on the
-    # data and the seed only, so every model, whatever its tokenizer and window, takes the same optimizer
-    # steps over the same documents. batch_size then applies to prediction only. Default:
-    # DOCUMENT_BATCH_WORDS for entity tasks on documents (brat, xmi) that set no batch_size or batch_tokens
-    batch_words: int | None = None
-    # training batches of up to this many real tokens of the model's tokenizer (at least one item): steps
-    # then differ between tokenizers and between windows and whole documents; prefer batch_words
-    batch_tokens: int | None = None
-    eval_batch_tokens: int = 16384  # prediction batches hold at most this many tokens (memory bound)
-    # training memory bound: a batch whose padded size (rows x longest row; a document's windows and an
-    # MCQA question's options are rows) exceeds this many tokens is run as several forward/backward
-    # passes over whole examples, gradients summed before the one optimizer step; the gradient is the
-    # batch's (each pass weighted by its share of the loss). 0 = never split.
-    micro_batch_tokens: int = 2048
-    max_length: int | None = None  # default: the model's maximum length
-    stride: int | None = None  # tokens between window starts; default: half the window
-    truncate: bool = False  # one window per example (its first max_length tokens); the rest is never seen
-    merge: str = "max_context"  # token predictions of overlapping windows: max_context | average
-    pool: str = "mean"  # document logits over windows: mean | max
-    threshold: float | None = None  # multi-label/MCQA: None = chosen on validation
-    at_least_one: bool = True  # multi-label/MCQA: an empty prediction takes its best label
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
-    eval_every_epochs: int = 1
-    select_metric: str | None = None  # the dev metric that selects the checkpoint; default: the task's metric
-
-    def resolved(self, task_type: str, document_task: bool = False) -> FinetuneConfig:
-        epochs, batch, lr = tasktypes.get(task_type).defaults
-        out = FinetuneConfig(**to_dict(self))
-        out.epochs = _typed(self.epochs, int, "epochs") if self.epochs is not None else epochs
-        out.batch_size = _typed(self.batch_size, int, "batch_size") if self.batch_size is not None else batch
-        out.learning_rate = _typed(self.learning_rate, float, "learning_rate") if self.learning_rate is not None else lr
-        out.eval_batch_size = _typed(self.eval_batch_size, int, "eval_batch_size") or out.batch_size
-        for name, kind in (("weight_decay", float), ("warmup_ratio", float), ("max_grad_norm", float),
-                           ("gradient_accumulation_steps", int), ("eval_every_epochs", int),
-                           ("eval_batch_tokens", int), ("micro_batch_tokens", int)):
-            setattr(out, name, _typed(getattr(self, name), kind, name))
-        for name in ("max_length", "stride", "batch_tokens", "batch_words"):
-            if getattr(self, name) is not None:
-                setattr(out, name, _typed(getattr(self, name), int, name))
-        for name in ("truncate", "at_least_one"):
-            if not isinstance(getattr(self, name), bool):
-                raise LongAdaptError(f"training.{name} must be true or false, not {getattr(self, name)!r}")
-        if out.batch_words is not None and out.batch_tokens is not None:
-            raise LongAdaptError(f"training.batch_words ({out.batch_words}) and training.batch_tokens "
-                                 f"({out.batch_tokens}) both set the training batches; keep one (batch_words gives "
-                                 "every model the same batches; set the other to null)")
-        if (self.batch_tokens is None and self.batch_words is None and self.batch_size is None and document_task
-                and not self.truncate):
-            out.batch_words = DOCUMENT_BATCH_WORDS  # a task that sets batch_size trains by examples
-        for name, unit in (("batch_tokens", "tokens"), ("batch_words", "words")):
-            if getattr(out, name) is not None and int(getattr(out, name)) < 1:
-                raise LongAdaptError(f"training.{name} must be a positive number of {unit}, not {getattr(out, name)!r}")
-        if out.micro_batch_tokens < 0:
-            raise LongAdaptError(f"training.micro_batch_tokens must be 0 (never split) or a positive number of tokens, "
-                                 f"not {out.micro_batch_tokens!r}")
-        if out.epochs < 1 or out.batch_size < 1 or out.eval_every_epochs < 1 or out.gradient_accumulation_steps < 1:
-            raise LongAdaptError("training.epochs, batch_size, eval_every_epochs and gradient_accumulation_steps "
-                                 "must be at least 1")
-        if out.merge not in ("max_context", "average"):
-            raise LongAdaptError(f"training.merge must be max_context or average, not {out.merge!r}")
-        if out.pool not in ("mean", "max"):
-            raise LongAdaptError(f"training.pool must be mean or max, not {out.pool!r}")
-        if out.mixed_precision not in ("no", "fp16", "bf16"):
-            raise LongAdaptError(f"training.mixed_precision must be no, fp16 or bf16, not {out.mixed_precision!r}")
-        metrics = tasktypes.get(task_type).metrics
-        if out.select_metric is not None and out.select_metric not in metrics:
-            raise LongAdaptError(f"training.select_metric {out.select_metric!r} is not a {task_type} metric; use one "
-                                 f"of {', '.join(metrics)}")
-        return out
-
-
-def _typed(value: Any, kind: type, name: str) -> Any:
-    """``value`` as an int or float (YAML reads ``3e-3`` as a string), or a clear error."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise LongAdaptError(f"training.{name} must be a number, not {value!r}")
-    try:
-        out = kind(float(value)) if kind is float else int(value) if float(value) == int(float(value)) else None
-    except (TypeError, ValueError):
-        out = None
-    if out is None:
-        raise LongAdaptError(f"training.{name} must be {'an integer' if kind is int else 'a number'}, not {value!r}")
-    return out
-
-
-@dataclass
-class TaskConfig:
-    name: str = ""
-    type: str = ""
-    type_module: str | None = None  # a module to import first that registers the type (tasktypes.register)
-    reader: str = ""
-    language: str = ""
-    description: str = ""
-    reader_options: dict[str, Any] = field(default_factory=dict)
-    labels: list[str] = field(default_factory=list)
-    splits: dict[str, list[SourceSpec]] = field(default_factory=dict)
-    metric: str | None = None  # default: the type's main metric (tasktypes)
-    word_splitter: str = "regex"  # documents -> words (NER on documents): regex | whitespace | <regex>
-    # upper bounds (words) of the test length buckets, or "auto": the test documents' own thirds
-    # (metrics.auto_length_edges), so that no bucket holds every document
-    length_buckets: list[int] | str = "auto"
-    score_scale: list[float] = field(default_factory=lambda: [0.0, 5.0])  # regression (EDRM)
-    data_root: str | None = None  # relative to the YAML file's folder
-    # entities (ner): how nested / overlapping mentions are represented (every gold mention is scored)
-    nested: str = "auto"  # auto | layers | flatten | join
-    max_depth: int | None = None  # layers: at most this many nesting levels per type (default: what the data needs)
-    discontinuous: str = "fragments"  # fragments | extent | longest
-    # units: precision/recall/F1 count the scoring units above (fragments of discontinuous mentions, duplicates
-    # once, spans trimmed); clef: the CLEF eHealth BRATEval count is recorded next to them as clef_* (every gold
-    # T line one entity; entities.clef_scores). f1 stays the units count unless metric says clef_f1
-    count: str = "units"
-    other_labels: str = "error"  # mentions (or tags) of labels not in `labels`: error | ignore (counted)
-    encoding: str = "utf-8"  # of the task's text files (brat, iob, tsv, mcqa_json, codiesp); never guessed
-    segment_on: str | None = None  # cut documents into segments after each word equal to this (e.g. ".")
-    training: FinetuneConfig = field(default_factory=FinetuneConfig)
-    protocols: dict[str, Any] = field(default_factory=dict)  # per protocol: overrides of this YAML
-    protocol: str = "default"  # set by load_task
-    licence: str = ""
-    citation: str = ""
-    notes: str = ""
-    # published scores on this task, for reports to set beside (never to rank with) ours: each a mapping
-    # with model, score (x 100), metric, source and optionally note (protocol, budget)
-    published: list[dict[str, Any]] = field(default_factory=list)
-
-
-# keys that describe a task without changing a score (left out of run fingerprints)
-DESCRIPTIVE_KEYS = ("description", "licence", "citation", "notes", "published")
-
-
 @dataclass
 class SplitStats:
     """What a split holds (recorded in run.json): documents, examples, and for entity tasks the gold
@@ -570,9 +390,9 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
         raise LongAdaptError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
     data = load_yaml(path)
     where = str(path)
-    _check_keys(data, where)
+    check_keys(data, where)
     if overrides:
-        _check_keys(overrides, overrides_from)
+        check_keys(overrides, overrides_from)
         if isinstance(overrides.get("training"), dict):  # typed here, so that a bad value is blamed on --set
             from_dict(FinetuneConfig, overrides["training"], f"{overrides_from}: training")
     data.setdefault("name", path.stem)
@@ -586,7 +406,7 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
         own = (data.get("protocols") or {}).get(protocol) or {}
         if not isinstance(own, dict):
             raise LongAdaptError(f"{where}: protocols.{protocol} must map task keys to values")
-        _check_keys(own, f"{where}: protocols.{protocol}")
+        check_keys(own, f"{where}: protocols.{protocol}")
         data = deep_merge(deep_merge(deep_merge(data, DRBENCHMARK_ALL), tasktypes.get(kind).drbenchmark), own)
         data["name"] = f"{data['name']}.{protocol}"
     if overrides:
@@ -596,8 +416,8 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
     raw_training = data.pop("training", None) or {}
     cfg = from_dict(TaskConfig, data, where)
     cfg.training = from_dict(FinetuneConfig, raw_training, f"{where}: training")
-    cfg.splits = _parse_splits(raw_splits, where)
-    _validate(cfg, where)
+    cfg.splits = parse_splits(raw_splits, where)
+    validate(cfg, where)
     if cfg.data_root is not None:
         root = (path.parent / cfg.data_root).resolve()
     else:
@@ -612,105 +432,3 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
     task = Task(config=cfg, yaml_path=path, data_root=root)
     task.training()  # types and values of the training section, checked before any data or model is loaded
     return task
-
-
-def _check_keys(data: dict[str, Any], where: str) -> None:
-    """Top-level and ``training`` keys must be fields of the config (with a did-you-mean)."""
-    import difflib
-
-    def check(keys: Any, cls: type, prefix: str) -> None:
-        valid = [f.name for f in dataclasses.fields(cls)]
-        for key in keys:
-            if key not in valid:
-                close = difflib.get_close_matches(str(key), valid, n=1)
-                hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-                raise LongAdaptError(f"{where}: unknown key '{prefix}{key}'{hint}; valid keys are: "
-                                     f"{', '.join(sorted(valid))}")
-
-    check(data, TaskConfig, "")
-    training = data.get("training")
-    if isinstance(training, dict):
-        check(training, FinetuneConfig, "training.")
-    elif training is not None:
-        raise LongAdaptError(f"{where}: 'training' must map keys to values")
-
-
-def _parse_splits(raw: Any, where: str) -> dict[str, list[SourceSpec]]:
-    if not isinstance(raw, dict):
-        raise LongAdaptError(f"{where}: 'splits' must map train/dev/test to data paths")
-    out = {}
-    for split, value in raw.items():
-        if split not in SPLITS:
-            raise LongAdaptError(f"{where}: unknown split {split!r}; use train, dev and test")
-        items = value if isinstance(value, list) else [value]
-        specs = []
-        for i, item in enumerate(items):
-            if isinstance(item, str):
-                item = {"path": item}
-            if not isinstance(item, dict) or not item.get("path"):
-                raise LongAdaptError(f"{where}: splits.{split}[{i}] needs a 'path'")
-            specs.append(from_dict(SourceSpec, item, f"{where}: splits.{split}[{i}]"))
-        out[split] = specs
-    for split in SPLITS:
-        if split not in out:
-            raise LongAdaptError(f"{where}: split {split!r} is missing; a task needs train, dev and test "
-                                 "(dev selects the checkpoint)")
-    return out
-
-
-def _validate(cfg: TaskConfig, where: str) -> None:
-    tasktypes.load_module(cfg.type_module, where)
-    ttype = tasktypes.get(cfg.type, where)
-    if cfg.reader not in readers.READERS:
-        raise LongAdaptError(f"{where}: unknown reader {cfg.reader!r}; known: {', '.join(readers.READERS)}")
-    kind = readers.READERS[cfg.reader].kind
-    if kind == "by type":  # datasets: what the task type reads
-        kind = "tagged" if "tagged" in ttype.readers else "classification"
-    if kind not in ttype.readers:
-        raise LongAdaptError(f"{where}: reader {cfg.reader!r} cannot feed a {cfg.type} task")
-    if ttype.labels and not cfg.labels:
-        raise LongAdaptError(f"{where}: 'labels' must list the task's labels (entity types, classes or options)")
-    if len(set(cfg.labels)) != len(cfg.labels):
-        raise LongAdaptError(f"{where}: 'labels' has duplicates")
-    if cfg.metric is not None and cfg.metric not in ttype.metrics:
-        raise LongAdaptError(f"{where}: metric {cfg.metric!r} is not available for {cfg.type}; use one of "
-                             f"{', '.join(ttype.metrics)}")
-    for key, allowed in (("nested", E.NESTED_SCHEMES), ("discontinuous", E.DISCONTINUOUS_MODES),
-                         ("other_labels", readers.OTHER_LABELS), ("count", E.COUNTS)):
-        if getattr(cfg, key) not in allowed:
-            raise LongAdaptError(f"{where}: {key} must be one of {', '.join(allowed)}, not {getattr(cfg, key)!r}")
-    if cfg.count == "clef" and (not ttype.entities or not readers.reads_documents(cfg.reader)):
-        raise LongAdaptError(f"{where}: count: clef counts annotations as the CLEF eHealth scorer reads BRAT T lines: "
-                             "it applies to ner tasks on documents (reader brat or xmi); remove it or write count: units")
-    clef_metrics = [f"{name} {value}" for name, value in (("metric", cfg.metric),
-                                                          ("training.select_metric", cfg.training.select_metric))
-                    if isinstance(value, str) and value.startswith("clef_")]
-    if clef_metrics and cfg.count != "clef":
-        raise LongAdaptError(f"{where}: {' and '.join(clef_metrics)} needs the CLEF count: add count: clef")
-    try:
-        codecs.lookup(cfg.encoding)
-    except (LookupError, TypeError):
-        raise LongAdaptError(f"{where}: encoding {cfg.encoding!r} is not a codec Python knows; write e.g. utf-8, "
-                             "cp1252 or latin-1") from None
-    if cfg.other_labels != "error" and not ttype.tokens:
-        raise LongAdaptError(f"{where}: other_labels applies to ner and pos tasks")
-    if cfg.segment_on is not None and not readers.reads_documents(cfg.reader):
-        raise LongAdaptError(f"{where}: segment_on cuts documents (readers brat and xmi)")
-    for i, entry in enumerate(cfg.published):
-        missing = [k for k in ("model", "score", "metric", "source") if not isinstance(entry, dict) or k not in entry]
-        if missing:
-            raise LongAdaptError(f"{where}: published[{i}] needs {', '.join(missing)} (model, score x 100, metric, "
-                                 "source; note optional)")
-        try:
-            float(entry["score"])
-        except (TypeError, ValueError):
-            raise LongAdaptError(f"{where}: published[{i}].score must be a number (x 100), not {entry['score']!r}") from None
-    if isinstance(cfg.length_buckets, str):
-        if cfg.length_buckets != "auto":
-            raise LongAdaptError(f"{where}: length_buckets must be auto or ascending word counts, e.g. [256, 512, 1024], "
-                                 f"not {cfg.length_buckets!r}")
-    elif (not isinstance(cfg.length_buckets, list) or not cfg.length_buckets
-          or not all(isinstance(e, int) and not isinstance(e, bool) for e in cfg.length_buckets)
-          or sorted(set(cfg.length_buckets)) != list(cfg.length_buckets)):
-        raise LongAdaptError(f"{where}: length_buckets must be auto or ascending word counts, e.g. [256, 512, 1024], "
-                             f"not {cfg.length_buckets!r}")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from longadapt.errors import LongAdaptError
-from longadapt.study.spec import StudySpec, model_name, study_dir
+from longadapt.study.spec import StudySpec, load_study_task, model_name, study_dir
 
 
 @dataclass
@@ -203,8 +203,6 @@ def describe(plan: Plan, stage: Stage) -> str:
 
 
 def _task_budget(plan: Plan, task: str) -> str:
-    from longadapt.study.stages import load_study_task
-
     t = load_study_task(plan.spec, task)
     cfg = t.training()
     from longadapt.evaluation.finetune import batch_unit

@@ -234,7 +234,7 @@ def collect(plan: Plan) -> dict[str, Any]:
     if missing:
         raise LongAdaptError(f"{len(missing)} stage(s) are not done: {', '.join(missing[:10])}"
                              f"{' ...' if len(missing) > 10 else ''}; run them (or every shard) first")
-    from longadapt.study.stages import load_study_task
+    from longadapt.study.spec import load_study_task
 
     spec = plan.spec
     models = []

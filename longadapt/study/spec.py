@@ -474,3 +474,14 @@ def _check_search(spec: StudySpec, where: _Where) -> None:
             raise LongAdaptError(f"{where('search')}: method: none runs no trial; remove learning_rates, range "
                                  "and trials, or choose grid or tpe")
         s.trials = 0
+
+
+def load_study_task(spec: StudySpec, task: str, lr: float | None = None):
+    """The study's task with its ``finetune`` overrides (and a trial's learning rate)."""
+    from longadapt.evaluation.tasks import load_task
+
+    training = dict(spec.finetune)
+    if lr is not None:
+        training["learning_rate"] = float(lr)
+    return load_task(task_source(spec, task), spec.data_root, {"training": training} if training else None,
+                     overrides_from=f"{spec.path}: finetune")

@@ -19,24 +19,13 @@ from typing import Any
 from longadapt.errors import LongAdaptError
 from longadapt.io import atomic_write_json
 from longadapt.study.plan import Plan, Stage
-from longadapt.study.spec import StudySpec, task_source
+from longadapt.study.spec import StudySpec, load_study_task
 
 logger = logging.getLogger(__name__)
 
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def load_study_task(spec: StudySpec, task: str, lr: float | None = None):
-    """The study's task with its ``finetune`` overrides (and a trial's learning rate)."""
-    from longadapt.evaluation.tasks import load_task
-
-    training = dict(spec.finetune)
-    if lr is not None:
-        training["learning_rate"] = float(lr)
-    return load_task(task_source(spec, task), spec.data_root, {"training": training} if training else None,
-                     overrides_from=f"{spec.path}: finetune")
 
 
 def run_limits(spec: StudySpec):
@@ -72,7 +61,7 @@ def _source_fingerprint(src: str) -> str:
 
 
 def adapt_fingerprint(plan: Plan, name: str) -> dict[str, Any]:
-    from longadapt.evaluation.finetune import versions
+    from longadapt.evaluation.fingerprint import versions
     from longadapt.evaluation.fingerprint import code_fingerprint, file_sha256
     from longadapt.languages import load_language
 
@@ -94,7 +83,7 @@ def adapt_fingerprint(plan: Plan, name: str) -> dict[str, Any]:
 
 
 def baseline_fingerprint(plan: Plan, name: str) -> dict[str, Any]:
-    from longadapt.evaluation.finetune import versions
+    from longadapt.evaluation.fingerprint import versions
     from longadapt.evaluation.fingerprint import code_fingerprint
 
     b = next(x for x in plan.spec.baselines if x.name == name)

@@ -19,16 +19,10 @@ to ``accelerate launch`` on several nodes. What it guarantees:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import inspect
-import json
 import logging
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +30,22 @@ import numpy as np
 import torch
 
 from longadapt.errors import LongAdaptError
-from longadapt.io import atomic_dir, atomic_write_json, clean_stale_in
-from longadapt.training.checkpoint import (
-    TrainerState,
-    latest_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-)
-from longadapt.training.config import (
-    ConfigSource,
-    TrainConfig,
-    config_differences,
-    config_to_dict,
-)
+from longadapt.io import atomic_write_json
+from longadapt.training.checkpoint import TrainerState, latest_checkpoint, save_checkpoint
+from longadapt.training.config import ConfigSource, TrainConfig, config_to_dict
 from longadapt.training.metrics import LossTally, MetricsWriter, masked_token_losses
-from longadapt.training.optim import build_optimizer, build_scheduler, freeze_parameters
-from longadapt.training.resolve import resolve_corpus, resolve_tokenizer
-from longadapt.training.batch_plan import BatchPlan, derive_accumulation, masking_seed
+from longadapt.training.optim import build_optimizer, build_scheduler
+from longadapt.training.batch_plan import BatchPlan, masking_seed
+from longadapt.training.data_setup import _prepare_data
+from longadapt.training.model_setup import _Call, _make_accelerator, _prepare_for_training, _set_up_model
+from longadapt.training.run_folder import (
+    TrainResult,
+    _completed_result,
+    _open_output_dir,
+    _restore,
+    _start_record,
+    _write_final,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,133 +57,8 @@ class TrainingDiverged(LongAdaptError):
     """The loss or the gradient norm became NaN or infinite."""
 
 
-@dataclass
-class TrainResult:
-    """What :func:`train` produced."""
-
-    output_dir: Path
-    model_dir: Path
-    steps: int
-    metrics: dict[str, float]  # final validation metrics
-    initial_metrics: dict[str, float] | None  # validation metrics at step 0 (None when resumed past it)
-    train_tokens_per_s: float | None
-    run_json: Path
-    model: Any = field(default=None, repr=False)  # the trained model (unwrapped), in memory
-    tokenizer: Any = field(default=None, repr=False)
-
-
 # ----------------------------------------------------------------------------------------------
 # building blocks
-
-
-def build_model(cfg: TrainConfig, tokenizer: Any, source: ConfigSource) -> Any:
-    """A new model from ``cfg.model.config`` or the checkpoint at ``cfg.model.path``."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
-
-    import longadapt  # noqa: F401  (registers model_type "longadapt" with the Auto classes)
-
-    if cfg.model.path:
-        path = _resolve_path(cfg.model.path, source)
-        if not (path / "config.json").is_file():
-            raise LongAdaptError(
-                f"{source.where('model.path')}: {path} is not a model directory (no config.json); "
-                "point model.path to a folder written by save_pretrained, or use model.config"
-            )
-        return AutoModelForMaskedLM.from_pretrained(path)
-    if not cfg.model.config:
-        raise LongAdaptError(
-            f"{source.where('model')}: no model given: set model.config (keyword arguments of the core "
-            "config, e.g. hidden_size, num_hidden_layers) or model.path (a checkpoint to continue)"
-        )
-    kwargs = dict(cfg.model.config)
-    model_type = kwargs.pop("model_type", "longadapt")
-    try:
-        config_cls = type(AutoConfig.for_model(model_type))
-    except ValueError as exc:
-        raise LongAdaptError(f"{source.where('model.config.model_type')}: unknown model_type {model_type!r}") from exc
-    valid = {f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls) else None
-    if valid is not None:
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            import difflib
-
-            close = difflib.get_close_matches(unknown[0], sorted(valid), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise LongAdaptError(
-                f"{source.where('model.config.' + unknown[0])}: unknown key(s) {', '.join(unknown)} for a "
-                f"{model_type} config.{hint}"
-            )
-    if "vocab_size" not in kwargs:
-        kwargs["vocab_size"] = 64 * math.ceil(len(tokenizer) / 64)
-    for name in ("pad_token_id", "cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "mask_token_id"):
-        if name not in kwargs and (valid is None or name in valid):
-            token_id = getattr(tokenizer, name, None)
-            if token_id is not None:
-                kwargs[name] = token_id
-    if len(tokenizer) > kwargs["vocab_size"]:
-        raise LongAdaptError(
-            f"{source.where('model.config.vocab_size')}: the tokenizer has {len(tokenizer)} tokens but the model "
-            f"vocab_size is {kwargs['vocab_size']}; raise vocab_size to at least {len(tokenizer)} "
-            f"(a multiple of 64: {64 * math.ceil(len(tokenizer) / 64)}) or leave it out to derive it"
-        )
-    try:
-        config = config_cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise LongAdaptError(f"{source.where('model.config')}: invalid model config: {exc}") from exc
-    return AutoModelForMaskedLM.from_config(config)
-
-
-def check_model_fits(model: Any, tokenizer: Any, cfg: TrainConfig, source: ConfigSource) -> None:
-    vocab = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > vocab:
-        raise LongAdaptError(
-            f"{source.where('tokenizer')}: the tokenizer has {len(tokenizer)} tokens but the model's embedding "
-            f"matrix has {vocab} rows (vocab_size): token ids >= {vocab} would crash. Use the model's own "
-            "tokenizer, or resize the embeddings first (model.resize_token_embeddings, or the vocabulary "
-            "arms of the adapt recipes)"
-        )
-    max_pos = getattr(model.config, "max_position_embeddings", None)
-    if max_pos is not None and max_pos < cfg.max_length:
-        raise LongAdaptError(
-            f"{source.where('max_length')}: max_length {cfg.max_length} exceeds the model's "
-            f"max_position_embeddings {max_pos}; lower max_length or extend the model's positions"
-        )
-
-
-def _resolve_path(value: str, source: ConfigSource) -> Path:
-    path = Path(os.path.expanduser(value))
-    if path.is_absolute():
-        return path
-    candidate = source.base_dir / path
-    return candidate if candidate.exists() else path.resolve()
-
-
-def _dataset_fingerprint(datasets_: list[Any]) -> str:
-    """sha256 of the packed token ids and document ids (values and row lengths) of the datasets."""
-    h = hashlib.sha256()
-    for ds in datasets_:
-        h.update(str(len(ds)).encode())
-        if not len(ds):
-            continue
-        table = ds.with_format("arrow")[:]
-        for column in ("input_ids", "document_ids"):
-            if column not in table.column_names:
-                continue
-            for chunk in table.column(column).chunks:
-                h.update(np.ascontiguousarray(chunk.value_lengths().to_numpy(zero_copy_only=False)).tobytes())
-                h.update(np.ascontiguousarray(chunk.flatten().to_numpy(zero_copy_only=False)).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _packing_info(dataset: Any) -> dict[str, Any]:
-    """Fingerprint and statistics that build_packed_dataset attached to a dataset (if it made it)."""
-    try:
-        from longadapt.data.pipeline import packing_metadata
-
-        meta = packing_metadata(dataset)
-    except (ImportError, LongAdaptError):
-        return {"fingerprint": None}
-    return {"fingerprint": meta.get("fingerprint"), "corpus": meta.get("corpus"), "stats": meta.get("stats")}
 
 
 def _rows(dataset: Any, indices: list[int]) -> list[dict[str, Any]]:
@@ -228,49 +96,8 @@ def _model_kwargs(batch: dict[str, torch.Tensor], takes_document_ids: bool, devi
 
 
 # ----------------------------------------------------------------------------------------------
-# output directory
-
-
-def _check_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig, source: ConfigSource) -> str:
-    """'new', 'resume' or 'done'; raises when the folder holds something else."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        return "new"
-    run_json = run_dir / "run.json"
-    if not run_json.is_file():
-        raise LongAdaptError(
-            f"{source.where('output_dir')}: {run_dir} is not empty and holds no run.json, so it is not a "
-            "longadapt training run; choose an empty or new output_dir"
-        )
-    try:
-        previous = json.loads(run_json.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise LongAdaptError(f"{run_json} is not valid JSON ({exc}); delete it or choose another output_dir") from exc
-    diffs = config_differences(previous.get("config", {}), cfg_dict)
-    if diffs:
-        shown = "; ".join(
-            f"{key}: {_lookup(previous.get('config', {}), key)!r} there, {_lookup(cfg_dict, key)!r} now"
-            for key in diffs[:5]
-        )
-        raise LongAdaptError(
-            f"{source.where('output_dir')}: {run_dir} holds a different run ({run_json} differs: {shown}"
-            f"{' ...' if len(diffs) > 5 else ''}); its checkpoints are kept. Choose another output folder (pretrain: output_dir=...; adapt: --out), "
-            "or pass --force-new to set that folder aside (renamed, nothing deleted) and start this run there"
-        )
-    if not cfg.resume:
-        raise LongAdaptError(
-            f"{source.where('output_dir')}: {run_dir} already holds this run (status: "
-            f"{previous.get('status', 'unknown')}); pass --resume (resume=true) to continue it, or choose "
-            "another output_dir"
-        )
-    if previous.get("status") == "completed" and (run_dir / "model" / "config.json").is_file():
-        return "done"
-    from longadapt.runinfo import code_version
-
-    before, now = (previous.get("code") or {}).get("source_sha256"), code_version()["source_sha256"]
-    if before and before != now:  # a warning, not a refusal: resuming under a bug fix must stay possible
-        logger.warning("%s was started by other longadapt code (sources %s, now %s); resuming it under this code",
-                       run_dir, before, now)
-    return "resume"
+# checkpoints (the run folder itself: run_folder.py; the model and accelerator: model_setup.py; the
+# packed rows and the batch plan: data_setup.py)
 
 
 def _checkpoint_due(cfg: TrainConfig, step: int, since_last_s: float, accelerator: Any) -> bool:
@@ -288,14 +115,6 @@ def _checkpoint_due(cfg: TrainConfig, step: int, since_last_s: float, accelerato
             broadcast_object_list(flag, from_process=0)
         due = bool(flag[0])
     return due
-
-
-def _lookup(d: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict):
-            return None
-        d = d.get(part)  # type: ignore[assignment]
-    return d
 
 
 # ----------------------------------------------------------------------------------------------
@@ -357,52 +176,6 @@ def evaluate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: An
 # the loop
 
 
-def _make_accelerator(cfg: TrainConfig) -> Any:
-    """An Accelerator for this run.
-
-    Several processes on a machine without CUDA (``accelerate launch --multi_gpu --num_processes N``
-    or ``torchrun`` on CPU) run on CPU with the gloo backend. A notebook may call :func:`train`
-    again with another precision: the single-process accelerate state is then rebuilt.
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, DistributedType
-
-    from longadapt.precision import resolve
-
-    chosen = resolve(cfg.precision, "cuda" if torch.cuda.is_available() else "cpu", training=True, what="precision")
-    if cfg.precision == "auto":
-        logger.info("precision auto: training in %s (%s)", chosen.name, chosen.reason)
-    mixed_precision = chosen.mixed_precision
-    from longadapt.launch import cpu_launch_without_workers, env_world_size
-
-    force_cpu = env_world_size() > 1 and not torch.cuda.is_available()
-    if cpu_launch_without_workers():
-        logger.warning(
-            "accelerate launch --cpu started ONE process (accelerate %s runs several CPU processes only "
-            "through mpirun) and longadapt could not read --num_processes from the launcher's command line to start "
-            "the workers itself. Give accelerate a host file (a line 'localhost slots=N'): accelerate launch --cpu "
-            "--num_processes N --mpirun_hostfile FILE -m longadapt pretrain ...; or, on a machine without "
-            "CUDA, accelerate launch --multi_gpu --num_processes N -m longadapt pretrain ... (gloo)",
-            __import__("accelerate").__version__,
-        )
-    state = AcceleratorState._shared_state
-    if (
-        state
-        and state.get("_mixed_precision") not in (None, mixed_precision)
-        and state.get("distributed_type") == DistributedType.NO
-    ):
-        AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=force_cpu, step_scheduler_with_optimizer=False)
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not accelerator.is_fsdp2 and (
-        accelerator.distributed_type != DistributedType.FSDP
-    ):
-        logger.warning(
-            "an FSDP launch config was given but accelerate runs %s (FSDP needs GPUs): training without sharding",
-            accelerator.distributed_type,
-        )
-    return accelerator
-
-
 class StepTotals:
     """Sums over an optimizer step's micro-batches (and over a logging window of steps): the masked-LM loss
     times masked tokens, masked tokens, bytes of the masked tokens, real tokens. One float64 tensor, so
@@ -459,87 +232,6 @@ def _forward_backward(model: Any, batches: list[dict[str, torch.Tensor]], accele
         totals.add(loss_sum, n_m, batch["token_bytes"][batch["labels"] != -100].sum().double().item(),
                    batch["attention_mask"].sum().double().item())
     return totals
-
-
-@dataclass
-class _Data:
-    """The packed rows a run trains and validates on, and the batch plan over them."""
-
-    train: Any
-    validation: Any
-    plan: BatchPlan
-    accumulation: int
-    tokens_per_step: int  # real tokens of one optimizer step (whole micro-batches)
-    info: dict[str, Any]  # run.json's data section
-
-
-def _prepare_data(cfg: TrainConfig, tokenizer: Any, source: ConfigSource, accelerator: Any,
-                  train_dataset: Any, validation_dataset: Any) -> _Data:
-    """Build (or take) the packed datasets, check that they hold at least one step and a validation row,
-    and plan the batches: rows per step, accumulation, the token budget each step really takes."""
-    world = accelerator.num_processes
-    if train_dataset is None or validation_dataset is None:
-        from longadapt.data import build_packed_dataset
-
-        spec = resolve_corpus(cfg.corpus, source)
-        options = {
-            k: getattr(cfg.data, k)
-            for k in ("validation_fraction", "num_proc", "cache_dir", "max_documents", "packing")
-            if getattr(cfg.data, k) is not None
-        }
-        with accelerator.main_process_first():
-            try:
-                if train_dataset is None:
-                    train_dataset = build_packed_dataset(
-                        spec, tokenizer, cfg.language, cfg.max_length, split="train", seed=cfg.seed, **options
-                    )
-                if validation_dataset is None:
-                    validation_dataset = build_packed_dataset(
-                        spec, tokenizer, cfg.language, cfg.max_length, split="validation", seed=cfg.seed, **options
-                    )
-            except LongAdaptError as exc:
-                raise LongAdaptError(f"{source.where('corpus.path')}: {exc}") from exc
-    corpus_name = source.where("corpus")
-    if len(train_dataset) == 0:
-        raise LongAdaptError(
-            f"{corpus_name}: the corpus gave no training rows (empty file, or every document filtered out); "
-            "check the corpus path and its text field"
-        )
-    accumulation = derive_accumulation(cfg.tokens_per_step, cfg.max_length, cfg.micro_batch_size, world)
-    plan = BatchPlan(len(train_dataset), cfg.micro_batch_size, accumulation, world, cfg.seed)
-    if len(train_dataset) < plan.rows_per_step:
-        raise LongAdaptError(
-            f"{corpus_name}: the corpus holds {len(train_dataset)} packed training rows of {cfg.max_length} tokens, "
-            f"fewer than one optimizer step needs ({plan.rows_per_step} rows = tokens_per_step "
-            f"{cfg.tokens_per_step} / max_length {cfg.max_length}, rounded to micro_batch_size "
-            f"{cfg.micro_batch_size} x {world} process(es)). Lower tokens_per_step "
-            f"({source.where('tokens_per_step')}) or max_length, or add documents"
-        )
-    if len(validation_dataset) == 0:
-        raise LongAdaptError(
-            f"{corpus_name}: the validation split is empty; raise data.validation_fraction or add documents"
-        )
-    real_tokens_per_step = plan.rows_per_step * cfg.max_length
-    if real_tokens_per_step != cfg.tokens_per_step:
-        # a budget stated in tokens must not drift silently: say by how much every step differs
-        logger.warning(
-            "tokens_per_step %d is not a whole number of micro-batches: each step takes %d (%+.1f%% of the "
-            "token budget; %d rows of %d = %d micro-batches of %d rows x %d process(es)). Set tokens_per_step "
-            "to a multiple of micro_batch_size x processes x max_length = %d to keep the budget exact",
-            cfg.tokens_per_step, real_tokens_per_step, 100.0 * (real_tokens_per_step / cfg.tokens_per_step - 1),
-            plan.rows_per_step, cfg.max_length, accumulation, cfg.micro_batch_size, world,
-            cfg.micro_batch_size * world * cfg.max_length,
-        )
-    data_info = {
-        "packed_fingerprint": _dataset_fingerprint([train_dataset, validation_dataset]),
-        "train": _packing_info(train_dataset),
-        "validation": _packing_info(validation_dataset),
-        "train_rows": len(train_dataset),
-        "validation_rows": len(validation_dataset),
-        "epochs": plan.epoch_at(cfg.steps),
-    }
-
-    return _Data(train_dataset, validation_dataset, plan, accumulation, real_tokens_per_step, data_info)
 
 
 def train(
@@ -653,135 +345,6 @@ def train(
     return _write_final(accelerator, model, tokenizer, run_dir, record, state, log, last_eval, frozen)
 
 
-@dataclass
-class _Call:
-    """How the engine calls the model: with ``document_ids`` (packed rows) or not, and with the
-    logits-free loss (``return_logits=False``) where the model has it."""
-
-    takes_document_ids: bool
-    loss_only: dict[str, Any]
-
-
-def _set_up_model(cfg: TrainConfig, model: Any, tokenizer: Any, source: ConfigSource) -> tuple[Any, Any, _Call]:
-    if tokenizer is None:
-        tokenizer = resolve_tokenizer(cfg.tokenizer or cfg.model.path, source)
-    if model is None:
-        model = build_model(cfg, tokenizer, source)
-    check_model_fits(model, tokenizer, cfg, source)
-    params = inspect.signature(model.forward).parameters
-    call = _Call("document_ids" in params, {"return_logits": False} if "return_logits" in params else {})
-    if not call.takes_document_ids:
-        logger.warning(
-            "%s.forward has no document_ids argument: attention will cross document boundaries in packed rows",
-            type(model).__name__,
-        )
-    return model, tokenizer, call
-
-
-def _open_output_dir(run_dir: Path, cfg_dict: dict[str, Any], cfg: TrainConfig, source: ConfigSource,
-                     accelerator: Any, data_info: dict[str, Any]) -> str:
-    """What the output folder holds ('new', 'resume', 'done'), once every process has looked; a run to
-    resume must have been trained on the same packed data."""
-    state_of_dir = _check_output_dir(run_dir, cfg_dict, cfg, source)
-    if cfg.resume and state_of_dir == "new":
-        logger.info("resume requested but %s holds no run yet: starting from step 0", run_dir)
-    accelerator.wait_for_everyone()  # every process has looked before the main one writes
-    if state_of_dir == "resume":
-        previous = json_load(run_dir / "run.json")
-        before = previous.get("data", {}).get("packed_fingerprint")
-        if before not in (None, data_info["packed_fingerprint"]):
-            raise LongAdaptError(
-                f"{source.where('corpus')}: the packed data differs from the run in {run_dir} (fingerprint "
-                f"{before} there, {data_info['packed_fingerprint']} now): the corpus, "
-                "tokenizer or packing changed, so the run cannot be resumed; use a new output_dir"
-            )
-    return state_of_dir
-
-
-def _completed_result(run_dir: Path, cfg: TrainConfig, tokenizer: Any) -> TrainResult:
-    """The result of a run the folder already holds, completed (``resume=True`` on a finished run)."""
-    from transformers import AutoModelForMaskedLM
-
-    previous = json_load(run_dir / "run.json")
-    logger.info("%s already holds this run, completed; nothing to do", run_dir)
-    return TrainResult(
-        run_dir, run_dir / "model", previous.get("steps_done", cfg.steps), previous.get("final_metrics", {}),
-        previous.get("initial_metrics"), previous.get("train_tokens_per_s"), run_dir / "run.json",
-        model=AutoModelForMaskedLM.from_pretrained(run_dir / "model"), tokenizer=tokenizer,
-    )
-
-
-def _prepare_for_training(model: Any, cfg: TrainConfig, source: ConfigSource) -> list[str]:
-    """Gradient checkpointing, frozen parameters (their names are returned) and train mode."""
-    if cfg.model.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
-            model.activation_checkpointing_enable({"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    frozen = freeze_parameters(model, cfg.model.freeze, source.where("model.freeze")) if cfg.model.freeze else []
-    model.train()
-    return frozen
-
-
-def _restore(accelerator: Any, run_dir: Path, state_of_dir: str, state: TrainerState, cfg: TrainConfig) -> int | None:
-    """Remove the temporaries of stopped earlier attempts and, when resuming, load the newest complete
-    checkpoint (model, optimizer, scheduler, RNG states and ``state``). Returns its step, or None."""
-    if accelerator.is_main_process and state_of_dir != "new":
-        # temporaries of this run's own earlier, stopped attempts (writer dead on this host)
-        removed = clean_stale_in(run_dir, recursive=True)
-        if removed:
-            logger.info("removed %d temporaries of stopped earlier attempts: %s", len(removed),
-                        ", ".join(str(p.relative_to(run_dir)) for p in removed))
-    if state_of_dir != "resume":
-        return None
-    if accelerator.is_main_process:
-        remove_stale_temporaries(run_dir)
-    accelerator.wait_for_everyone()
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        logger.info("no complete checkpoint in %s: starting the run from step 0", run_dir)
-        return None
-    resume_step, ckpt = found
-    accelerator.load_state(str(ckpt))
-    if state.step != resume_step:
-        raise LongAdaptError(f"{ckpt} is inconsistent (its state says step {state.step}); delete it")
-    logger.info("resumed from %s (step %d of %d)", ckpt, state.step, cfg.steps)
-    return resume_step
-
-
-def _start_record(cfg_dict: dict[str, Any], accelerator: Any, model: Any, data: _Data, run_dir: Path,
-                  state_of_dir: str, resume_step: int | None, state: TrainerState) -> dict[str, Any]:
-    """run.json of the running run (status "running"), written by the main process; a resumed run keeps
-    its step-0 metrics and lists the steps it was resumed at."""
-    from longadapt.precision import record as precision_record
-    from longadapt.runinfo import run_record
-
-    parameters = list(accelerator.unwrap_model(model).parameters())
-    record = run_record(
-        "pretrain",
-        cfg_dict,
-        status="running",
-        world_size=accelerator.num_processes,
-        derived={
-            "accumulation": data.accumulation,
-            "rows_per_step": data.plan.rows_per_step,
-            "tokens_per_step": data.tokens_per_step,
-            "parameters": sum(p.numel() for p in parameters),
-            "trainable_parameters": sum(p.numel() for p in parameters if p.requires_grad),
-            "precision": precision_record(accelerator.mixed_precision, str(accelerator.device)),
-        },
-        data=data.info,
-    )
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None or state_of_dir == "resume":
-            prev = json_load(run_dir / "run.json")
-            record["initial_metrics"] = prev.get("initial_metrics")
-            record["resumed_at"] = prev.get("resumed_at", []) + [state.step]
-        atomic_write_json(run_dir / "run.json", record)
-    return record
-
-
 def _optimizer_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, stats: StepTotals,
                     cfg: TrainConfig, run_dir: Path, step: int) -> float:
     """Clip, check for divergence (before the weights change), step the optimizer and the schedule.
@@ -866,53 +429,6 @@ class _TrainLog:
             self.writer.close()
 
 
-def _write_final(accelerator: Any, model: Any, tokenizer: Any, run_dir: Path, record: dict[str, Any],
-                 state: TrainerState, log: _TrainLog, final_metrics: dict[str, float],
-                 frozen: list[str]) -> TrainResult:
-    """Write ``model/`` (weights, tokenizer, run.json; renamed into place when complete) and the completed
-    run.json; unfreeze what the run froze (a next phase trains it all)."""
-    tokens_per_s = state.tokens / state.elapsed_s if state.elapsed_s > 0 else None
-    accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    state_dict = accelerator.get_state_dict(model)
-    model_dir = run_dir / "model"
-    record.update(
-        status="completed",
-        steps_done=state.step,
-        tokens_seen=state.tokens,
-        train_time_s=state.elapsed_s,
-        train_tokens_per_s=tokens_per_s,
-        data_wait_fraction=log.data_wait_fraction,
-        initial_metrics=record.get("initial_metrics"),
-        final_metrics=final_metrics,
-    )
-    if accelerator.is_main_process:
-        with atomic_dir(model_dir) as tmp:
-            unwrapped.save_pretrained(tmp, state_dict=state_dict)
-            tokenizer.save_pretrained(tmp)
-            atomic_write_json(tmp / "run.json", record)
-        atomic_write_json(run_dir / "run.json", record)
-        logger.info(
-            "done: %d steps, validation loss %.4f nats/masked token, %.4f bits/byte; model in %s",
-            state.step, final_metrics["loss"], final_metrics["bpb"], model_dir,
-        )
-    accelerator.wait_for_everyone()
-    for name, param in unwrapped.named_parameters():
-        if name in frozen:
-            param.requires_grad_(True)
-    return TrainResult(
-        output_dir=run_dir,
-        model_dir=model_dir,
-        steps=state.step,
-        metrics=final_metrics,
-        initial_metrics=record.get("initial_metrics"),
-        train_tokens_per_s=tokens_per_s,
-        run_json=run_dir / "run.json",
-        model=unwrapped,
-        tokenizer=tokenizer,
-    )
-
-
 def _validate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: Any, cfg: TrainConfig, call: _Call,
               writer: MetricsWriter | None, state: TrainerState) -> dict[str, float]:
     """A validation pass at ``state.step``, logged with its rows and seconds (the eval record of
@@ -929,8 +445,3 @@ def _validate(model: Any, batches: list[dict[str, torch.Tensor]], accelerator: A
     return metrics
 
 
-def json_load(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
