@@ -130,13 +130,9 @@ def plot_positions(runs: list[RunSummary], path: str | Path) -> Path:
 
 
 #: The runs of a strategy comparison: (name, strategy, vocabulary arm of continue).
-COMPARISON = [
-    ("convert", "convert", None),
-    ("continue-keep", "continue", "keep"),
-    ("continue-replace", "continue", "replace"),
-    ("continue-extend", "continue", "extend"),
-    ("scratch", "scratch", None),
-]
+COMPARISON = [("convert", "convert", None),
+              *((f"continue-{arm}", "continue", arm) for arm in ("keep", "replace", "extend")),  # VOCAB_ARMS' order
+              ("scratch", "scratch", None)]
 
 
 def run_comparison(runs_dir: str | Path, language: str = "fr", preset: str = "tiny", small: bool = False,

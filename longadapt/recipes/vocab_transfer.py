@@ -61,8 +61,6 @@ The model is changed in place (its embedding matrix resized) and returned in a
 from __future__ import annotations
 
 import collections
-import functools
-import json
 import logging
 import math
 import re
@@ -72,15 +70,13 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from longadapt.errors import LongAdaptError
-from longadapt.tokenizers.conventions import SCHEMES, SP_MARK, byte_decoder as _byte_decoder, canonical_token  # noqa: F401
-from longadapt.tokenizers.conventions import detect_scheme, tokenizer_json
+from longadapt.tokenizers.conventions import SCHEMES, SP_MARK, canonical_token  # noqa: F401
+from longadapt.tokenizers.conventions import detect_scheme, round_up, to_byte_level, tokenizer_json
+from longadapt.tokenizers.surgery import BYTE_PIECE, SPECIAL_ROLES, add_whole_words
 
 logger = logging.getLogger(__name__)
 
-ARMS = ("keep", "replace", "extend")
-_BYTE_PIECE = re.compile(r"^(?:<0x[0-9A-Fa-f]{2}>)+$")
 _RESERVED = re.compile(r"^(?:\[unused\d+\]|<unused\d+>)$")
-_ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
 _ROLE_FALLBACK = {"cls": ("bos",), "bos": ("cls",), "sep": ("eos",), "eos": ("sep",)}
 
 #: ``(text, piece_ids, piece_texts) -> one non-negative weight per piece``.
@@ -89,28 +85,6 @@ SimilarityWeights = Callable[[str, Sequence[int], Sequence[str]], Sequence[float
 
 # ---------------------------------------------------------------------------------------------------
 # word-start conventions
-
-
-@functools.lru_cache(maxsize=1)
-def _byte_encoder() -> dict[int, str]:
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    return dict(bytes_to_unicode())
-
-
-def _to_byte_level(text: str) -> str:
-    enc = _byte_encoder()
-    return "".join(enc[b] for b in text.encode("utf-8"))
-
-
-def _walk(node: Any) -> Iterable[dict]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def _scheme(tokenizer) -> str:
@@ -196,7 +170,7 @@ class OldPieces:
         if self.scheme == "wordpiece":
             ids = [t.id for t in self.continuation_model.tokenize(norm)]
         elif self.scheme == "byte_level":
-            ids = [t.id for t in self.backend.model.tokenize(_to_byte_level(norm))]
+            ids = [t.id for t in self.backend.model.tokenize(to_byte_level(norm))]
         else:
             ids = [t.id for t in self.backend.model.tokenize(norm)]
         if not ids or any(i in self.drop for i in ids):
@@ -406,7 +380,7 @@ def _update_config_ids(model, tokenizer) -> None:
 def _special_map(old_tok, new_tok) -> dict[int, int]:
     """new special id -> old id, by role (CLS<->BOS, SEP<->EOS as fallbacks), else by equal string."""
     mapping: dict[int, int] = {}
-    for role in _ROLES:
+    for role in SPECIAL_ROLES:
         new_id = getattr(new_tok, f"{role}_token_id", None)
         if new_id is None or new_id in mapping:
             continue
@@ -431,12 +405,6 @@ def _check_sizes(model, old_tok) -> int:
             "pass the tokenizer the model was trained with"
         )
     return rows
-
-
-def _round_up(n: int, multiple: int | None) -> int:
-    if not multiple:
-        return n
-    return -(-n // multiple) * multiple
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -485,7 +453,7 @@ def replace_vocabulary(
     normal_rows = [i for i in range(len(old_tok)) if i not in old_special]
 
     n_new = len(new_tok)
-    new_rows = _round_up(n_new, pad_to_multiple_of)
+    new_rows = round_up(n_new, pad_to_multiple_of)
     id_to_token = {i: t for t, i in new_tok.get_vocab().items()}
     special = _special_map(old_tok, new_tok)
     new_special = set(new_tok.all_special_ids)
@@ -529,7 +497,7 @@ def replace_vocabulary(
         if canon in old_canon:
             set_copy(new_id, old_canon[canon], "copy")
             continue
-        if _BYTE_PIECE.match(canon):
+        if BYTE_PIECE.match(canon):
             data = bytes(int(h, 16) for h in re.findall(r"<0x([0-9A-Fa-f]{2})>", canon))
             try:
                 text = data.decode("utf-8")
@@ -705,14 +673,13 @@ def extend_vocabulary(
     notes: list[str] = []
     if skipped:
         notes.append(f"{skipped} words already one token (or unknown to the old tokenizer) were not added")
-    backend, added_ids, changed = _add_words(old_tok, data, pieces_of.scheme, model_type, [w for w, _ in todo], notes)
-    new_tok = _wrap(old_tok, backend)
-    _verify_whole_words(new_tok, [w for w, _ in todo], added_ids, " " if pieces_of.scheme == "byte_level" else "")
+    new_tok, added_ids, changed = add_whole_words(old_tok, data, pieces_of.scheme, model_type, [w for w, _ in todo],
+                                                  notes)
 
     old_weight, old_out, old_bias, tied = _old_matrices(model)
     normal_rows = [i for i in range(len(old_tok)) if i not in set(old_tok.all_special_ids)]
     n_new = len(new_tok)
-    new_rows = max(old_rows, _round_up(max(n_new, max(added_ids, default=-1) + 1), pad_to_multiple_of))
+    new_rows = max(old_rows, round_up(max(n_new, max(added_ids, default=-1) + 1), pad_to_multiple_of))
     report = TransferReport(
         arm="extend", old_scheme=pieces_of.scheme, new_scheme=pieces_of.scheme, old_vocab_size=len(old_tok),
         new_vocab_size=n_new, old_rows=old_rows, new_rows=new_rows, changed_segmentations=changed,
@@ -751,117 +718,57 @@ def extend_vocabulary(
     return TransferResult(model, new_tok, report)
 
 
-def _add_words(old_tok, data: dict, scheme: str, model_type: str, words: list[str], notes: list[str]):
-    """A copy of the old backend with ``words`` added as whole words; returns (backend, ids, changed)."""
-    from tokenizers import AddedToken, Tokenizer
-
-    if model_type == "BPE":
-        marker = _metaspace_marker(data) if scheme == "metaspace" else None
-        vocab = data["model"]["vocab"]
-        next_id = max([*vocab.values(), *(t["id"] for t in data.get("added_tokens", []))], default=-1) + 1
-        before = Tokenizer.from_str(json.dumps(data))
-        ids: list[int] = []
-        for word in words:
-            entry = _to_byte_level(" " + word) if scheme == "byte_level" else marker + word
-            if entry in vocab:  # reachable by merges already: it is a word of the vocabulary
-                ids.append(vocab[entry])
-                continue
-            vocab[entry] = next_id
-            ids.append(next_id)
-            next_id += 1
-        data["model"]["ignore_merges"] = True
-        backend = Tokenizer.from_str(json.dumps(data))
-        changed = _changed_segmentations(before, backend, set(ids), data)
-        if changed:
-            notes.append(f"ignore_merges changed the segmentation of {changed} old vocabulary entries")
-            logger.warning("ignore_merges changed the segmentation of %d old vocabulary entries", changed)
-    else:
-        backend = Tokenizer.from_str(old_tok.backend_tokenizer.to_str())
-        if model_type != "WordPiece":
-            note = (
-                f"{model_type} tokenizer: words added as AddedToken(single_word=True); a lone word-start "
-                "marker token stays before each added word"
-            )
-            notes.append(note)
-            logger.warning(note)
-        start = backend.get_vocab_size(with_added_tokens=True)
-        backend.add_tokens([AddedToken(w, single_word=True, normalized=True, lstrip=False, rstrip=False) for w in words])
-        ids = [backend.token_to_id(w) for w in words]
-        if any(i is None or i < start for i in ids):
-            raise AssertionError("an added word did not get a new id")
-        changed = 0
-    backend.no_padding()
-    backend.no_truncation()
-    return backend, ids, changed
-
-
-def _metaspace_marker(data: dict) -> str:
-    for node in _walk([data.get("pre_tokenizer"), data.get("normalizer")]):
-        if node.get("type") == "Metaspace" and node.get("replacement"):
-            return node["replacement"]
-    return SP_MARK
-
-
-def _changed_segmentations(before, after, new_ids: set[int], data: dict) -> int:
-    """Old vocabulary entries that the BPE model (without / with ignore_merges) segments differently."""
-    specials = {t["content"] for t in data.get("added_tokens", [])}
-    changed = 0
-    for token, idx in data["model"]["vocab"].items():
-        if idx in new_ids or token in specials or _BYTE_PIECE.match(token):
-            continue
-        a = [t.id for t in before.model.tokenize(token)]
-        b = [t.id for t in after.model.tokenize(token)]
-        changed += a != b
-    return changed
-
-
-def _wrap(old_tok, backend):
-    """A generic transformers fast tokenizer around ``backend`` with the old special tokens."""
-    from transformers import PreTrainedTokenizerFast
-
-    kwargs: dict[str, Any] = {}
-    for role in _ROLES:
-        value = getattr(old_tok, f"{role}_token", None)
-        if value is not None:
-            kwargs[f"{role}_token"] = str(value)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        model_max_length=old_tok.model_max_length,
-        padding_side=old_tok.padding_side,
-        clean_up_tokenization_spaces=bool(getattr(old_tok, "clean_up_tokenization_spaces", False)),
-        **kwargs,
-    )
-
-
-def _verify_whole_words(tok, words: list[str], ids: list[int], lead: str = "") -> None:
-    """Each added word alone is its one token and is found between two other words; it is not found
-    inside the word with a letter before or after it. ``lead`` is put before each text (a space for
-    byte-level tokenizers)."""
-    if not words:
-        return
-    backend = tok.backend_tokenizer
-    alone = backend.encode_batch([lead + w for w in words], add_special_tokens=False)
-    within = backend.encode_batch([f"{lead}un {w} de" for w in words], add_special_tokens=False)
-    longer = backend.encode_batch(
-        [lead + w + "s" for w in words] + [lead + "x" + w for w in words], add_special_tokens=False
-    )
-    n = len(words)
-    for k, (word, new_id) in enumerate(zip(words, ids)):
-        if alone[k].ids != [new_id] or new_id not in within[k].ids:
-            raise LongAdaptError(
-                f"extend: the added word {word!r} is not one token in running text ({within[k].tokens}); this "
-                "tokenizer cannot be extended with whole words, use the replace arm"
-            )
-        for enc in (longer[k], longer[n + k]):
-            if new_id in enc.ids:
-                raise LongAdaptError(
-                    f"extend: the added word {word!r} is matched inside a longer word ({enc.tokens}); "
-                    "use the replace arm for this tokenizer"
-                )
-
-
 # ---------------------------------------------------------------------------------------------------
 # one entry point
+
+
+@dataclass(frozen=True)
+class VocabArm:
+    """One vocabulary arm: its function, what it needs, and how the model card and the recipe speak of it.
+
+    * ``transfer(model, old_tokenizer, **options) -> TransferResult``;
+    * ``new_tokenizer``: the arm takes a trained ``new_tokenizer=`` (replace);
+    * ``edits``: the arm edits the tokenizer (it needs a fast one, and the MLM head's bias is re-fitted to
+      the new token frequencies);
+    * ``options_section``: the ``continue:`` recipe section whose keys go to the arm (``None``: none);
+    * ``card``: the model card's tokenizer line.
+    """
+
+    name: str
+    transfer: Callable[..., Any]
+    new_tokenizer: bool
+    edits: bool
+    options_section: str | None
+    card: str
+
+
+def _keep(model, old_tok, new_tokenizer=None, **options: Any) -> TransferResult:
+    if options or new_tokenizer is not None:
+        raise LongAdaptError("the keep arm takes no new tokenizer and no options")
+    return keep_vocabulary(model, old_tok)
+
+
+def _replace(model, old_tok, new_tokenizer=None, **options: Any) -> TransferResult:
+    from longadapt.tokenizers.loading import load_tokenizer
+
+    if new_tokenizer is None:
+        raise LongAdaptError("the replace arm needs new_tokenizer= (a tokenizer or a directory; see train_tokenizer)")
+    return replace_vocabulary(model, old_tok, load_tokenizer(new_tokenizer), **options)
+
+
+def _extend(model, old_tok, new_tokenizer=None, **options: Any) -> TransferResult:
+    if new_tokenizer is not None:
+        raise LongAdaptError("the extend arm builds its tokenizer from the old one; pass words= or corpus=/language=")
+    return extend_vocabulary(model, old_tok, **options)
+
+
+# the one table of vocabulary arms (the continue strategy and transfer_vocabulary read it)
+VOCAB_ARMS: dict[str, VocabArm] = {
+    "keep": VocabArm("keep", _keep, False, False, None, "the base model's (kept)"),
+    "replace": VocabArm("replace", _replace, True, True, "tokenizer", "trained on the corpus, rows transferred"),
+    "extend": VocabArm("extend", _extend, False, True, "extend", "the base model's, extended with whole words"),
+}
+ARMS = tuple(VOCAB_ARMS)
 
 
 def transfer_vocabulary(
@@ -877,25 +784,17 @@ def transfer_vocabulary(
     function (:func:`replace_vocabulary`, :func:`extend_vocabulary`)."""
     from longadapt.tokenizers.loading import load_tokenizer
 
+    if arm not in VOCAB_ARMS:
+        raise LongAdaptError(f"unknown vocabulary arm {arm!r}; use one of {', '.join(ARMS)}")
     # keep needs no tokenizers backend (a slow base tokenizer stays as it is); the other arms edit it
-    old_tok = load_tokenizer(old_tokenizer, require_fast=arm in ("replace", "extend"), where="old tokenizer")
-    if arm == "keep":
-        if options or new_tokenizer is not None:
-            raise LongAdaptError("the keep arm takes no new tokenizer and no options")
-        return keep_vocabulary(model, old_tok)
-    if arm == "replace":
-        if new_tokenizer is None:
-            raise LongAdaptError("the replace arm needs new_tokenizer= (a tokenizer or a directory; see train_tokenizer)")
-        return replace_vocabulary(model, old_tok, load_tokenizer(new_tokenizer), **options)
-    if arm == "extend":
-        if new_tokenizer is not None:
-            raise LongAdaptError("the extend arm builds its tokenizer from the old one; pass words= or corpus=/language=")
-        return extend_vocabulary(model, old_tok, **options)
-    raise LongAdaptError(f"unknown vocabulary arm {arm!r}; use one of {', '.join(ARMS)}")
+    old_tok = load_tokenizer(old_tokenizer, require_fast=VOCAB_ARMS[arm].edits, where="old tokenizer")
+    return VOCAB_ARMS[arm].transfer(model, old_tok, new_tokenizer=new_tokenizer, **options)
 
 
 __all__ = [
     "ARMS",
+    "VOCAB_ARMS",
+    "VocabArm",
     "SCHEMES",
     "OldPieces",
     "SimilarityWeights",

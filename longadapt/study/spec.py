@@ -356,7 +356,7 @@ def _checked(data: dict[str, Any], recipe_where: str, a: AdaptationSpec, where: 
     except LongAdaptError as exc:
         hint = ""
         if "vocab_arm" in str(exc):
-            from longadapt.recipes.strategies.continue_pretraining import ARMS
+            from longadapt.recipes.vocab_transfer import ARMS
 
             hint = f"{_close(a.arm or '', list(ARMS))}"
         raise LongAdaptError(f"{where(key + ('.arm' if 'vocab_arm' in str(exc) else ''))}: adaptation {a.name!r} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from longadapt.errors import LongAdaptError
@@ -19,8 +20,10 @@ SP_MARK = "\u2581"
 SCHEMES = ("metaspace", "byte_level", "wordpiece", "none")
 
 
-def round_up(n: int, multiple: int = 64) -> int:
-    """Smallest multiple of ``multiple`` that is >= ``n``."""
+def round_up(n: int, multiple: int | None = 64) -> int:
+    """Smallest multiple of ``multiple`` that is >= ``n`` (``n`` itself when ``multiple`` is 0 or None)."""
+    if not multiple:
+        return int(n)
     return -(-int(n) // multiple) * multiple
 
 
@@ -30,6 +33,31 @@ def byte_decoder() -> dict[str, int]:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     return {ch: b for b, ch in bytes_to_unicode().items()}
+
+
+@functools.lru_cache(maxsize=1)
+def byte_encoder() -> dict[int, str]:
+    """Byte -> GPT-2 byte-level symbol (the inverse of :func:`byte_decoder`)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return dict(bytes_to_unicode())
+
+
+def to_byte_level(text: str) -> str:
+    """``text`` written in GPT-2 byte-level symbols (" word" -> "Ġword")."""
+    enc = byte_encoder()
+    return "".join(enc[b] for b in text.encode("utf-8"))
+
+
+def json_nodes(node: Any) -> Iterator[dict]:
+    """Every dict in a (nested) tokenizers JSON component, itself first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from json_nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from json_nodes(value)
 
 
 def canonical_token(token: str, scheme: str, continuing_prefix: str = "##") -> str:
@@ -65,16 +93,7 @@ def canonical_token(token: str, scheme: str, continuing_prefix: str = "##") -> s
 
 def _types_in(node: Any) -> set[str]:
     """All ``type`` values in a (nested) tokenizers JSON component."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if isinstance(node.get("type"), str):
-            found.add(node["type"])
-        for value in node.values():
-            found |= _types_in(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _types_in(value)
-    return found
+    return {n["type"] for n in json_nodes(node) if isinstance(n.get("type"), str)}
 
 
 def tokenizer_json(tokenizer: Any) -> dict[str, Any]:

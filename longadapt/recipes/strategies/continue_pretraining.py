@@ -14,12 +14,9 @@ from longadapt.recipes.strategies import Strategy, register
 from longadapt.recipes.strategies.common import options_texts
 from longadapt.recipes.strategies.convert import ConvertOptions, base_tokenizer, make_model_long
 
-ARMS = ("keep", "replace", "extend")
-
-
 @dataclass
 class ContinueOptions:
-    vocab_arm: str = "keep"  # keep | replace | extend
+    vocab_arm: str = "keep"  # keep | replace | extend (recipes.vocab_transfer.VOCAB_ARMS)
     tokenizer: dict[str, Any] = field(default_factory=dict)  # replace: TokenizerTrainingConfig fields
     extend: dict[str, Any] = field(default_factory=dict)  # extend: options of extend_vocabulary
     # replace/extend, and a newly initialised MLM head (a base without one): fit the decoder bias to the
@@ -31,13 +28,16 @@ class ContinueOptions:
 
 
 def check(cfg, where: str) -> None:
+    from longadapt.recipes.vocab_transfer import ARMS
+
     if cfg.options.vocab_arm not in ARMS:
-        raise LongAdaptError(f"{where}: continue.vocab_arm must be keep, replace or extend, not {cfg.options.vocab_arm!r}")
+        raise LongAdaptError(f"{where}: continue.vocab_arm must be one of {', '.join(ARMS)}, not "
+                             f"{cfg.options.vocab_arm!r}")
 
 
 def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     from longadapt.interop import import_checkpoint
-    from longadapt.recipes.vocab_transfer import transfer_vocabulary
+    from longadapt.recipes.vocab_transfer import VOCAB_ARMS, transfer_vocabulary
 
     o: ContinueOptions = cfg.options
     imported = import_checkpoint(cfg.base)
@@ -51,22 +51,23 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
             f"the base model accepts {model.config.max_position_embeddings} tokens but a phase trains at {need}; "
             f"add continue.make_long (e.g. continue.make_long.max_length={need}) or shorten the phases"
         )
+    arm = VOCAB_ARMS[o.vocab_arm]
     texts: list[str] = []
-    if o.vocab_arm == "replace":
-        from longadapt.tokenizers.training import train_tokenizer
+    if arm.options_section is None:
+        result = transfer_vocabulary(model, tok, arm.name)
+    else:  # the arm's section (continue.tokenizer, continue.extend) with the corpus texts it reads
+        opts, texts = options_texts(getattr(o, arm.options_section), cfg, corpus)
+        if arm.new_tokenizer:
+            from longadapt.tokenizers.training import train_tokenizer
 
-        opts, texts = options_texts(o.tokenizer, cfg, corpus)
-        result = transfer_vocabulary(model, tok, "replace", new_tokenizer=train_tokenizer(texts, cfg.language, **opts))
-    elif o.vocab_arm == "extend":
-        opts, texts = options_texts(o.extend, cfg, corpus)
-        result = transfer_vocabulary(model, tok, "extend", corpus=texts, language=cfg.language, **opts)
-    else:
-        result = transfer_vocabulary(model, tok, "keep")
+            result = transfer_vocabulary(model, tok, arm.name, new_tokenizer=train_tokenizer(texts, cfg.language, **opts))
+        else:
+            result = transfer_vocabulary(model, tok, arm.name, corpus=texts, language=cfg.language, **opts)
     result.tokenizer.model_max_length = model.config.max_position_embeddings
     info = {"source_type": imported.source_type, "mlm_head": imported.mlm_head, "notes": notes,
             "vocab_arm": o.vocab_arm,
             "transfer": result.report.to_dict() if hasattr(result.report, "to_dict") else None}
-    if o.calibrate_bias and (o.vocab_arm != "keep" or imported.mlm_head == "initialised"):
+    if o.calibrate_bias and (arm.edits or imported.mlm_head == "initialised"):
         # a new MLM head (the base shipped none) starts at the corpus's token frequencies too: at zero bias
         # its first steps push every token's representation towards the frequent tokens' direction
         from longadapt.recipes.strategies.common import calibrate_new_head
@@ -79,8 +80,9 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def tokenizer_line(o: ContinueOptions) -> str:
-    return {"keep": "the base model's (kept)", "replace": "trained on the corpus, rows transferred",
-            "extend": "the base model's, extended with whole words"}[o.vocab_arm]
+    from longadapt.recipes.vocab_transfer import VOCAB_ARMS
+
+    return VOCAB_ARMS[o.vocab_arm].card
 
 
 def smoke(d: dict[str, Any], steps: int, max_length: int, documents: int) -> None:
