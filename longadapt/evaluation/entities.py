@@ -478,6 +478,14 @@ def decode_chars(scheme: Scheme, classes: np.ndarray, words: Words, base: int = 
     return out
 
 
+def prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision, recall and F1 of ``tp`` true positives, ``fp`` false positives and ``fn`` false negatives
+    (0 where undefined): the one place every entity count turns into scores."""
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
 @dataclass
 class TypeCounts:
     gold: int = 0
@@ -494,9 +502,7 @@ class TypeCounts:
         self.lost.update(other.lost)
 
     def scores(self) -> dict[str, float]:
-        p = self.correct / self.predicted if self.predicted else 0.0
-        r = self.correct / self.gold if self.gold else 0.0
-        return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+        return prf(self.correct, self.predicted - self.correct, self.gold - self.correct)
 
     def to_json(self) -> dict[str, Any]:
         return {"gold": self.gold, "representable": self.representable, "predicted": self.predicted,
@@ -672,16 +678,11 @@ def clef_scores(gold: dict[str, Sequence[ClefEntity]], pred: dict[str, Iterable[
                 fp[lab] += 1
 
     def row(t: int, f_p: int, f_n: int) -> dict[str, Any]:
-        p = t / (t + f_p) if t + f_p else 0.0
-        r = t / (t + f_n) if t + f_n else 0.0
-        return {"tp": t, "fp": f_p, "fn": f_n, "precision": round(p, 6), "recall": round(r, 6),
-                "f1": round(2 * p * r / (p + r), 6) if p + r else 0.0}
+        return {"tp": t, "fp": f_p, "fn": f_n, **{k: round(v, 6) for k, v in prf(t, f_p, f_n).items()}}
 
     types = sorted(set(labels) | set(tp) | set(fp) | set(fn))
     total_tp, total_fp, total_fn = sum(tp.values()), sum(fp.values()), sum(fn.values())
-    p = total_tp / (total_tp + total_fp) if total_tp + total_fp else 0.0
-    r = total_tp / (total_tp + total_fn) if total_tp + total_fn else 0.0
-    scores = {"clef_precision": p, "clef_recall": r, "clef_f1": 2 * p * r / (p + r) if p + r else 0.0,
-              "clef_tp": total_tp, "clef_fp": total_fp, "clef_fn": total_fn}
+    scores = {f"clef_{k}": v for k, v in prf(total_tp, total_fp, total_fn).items()}
+    scores.update(clef_tp=total_tp, clef_fp=total_fp, clef_fn=total_fn)
     table = {"total": row(total_tp, total_fp, total_fn), "per_type": {lab: row(tp[lab], fp[lab], fn[lab]) for lab in types}}
     return scores, table
