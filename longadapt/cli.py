@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vocab": ("longadapt.vocab.cli", "per-language tokenizer analysis"),
     "pretrain": ("longadapt.training.cli", "masked-LM pretraining from a YAML config"),
     "adapt": ("longadapt.recipes.cli", "run an adaptation recipe (convert | continue | scratch)"),
+    "plan": ("longadapt.recipes.cli", "the cost of a recipe before it runs: tokens, FLOPs, GPU-hours, memory per GPU"),
     "evaluate": ("longadapt.evaluation.cli", "fine-tune and evaluate models on tasks"),
     "compare": ("longadapt.evaluation.cli", "compare evaluation results in a report"),
     "predict": ("longadapt.evaluation.cli", "annotate new documents with a fine-tuned model"),

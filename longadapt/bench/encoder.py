@@ -124,16 +124,10 @@ def build_model(name: str, shape: Shape, length: int, source: str | None = None)
 
 def config_flops_per_token(config: Any, length: int) -> float:
     """Forward FLOPs per token (matmuls only) of a model folder's configuration: the core's (its layer
-    types and window), ModernBERT's, or a BERT-like one (every layer global)."""
-    d, inter = config.hidden_size, config.intermediate_size
-    glu = getattr(config, "mlp_type", None) == "glu" or config.model_type == "modernbert"
-    types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
-    window = getattr(config, "local_attention", None) or length
-    total = 0.0
-    for kind in types:
-        ctx = length if kind == "full_attention" else min(length, window + 1)
-        total += 2 * (4 * d * d + (3 if glu else 2) * d * inter) + 4 * d * ctx
-    return total
+    types and window), ModernBERT's, or a BERT-like one (every layer global); see :mod:`longadapt.modeling.flops`."""
+    from longadapt.modeling.flops import encoder_flops_per_token
+
+    return encoder_flops_per_token(config, length)
 
 
 def model_flops_per_token(name: str, shape: Shape, length: int) -> float:

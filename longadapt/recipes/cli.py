@@ -57,3 +57,35 @@ def run_adapt(args: argparse.Namespace) -> int:
     logger.info("wrote %s; final validation metrics: %s", result.out,
                 {k: round(v, 4) for k, v in result.final_metrics.items() if isinstance(v, float) and "pos" not in k})
     return 0
+
+
+def add_arguments_plan(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="a strategy (convert | continue | scratch) or a recipe YAML file, as adapt takes it")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the recipe, as adapt takes them")
+    p.add_argument("--language", default=None, help="language code; default fr")
+    p.add_argument("--preset", default="base", help="recipe preset (default base: the multi-GPU recipes)")
+    p.add_argument("--base", help="base model: a local folder, an installed package or a known hub id")
+    p.add_argument("--gpus", type=int, default=8, help="number of GPUs (default 8)")
+    p.add_argument("--gpu", default="h100", help="h100 | h200 | a100 | l4 (default h100)")
+    p.add_argument("--mfu", type=float, default=0.35, help="assumed model-FLOP utilisation (default 0.35)")
+    p.add_argument("--fsdp", action="store_true", help="shard weights, gradients and optimizer state over the GPUs")
+    p.add_argument("--json", help="also write the plan as JSON to this file")
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from longadapt.config import deep_merge, parse_overrides, yaml_key_lines
+    from longadapt.io import atomic_write_json
+    from longadapt.recipes.adapt import recipe_from_dict
+    from longadapt.recipes.files import load_recipe
+    from longadapt.recipes.plan import plan, render
+
+    data, where = load_recipe(args.recipe, args.language, args.preset)
+    data = deep_merge(data, parse_overrides(args.overrides))
+    if args.base:
+        data["base"] = args.base
+    cfg = recipe_from_dict(data, where, yaml_key_lines(where), {o.split("=", 1)[0].strip(): o for o in args.overrides})
+    result = plan(cfg, args.gpus, args.gpu.lower(), args.mfu, args.fsdp, where)
+    print(render(result))
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+    return 0
