@@ -26,8 +26,10 @@ flash-attn and the global keys outside the band are merged in with the band's lo
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -557,6 +559,71 @@ def _attend_flash(q, k, v, layout: Layout, *, half, scale, dropout, training, bl
                           block=block, glob=glob)
 
 
+def _flex_unavailable(device: torch.device) -> str | None:
+    try:
+        importlib.import_module("torch.nn.attention.flex_attention")
+    except ImportError as exc:
+        return f"attention_backend='flex' needs torch's FlexAttention (torch >= 2.5): {exc}"
+    return None
+
+
+_FLEX_FALLBACK_LOGGED: set[str] = set()
+_COMPILED_FLEX: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def _flex_kernel(device: torch.device) -> Callable[..., torch.Tensor]:
+    """FlexAttention, compiled on CUDA (its fused kernel); on the CPU the uncompiled reference (compiling it
+    there costs more than it saves on the shapes the tests use, and the CPU has the SDPA block path)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if device.type != "cuda":
+        return flex_attention
+    if "cuda" not in _COMPILED_FLEX:
+        _COMPILED_FLEX["cuda"] = torch.compile(flex_attention, dynamic=True)
+    return _COMPILED_FLEX["cuda"]
+
+
+def _attend_flex(q, k, v, layout: Layout, *, half, scale, dropout, training, block, glob):
+    """torch's FlexAttention over all unpadded tokens as one sequence, with a block mask: same document, and
+    for a local layer within ``half`` positions or a global token of the document. FlexAttention has no
+    dropout and (in torch 2.13) no backward on the CPU: there the layer runs on the SDPA blocks instead,
+    and the log says why once."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    why = ("FlexAttention has no dropout" if dropout > 0 else
+           "FlexAttention does not support backward on CPU (torch's own limit)" if q.device.type == "cpu"
+           and _needs_grad(q, k, v) else None)
+    if why is not None:
+        if why not in _FLEX_FALLBACK_LOGGED:
+            logger.info("%s: this layer runs on the SDPA block path instead", why)
+            _FLEX_FALLBACK_LOGGED.add(why)
+        return _attend_groups("sdpa", q, k, v, layout, half=half, scale=scale, dropout=dropout, training=training,
+                              block=block, glob=glob)
+    T = q.shape[0]
+    key = ("flex", half, None if glob is None else glob.num_tokens)
+    mask = layout._cache.get(key)
+    if mask is None:
+        doc, pos = layout.doc_index, layout.position_ids
+        if half is None:
+            def mask_mod(b, h, qi, ki):
+                return doc[qi] == doc[ki]
+        else:
+            is_global = torch.zeros(T, dtype=torch.bool, device=q.device)
+            if glob is not None:
+                is_global[glob.index] = True
+
+            def mask_mod(b, h, qi, ki):
+                near = (pos[qi] - pos[ki]).abs() <= half
+                return (doc[qi] == doc[ki]) & (near | is_global[ki])
+        mask = create_block_mask(mask_mod, None, None, T, T, device=q.device)
+        layout._cache[key] = mask
+    with warnings.catch_warnings():  # uncompiled on the CPU on purpose (see _flex_kernel): no warning each call
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        out = _flex_kernel(q.device)(q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0),
+                                     v.transpose(0, 1).unsqueeze(0), block_mask=mask, scale=scale)
+    return out.squeeze(0).transpose(0, 1)
+
+
 @dataclass(frozen=True)
 class AttentionBackend:
     """One attention implementation. A new backend is one entry of :data:`BACKENDS` (its name also goes
@@ -582,13 +649,30 @@ BACKENDS: dict[str, AttentionBackend] = {
                              summary="PyTorch SDPA; local layers in query blocks, O(L x window)"),
     "flash": AttentionBackend("flash", _attend_flash, "sdpa", _flash_unavailable,
                               summary="flash-attn varlen on CUDA (fp16/bf16), window_size for local layers"),
+    "flex": AttentionBackend("flex", _attend_flex, "sdpa", _flex_unavailable,
+                             summary="torch FlexAttention with a block mask (documents, window, global tokens); "
+                                     "compiled on CUDA"),
 }
 
 
+_AUTO_LOGGED: set[str] = set()
+
+
 def resolve_backend(name: str, device: torch.device) -> str:
-    """The backend a model runs with: ``auto`` is flash-attn where it can run, else SDPA."""
+    """The backend a model runs with: ``auto`` is flash-attn where it can run, then (on CUDA) FlexAttention,
+    else SDPA; the log says which and why, once per device type."""
     if name == "auto":
-        return "flash" if BACKENDS["flash"].unavailable(device) is None else "sdpa"
+        chosen, why = "sdpa", "on the CPU, SDPA's block path is the fastest measured (docs/benchmarks.md)"
+        if BACKENDS["flash"].unavailable(device) is None:
+            chosen, why = "flash", "flash-attn is installed and the model is on CUDA"
+        elif device.type == "cuda" and BACKENDS["flex"].unavailable(device) is None:
+            chosen, why = "flex", f"no flash-attn ({BACKENDS['flash'].unavailable(device)}); FlexAttention's fused kernel"
+        elif device.type == "cuda":
+            why = "neither flash-attn nor FlexAttention can run here"
+        if device.type not in _AUTO_LOGGED:
+            logger.info("attention backend auto -> %s: %s", chosen, why)
+            _AUTO_LOGGED.add(device.type)
+        return chosen
     if name not in BACKENDS:
         raise ValueError(f"attention backend {name!r} is not one of auto, {', '.join(BACKENDS)}")
     why = BACKENDS[name].unavailable(device)

@@ -23,7 +23,7 @@ def layer_types_for(num_layers: int, global_every: int) -> list[str]:
     that attend everywhere inside local layers; see ``global_token_projections``.)"""
     return [GLOBAL if (global_every > 0 and i % global_every == 0) else LOCAL for i in range(num_layers)]
 LAYER_TYPES = (GLOBAL, LOCAL)
-BACKENDS = ("auto", "eager", "sdpa", "flash")
+BACKENDS = ("auto", "eager", "sdpa", "flash", "flex")
 
 
 @strict
@@ -59,8 +59,10 @@ class LongAdaptConfig(PreTrainedConfig):
             layers are unaffected: there every token already attends to its whole document.
         global_first_token: without a ``global_attention_mask``, make the first token of each document
             global (what Longformer does for classification). Needs ``global_token_projections``.
-        attention_backend: ``"auto"`` (flash-attn on CUDA when installed, else SDPA), ``"eager"``
-            (the reference), ``"sdpa"`` or ``"flash"``.
+        attention_backend: ``"auto"`` (flash-attn on CUDA when installed, else FlexAttention on CUDA, else
+            SDPA; logged with the reason), ``"eager"`` (the reference), ``"sdpa"``, ``"flash"`` or ``"flex"``
+            (torch's FlexAttention with a block mask; compiled on CUDA; on the CPU forward only, layers
+            with gradients run on SDPA).
         local_block_size: query block size of the SDPA local attention (default: the half window).
         embedding_dropout, attention_dropout, hidden_dropout: dropout rates (hidden_dropout applies
             to the attention and MLP outputs).
