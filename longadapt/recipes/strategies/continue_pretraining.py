@@ -31,7 +31,7 @@ def check(cfg, where: str) -> None:
     from longadapt.recipes.vocab_transfer import ARMS
 
     if cfg.options.vocab_arm not in ARMS:
-        raise LongAdaptError(f"{where}: continue.vocab_arm must be one of {', '.join(ARMS)}, not "
+        raise LongAdaptError(f"{where}: continue.vocab_arm must be {', '.join(ARMS[:-1])} or {ARMS[-1]}, not "
                              f"{cfg.options.vocab_arm!r}")
 
 
