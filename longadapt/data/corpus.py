@@ -376,34 +376,11 @@ def _read_parquet(spec: CorpusSpec, files: list[Path]) -> Iterator[tuple[str, st
 
 
 def load_hf_dataset(spec: CorpusSpec, fmt: str):
-    """The ``datasets.Dataset`` behind a ``hub`` or ``disk`` corpus."""
-    import datasets
+    """The ``datasets.Dataset`` behind a ``hub`` or ``disk`` corpus (:func:`longadapt.data.hf.load_split`)."""
+    from longadapt.data.hf import load_split
 
-    if fmt == "disk":
-        try:
-            ds = datasets.load_from_disk(spec.path)
-        except Exception as exc:
-            raise LongAdaptError(
-                f"{spec.path}: not a folder written by datasets' save_to_disk ({exc})"
-            ) from exc
-    else:
-        try:
-            ds = datasets.load_dataset(
-                spec.path, spec.hub_config, split=spec.dataset_split, data_files=spec.data_files,
-                revision=spec.revision,
-            )
-        except Exception as exc:  # network, unknown name, gated repository, ...
-            raise LongAdaptError(
-                f"cannot load the datasets hub corpus {spec.path!r} (config {spec.hub_config!r}, "
-                f"split {spec.dataset_split!r}): {exc}. Check the name and your network, or download "
-                "it elsewhere, save it with save_to_disk and use format='disk'."
-            ) from exc
-    if isinstance(ds, datasets.DatasetDict):
-        if spec.dataset_split not in ds:
-            raise LongAdaptError(
-                f"{spec.path}: no split {spec.dataset_split!r} (splits: {', '.join(ds)}). Set dataset_split."
-            )
-        ds = ds[spec.dataset_split]
+    ds = load_split(spec.path, spec.dataset_split, name=spec.hub_config, revision=spec.revision,
+                    data_files=spec.data_files, hub=fmt == "hub")
     _check_columns(list(ds.column_names), spec, spec.path)
     return ds
 

@@ -10,49 +10,17 @@ from typing import Any
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation.data import ClassificationExample, TaggedSentence
 
-from longadapt.evaluation.readers.common import _check_label, _error
+from longadapt.evaluation.readers.common import _check_label
 
 logger = logging.getLogger(__name__)
 
 
-DATASET_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".gz": "json", ".csv": "csv"}
-
-
 def _load_hf_split(path: Path | str, hub_id: str | None, split: str, name: str | None, revision: str | None) -> Any:
-    """One split of a dataset: a ``save_to_disk`` folder (Dataset or DatasetDict), a Parquet / JSON Lines
-    / CSV file, or a hub id (``datasets.load_dataset``, which needs a network or the local hub cache)."""
-    import datasets
+    """One split of a task's dataset: the local path first, else the hub id (the one loader:
+    :func:`longadapt.data.hf.load_split`)."""
+    from longadapt.data.hf import load_split
 
-    local = Path(path)
-    try:
-        if local.is_dir():
-            if not ((local / "dataset_dict.json").is_file() or (local / "state.json").is_file()):
-                raise _error(local, None, "is not a datasets.save_to_disk folder (no dataset_dict.json or state.json)",
-                             "Point the source at a save_to_disk folder or at one Parquet / JSON Lines file")
-            ds = datasets.load_from_disk(str(local))
-        elif local.is_file():
-            suffix = local.suffix.lower()
-            if suffix not in DATASET_FILE_BUILDERS:
-                raise _error(local, None, f"unknown dataset file type {suffix!r}",
-                             f"Use one of {', '.join(sorted(DATASET_FILE_BUILDERS))}")
-            ds = datasets.load_dataset(DATASET_FILE_BUILDERS[suffix], data_files=str(local), split="train")
-        elif hub_id:
-            ds = datasets.load_dataset(hub_id, name, split=split, revision=revision)
-        else:
-            raise _error(local, None, "does not exist", "Check the task's data paths, or give a hub id")
-    except LongAdaptError:
-        raise
-    except Exception as exc:  # network, unknown dataset or config, script datasets under datasets >= 4
-        raise LongAdaptError(
-            f"{hub_id or local}: cannot load the dataset ({type(exc).__name__}: {exc}). Offline, save it with "
-            "datasets' save_to_disk and point the task at that folder; a hub dataset that needs a loading "
-            "script may have a Parquet conversion (reader option revision: refs/convert/parquet)") from exc
-    if isinstance(ds, datasets.DatasetDict):
-        if split not in ds:
-            raise LongAdaptError(f"{hub_id or local}: no split {split!r}; the dataset has {', '.join(ds)}. "
-                                 "Set the source's options: {split: NAME}")
-        ds = ds[split]
-    return ds
+    return load_split(path, split, hub_id=hub_id if not Path(path).exists() else None, name=name, revision=revision)
 
 
 def _feature_names(feature: Any) -> list[str] | None:
