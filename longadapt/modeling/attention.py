@@ -568,19 +568,15 @@ def _flex_unavailable(device: torch.device) -> str | None:
 
 
 _FLEX_FALLBACK_LOGGED: set[str] = set()
-_COMPILED_FLEX: dict[str, Callable[..., torch.Tensor]] = {}
 
 
-def _flex_kernel(device: torch.device) -> Callable[..., torch.Tensor]:
+@functools.lru_cache(maxsize=2)
+def _flex_kernel(device_type: str) -> Callable[..., torch.Tensor]:
     """FlexAttention, compiled on CUDA (its fused kernel); on the CPU the uncompiled reference (compiling it
     there costs more than it saves on the shapes the tests use, and the CPU has the SDPA block path)."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    if device.type != "cuda":
-        return flex_attention
-    if "cuda" not in _COMPILED_FLEX:
-        _COMPILED_FLEX["cuda"] = torch.compile(flex_attention, dynamic=True)
-    return _COMPILED_FLEX["cuda"]
+    return torch.compile(flex_attention, dynamic=True) if device_type == "cuda" else flex_attention
 
 
 def _attend_flex(q, k, v, layout: Layout, *, half, scale, dropout, training, block, glob):
@@ -604,22 +600,18 @@ def _attend_flex(q, k, v, layout: Layout, *, half, scale, dropout, training, blo
     mask = layout._cache.get(key)
     if mask is None:
         doc, pos = layout.doc_index, layout.position_ids
-        if half is None:
-            def mask_mod(b, h, qi, ki):
-                return doc[qi] == doc[ki]
-        else:
-            is_global = torch.zeros(T, dtype=torch.bool, device=q.device)
-            if glob is not None:
-                is_global[glob.index] = True
+        is_global = torch.zeros(T, dtype=torch.bool, device=q.device)
+        if glob is not None:
+            is_global[glob.index] = True
+        reach = T if half is None else half  # a global layer: every position of the document
 
-            def mask_mod(b, h, qi, ki):
-                near = (pos[qi] - pos[ki]).abs() <= half
-                return (doc[qi] == doc[ki]) & (near | is_global[ki])
+        def mask_mod(b, h, qi, ki):
+            return (doc[qi] == doc[ki]) & (((pos[qi] - pos[ki]).abs() <= reach) | is_global[ki])
         mask = create_block_mask(mask_mod, None, None, T, T, device=q.device)
         layout._cache[key] = mask
     with warnings.catch_warnings():  # uncompiled on the CPU on purpose (see _flex_kernel): no warning each call
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-        out = _flex_kernel(q.device)(q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0),
+        out = _flex_kernel(q.device.type)(q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0),
                                      v.transpose(0, 1).unsqueeze(0), block_mask=mask, scale=scale)
     return out.squeeze(0).transpose(0, 1)
 
