@@ -59,7 +59,7 @@ def model_fingerprint(model_dir: str | Path) -> dict[str, Any]:
 # what a run computes). Adaptation code (training/, recipes/, interop/,
 # data/) is not in it: a model's weights are part of the fingerprint on their own.
 SCORE_CODE = ("__init__.py", "_lazy.py", "config.py", "dataroot.py", "errors.py", "sources.py", "runinfo.py",
-              "precision.py", "evaluation/", "modeling/", "tokenizers/")
+              "precision.py", "data/hf.py", "evaluation/", "modeling/", "tokenizers/")
 NOT_SCORE_CODE = ("evaluation/report.py", "evaluation/cli.py", "evaluation/predict.py", "evaluation/outputs.py",
                   "evaluation/stored.py", "evaluation/testing.py", "evaluation/fingerprint.py")
 # The source a model imported and made long (a study's baseline) can depend on: interop's import, make_long
