@@ -56,8 +56,8 @@ def model_fingerprint(model_dir: str | Path) -> dict[str, Any]:
 # The longadapt source a fine-tuning score can depend on: the modules that evaluation's fine-tuning imports,
 # directly or not (tests/test_study.py checks this list against the import graph, imports inside functions
 # included), less what only reads or writes finished runs and this module (it decides what is reused, not
-# what a run computes). Adaptation code (training/, recipes/, interop/,
-# data/) is not in it: a model's weights are part of the fingerprint on their own.
+# what a run computes). Adaptation code (training/, recipes/, interop/, and data/ but its datasets loader,
+# which task splits read through) is not in it: a model's weights are part of the fingerprint on their own.
 SCORE_CODE = ("__init__.py", "_lazy.py", "config.py", "dataroot.py", "errors.py", "sources.py", "runinfo.py",
               "precision.py", "data/hf.py", "evaluation/", "modeling/", "tokenizers/")
 NOT_SCORE_CODE = ("evaluation/report.py", "evaluation/cli.py", "evaluation/predict.py", "evaluation/outputs.py",
