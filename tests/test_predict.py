@@ -230,21 +230,20 @@ def test_two_cpu_processes_give_the_output_of_one(ner_run, tmp_path: Path) -> No
 
 
 def test_bf16_and_int8_predictions_agree_with_fp32(ner_run, shared_data: Path, tmp_path: Path) -> None:
-    """The same kept model predicted in fp32, bf16 (autocast) and int8 (dynamic quantization): per-word
-    confidences within 0.05 of fp32, and at least 90 % of the fp32 mentions found again (tolerances of this
-    tiny model; docs/benchmarks.md measures the scores of a real one)."""
+    """The same kept model predicted in fp32, bf16 (autocast) and int8 (dynamic quantization): at least 90 % of
+    the fp32 mentions found again and at most 10 % more mentions (tolerances of this tiny model;
+    docs/benchmarks.md measures the scores of a real one)."""
     from longadapt.evaluation.predict import Predictor
 
     model, _ = ner_run
     data = load_task("fr-e3c-ner-doc", data_root=shared_data).load_data()
     docs = [(ex.doc_id, ex.text) for ex in data["test"]][:4]
-    found, conf = {}, {}
+    found = {}
     for prec in ("fp32", "bf16", "int8"):
         pred = Predictor(model, device="cpu", precision=prec)
         assert pred.precision.name == prec
         rows = pred(docs)
         found[prec] = {(r["id"], e["start"], e["end"], e["label"]) for r in rows for e in r["entities"]}
-        conf[prec] = np.concatenate([[e["score"] for e in r["entities"]] for r in rows] or [[]])
     assert len(found["fp32"]) > 10
     for prec in ("bf16", "int8"):
         shared = found[prec] & found["fp32"]
