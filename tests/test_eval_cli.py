@@ -338,10 +338,10 @@ def test_set_typos_and_model_sources(models: tuple[Path, Path], tmp_path: Path, 
 
     code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--set", "training.epoch=3",
                  "--out", str(tmp_path / "o")])
-    assert code == 2 and "--set: unknown key 'training.epoch' (did you mean 'training.epochs'?)" in capsys.readouterr().err
+    assert code == 2 and "--set training.epoch=3: unknown key 'training.epoch' (did you mean 'training.epochs'?); valid keys under training: " in capsys.readouterr().err
     code = main(["evaluate", "--model", str(models[0]), "--tasks", "fr-e3c-ner", "--set", "training.epochs=abc",
                  "--out", str(tmp_path / "o")])
-    assert code == 2 and "--set: training: epochs must be a whole number, got 'abc'" in capsys.readouterr().err
+    assert code == 2 and "--set training.epochs=abc: training.epochs must be a whole number, got 'abc'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     # batch_size on a task that batches by words: said, since it changes only the prediction batches
     caplog.set_level(logging.WARNING, logger="longadapt")

@@ -174,8 +174,8 @@ def test_longadapt_core_through_the_auto_classes(tiny_dir: Path, shared_data: Pa
     from longadapt.cli import main
 
     core = tmp_path / "core"
-    assert main(["import", str(tiny_dir), str(core), "--max-length", "2048", "--local-window", "64",
-                 "--global-every", "2"]) == 0
+    assert main(["import", str(tiny_dir), str(core), "--max-length", "2048", "--local-attention", "64",
+                 "--global-attn-every-n-layers", "2"]) == 0
     task = load_task("fr-e3c-ner-doc", data_root=shared_data)
     res = run(str(core), task, seed=0, training=FinetuneConfig(epochs=1), limits=RunLimits(max_train_docs=2, max_eval_docs=2))
     assert res.model["model_type"] == "longadapt" and res.model["max_length"] == 2048

@@ -170,7 +170,8 @@ def test_seeded_shuffle_split(tmp_path: Path) -> None:
         ("type: ner\nreader: iob\nlabels: [A]\nsplits:\n  train: a\n  dev: a\n", r"split 'test' is missing"),
         ("type: ner\nreader: iob\nlabels: [A]\nepochs: 3\n", r"unknown key 'epochs'"),
         ("type: ner\nreader: iob\nlabels: [A]\nsplits: {train: a, dev: a, test: a}\ntraining: {epoch: 3}\n",
-         r"t\.yaml: unknown key 'training\.epoch' \(did you mean 'training\.epochs'\?\)"),
+         r"t\.yaml:5 \(training\.epoch\): unknown key 'training\.epoch' \(did you mean 'training\.epochs'\?\); "
+         r"valid keys under training: at_least_one, "),
         ("type: ner\nreader: iob\nlabels: [A]\nlength_buckets: quantiles\n",
          r"length_buckets must be auto or ascending word counts, e\.g\. \[256, 512, 1024\], not 'quantiles'"),
         ("type: ner\nreader: iob\nlabels: [A]\nlength_buckets: [512, 256]\n",

@@ -122,7 +122,7 @@ def test_minilm_long_conversion_keeps_short_inputs_close(minilm_dir):
     ref = import_checkpoint(minilm_dir).model.eval()
     long = import_checkpoint(minilm_dir).model.eval()
     assert long.config.attention_dropout == 0.1
-    notes = make_long(long, 2048, local_window=512, global_every=3, positions="copy")
+    notes = make_long(long, 2048, local_attention=512, global_attn_every_n_layers=3, positions="copy")
     assert any("tiled 4x" in n for n in notes)
     assert long.config.attention_dropout == 0.0  # dropout on probabilities would force SDPA's quadratic kernel
     pos = long.model.embeddings.position_embeddings.weight
@@ -207,7 +207,7 @@ def test_conversion_errors(tmp_path, minilm_dir):
     with pytest.raises(LongAdaptError, match="must be a multiple of 512"):
         make_long(bert, 3000, positions="copy")
     with pytest.raises(LongAdaptError, match="even number"):
-        make_long(bert, 4096, local_window=511)
+        make_long(bert, 4096, local_attention=511)
     # an unsupported architecture
     (tmp_path / "gpt2").mkdir()
     transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2).save_pretrained(tmp_path / "gpt2")
@@ -219,7 +219,7 @@ def test_conversion_errors(tmp_path, minilm_dir):
 
 def test_rope_conversion_of_bert(minilm_dir):
     core = import_checkpoint(minilm_dir).model.eval()
-    make_long(core, 8192, local_window=256, global_every=0, positions="rope")
+    make_long(core, 8192, local_attention=256, global_attn_every_n_layers=0, positions="rope")
     assert core.config.position_embedding_type == "rope"
     assert core.model.embeddings.position_embeddings is None
     assert set(core.config.layer_types) == {"sliding_attention"}
@@ -232,7 +232,7 @@ def test_cli_import_minilm_loads_with_auto_model(tmp_path, minilm_dir):
     out = tmp_path / "minilm-4096"
     res = subprocess.run(
         [sys.executable, "-m", "longadapt", "import", str(minilm_dir), str(out), "--max-length", "4096",
-         "--local-window", "512", "--global-every", "3", "--positions", "copy"],
+         "--local-attention", "512", "--global-attn-every-n-layers", "3", "--positions", "copy"],
         capture_output=True, text=True,
     )
     assert res.returncode == 0, res.stderr

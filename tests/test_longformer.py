@@ -336,10 +336,10 @@ def test_flash_global_merge_equals_eager(monkeypatch):
     T, H, d = layout.num_tokens, 4, 8
     # bf16-representable values: the flash wrapper casts fp32 inputs to bf16 without changing them
     q, k, v = (torch.randn(T, H, d).bfloat16().float() for _ in range(3))
-    kw = dict(half=3, scale=d**-0.5, glob=layout.globals)
+    kw = dict(half_window=3, scale=d**-0.5, glob=layout.globals)
     ref = attn_mod.attend(q, k, v, layout, backend="eager", **kw)
     flash = attn_mod.attend(q, k, v, layout, backend="flash", **kw)
-    plain = attn_mod.attend(q, k, v, layout, backend="eager", half=3, scale=d**-0.5)
+    plain = attn_mod.attend(q, k, v, layout, backend="eager", half_window=3, scale=d**-0.5)
     keep = ~flags  # global tokens' rows are replaced by attend_global_rows
     assert (ref[keep] - flash[keep]).abs().max() <= TOL_CORE
     assert (ref[keep] - plain[keep]).abs().max() > 1e-2  # the global keys matter
@@ -365,7 +365,7 @@ def _tiny_bert(tmp_path):
 def test_make_long_with_global_first_token(tmp_path):
     src = _tiny_bert(tmp_path)
     model = import_checkpoint(src).model.eval()
-    notes = make_long(model, 256, local_window=8, global_every=0, positions="copy", global_first_token=True)
+    notes = make_long(model, 256, local_attention=8, global_attn_every_n_layers=0, positions="copy", global_first_token=True)
     assert any("copies of the local Q/K/V" in n for n in notes)
     cfg = model.config
     assert cfg.global_token_projections and cfg.global_first_token
@@ -378,7 +378,7 @@ def test_make_long_with_global_first_token(tmp_path):
     # its state equals that of the same weights with layer 0 global
     ids, mask = _batch([100, 70])
     full = import_checkpoint(src).model.eval()
-    make_long(full, 256, local_window=8, global_every=2, positions="copy")  # layer 0 global, layer 1 local
+    make_long(full, 256, local_attention=8, global_attn_every_n_layers=2, positions="copy")  # layer 0 global, layer 1 local
     for backend in ("eager", "sdpa"):
         model.config.attention_backend = full.config.attention_backend = backend
         with torch.no_grad():
@@ -404,7 +404,7 @@ def test_make_long_keeps_longformer_projections(longformer):
     _, _, path = longformer
     model = import_checkpoint(path).model
     before = model.model.layers[1].attn.Wqkv_global.weight.clone()
-    make_long(model, 260, local_window=8, global_every=2, positions="copy")  # layer 0 becomes global
+    make_long(model, 260, local_attention=8, global_attn_every_n_layers=2, positions="copy")  # layer 0 becomes global
     assert model.model.layers[0].attn.Wqkv_global is None
     assert torch.equal(model.model.layers[1].attn.Wqkv_global.weight, before)
     assert not model.config.global_first_token
@@ -413,10 +413,12 @@ def test_make_long_keeps_longformer_projections(longformer):
 def test_cli_import_with_global_first_token(tmp_path):
     src = _tiny_bert(tmp_path)
     out = tmp_path / "bert-long"
+    # the flags' old names (--local-window, --global-every) still work
     rc = longadapt.cli.main(["import", str(src), str(out), "--max-length", "256", "--local-window", "16",
                              "--global-every", "2", "--global-first-token"])
     assert rc == 0
     cfg = json.loads((out / "config.json").read_text())
+    assert cfg["local_attention"] == 16 and cfg["global_attn_every_n_layers"] == 2
     assert cfg["global_token_projections"] and cfg["global_first_token"]
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["global_first_token"] is True

@@ -124,7 +124,8 @@ def test_continue_from_a_short_model_without_make_long_names_the_setting_to_writ
     d = _small("continue", "fr", tmp_path / "short")  # phases at 1,024 tokens, MiniLM takes 512
     d["continue"]["make_long"] = None
     with pytest.raises(LongAdaptError, match=r"accepts 512 tokens but a phase trains at 1024; add continue\.make_long "
-                                             r"\(e\.g\. continue\.make_long\.max_length=1024\)"):
+                                             r"\(e\.g\. continue\.make_long\.positions=copy: the model is made long to the longest phase, "
+                                             r"1024 tokens\)"):
         run_recipe(recipe_from_dict(d))
 
 
@@ -258,7 +259,7 @@ def test_recipe_files_are_valid_and_state_their_budget():
         for language, fraction in (("fr", 0.005), ("de", 0.1), ("es", 0.005)):
             for preset in ("tiny", "small", "base"):
                 d, where = load_recipe(strategy, language, preset)
-                assert where == str(REPO / "recipes" / strategy / f"{preset}.yaml")
+                assert where.path == REPO / "recipes" / strategy / f"{preset}.yaml"
                 assert d["language"] == language and d["preset"] == preset
                 assert "{" not in d.get("description", "")
                 if preset in ("tiny", "small"):  # the pack holds out the same documents for every strategy and budget
@@ -288,9 +289,11 @@ def test_a_language_file_beside_the_preset_file_wins_and_the_recipe_overrides_th
     d["train"]["data"] = {"validation_fraction": 0.2}
     (tmp_path / "convert" / "de-tiny.yaml").write_text(yaml.safe_dump(d))
     de, where = load_recipe("convert", "de", "tiny", tmp_path)
-    assert where.endswith("de-tiny.yaml") and de["train"]["data"]["validation_fraction"] == 0.2
+    assert where.path.name == "de-tiny.yaml" and de["train"]["data"]["validation_fraction"] == 0.2
+    assert "train.data.validation_fraction" not in where.defaults  # the recipe's own value: not the pack's
     fr, where = load_recipe("convert", "fr", "tiny", tmp_path)
-    assert where.endswith("/tiny.yaml") and fr["train"]["data"]["validation_fraction"] == 0.005
+    assert where.path.name == "tiny.yaml" and fr["train"]["data"]["validation_fraction"] == 0.005
+    assert where.defaults["train.data.validation_fraction"].startswith(str(REPO / "languages" / "fr.yaml") + ":")
     with pytest.raises(LongAdaptError, match="no recipe .*huge.yaml.*available convert recipes: base, de-tiny, small, tiny"):
         load_recipe("convert", "fr", "huge", tmp_path)
     with pytest.raises(LongAdaptError, match="unknown language 'xx'"):
@@ -304,11 +307,11 @@ def test_recipe_errors_are_clear():
         recipe_from_dict({"strategy": "convert"})
     with pytest.raises(LongAdaptError, match="token_budget says 10 tokens"):
         recipe_from_dict({"strategy": "scratch", "token_budget": 10, "phases": [{"steps": 2}], "train": {"tokens_per_step": 8}})
-    with pytest.raises(LongAdaptError, match=r"phases\[0\] \('main'\) .*unknown key 'lrr'. Did you mean 'lr'"):
+    with pytest.raises(LongAdaptError, match=r"phases\[0\] \('main'\) .*unknown key 'lrr' \(did you mean 'lr'\?\)"):
         recipe_from_dict({"strategy": "scratch", "phases": [{"name": "main", "steps": 2}], "train": {"lrr": 1e-3}})
     with pytest.raises(LongAdaptError, match="unknown key 'schedule.nme'"):
         recipe_from_dict({"strategy": "scratch", "phases": [{"steps": 2, "train": {"schedule": {"nme": "wsd"}}}]})
-    with pytest.raises(LongAdaptError, match="unknown key 'stpes'"):
+    with pytest.raises(LongAdaptError, match=r"unknown key 'phases\.0\.stpes' \(did you mean 'phases\.0\.steps'\?\)"):
         recipe_from_dict({"strategy": "scratch", "phases": [{"stpes": 2}]})
     with pytest.raises(LongAdaptError, match="vocab_arm must be keep, replace or extend"):
         recipe_from_dict({"strategy": "continue", "base": "x", "continue": {"vocab_arm": "swap"}})
@@ -487,26 +490,29 @@ def test_a_fourth_strategy_is_one_module_and_one_recipe_file(tmp_path, minilm_di
 def test_recipe_sections_of_another_strategy_are_refused():
     with pytest.raises(LongAdaptError, match="section convert: holds the options of the convert strategy"):
         recipe_from_dict({"strategy": "scratch", "convert": {"max_length": 1024}})
-    with pytest.raises(LongAdaptError, match=r"recipe: convert: unknown key 'max_lenght'"):
+    with pytest.raises(LongAdaptError, match=r"recipe \(convert\.max_lenght\): unknown key 'convert\.max_lenght' \(did you mean 'convert\.max_length'\?\)"):
         recipe_from_dict({"strategy": "convert", "base": "x", "convert": {"max_lenght": 1024}})
 
 
 def test_recipe_typos_are_refused_at_load_with_file_line_and_a_suggestion(tmp_path):
     """Issue #14: a typo in any section of a recipe file stops ``longadapt adapt`` before any model is
     built, naming the file, the line and the closest valid key; overrides reach list items."""
-    from longadapt.config import yaml_key_lines
+    from longadapt.config import source_for
 
     good, _ = load_recipe("convert", "fr", "tiny")
+    # one wording for every config: FILE:LINE (KEY): unknown key 'KEY' (did you mean 'VALID'?); valid keys...
     cases = {
-        "train.lrr": ("train", {"lrr": 1e-3}, r":(\d+) \(lrr\): unknown key 'lrr'\. Did you mean 'lr'\?"),
+        "train.lrr": ("train", {"lrr": 1e-3}, r":(\d+) \(lrr\): unknown key 'lrr' \(did you mean 'lr'\?\)"),
         "phase key": ("phases", [{"name": "mlm", "max_length": 4096, "steps": 16, "frezee": ["model.*"]}],
-                      r"phases\[0\] \(line (\d+)\): unknown key 'frezee'; did you mean 'freeze'\?"),
+                      r":(\d+) \(phases\.0\.frezee\): unknown key 'phases\.0\.frezee' \(did you mean "
+                      r"'phases\.0\.freeze'\?\); valid keys under phases\.0: "),
         "phase train": ("phases", [{"name": "mlm", "max_length": 4096, "steps": 16, "train": {"warmup": 3}}],
                         r":(\d+) \(warmup\): unknown key 'warmup'"),
-        "strategy section": ("convert", {"local_windw": 256}, r"convert \(line (\d+)\): unknown key 'local_windw'; "
-                             r"did you mean 'local_window'\?"),
-        "top level": ("phasess", [], r"\(line (\d+)\): unknown key 'phasess'; did you mean 'phases'\?"),
-        "typed": ("convert", {"global_every": "often"}, r"global_every \(line (\d+)\) must be a whole number"),
+        "strategy section": ("convert", {"positons": "copy"}, r":(\d+) \(convert\.positons\): unknown key "
+                             r"'convert\.positons' \(did you mean 'convert\.positions'\?\)"),
+        "top level": ("phasess", [], r":(\d+) \(phasess\): unknown key 'phasess' \(did you mean 'phases'\?\)"),
+        "typed": ("convert", {"positions": "copy", "max_length": "long"},
+                  r":(\d+) \(convert\.max_length\): convert\.max_length must be a whole number"),
     }
     for name, (key, value, pattern) in cases.items():
         d = copy.deepcopy(good)
@@ -514,20 +520,19 @@ def test_recipe_typos_are_refused_at_load_with_file_line_and_a_suggestion(tmp_pa
         d[key] = value if key not in d or not isinstance(d[key], dict) else {**d[key], **value}
         path = tmp_path / f"{name.replace(' ', '-')}.yaml"
         path.write_text(yaml.safe_dump(d, sort_keys=False))
-        lines = yaml_key_lines(path)
         with pytest.raises(LongAdaptError, match=pattern) as info:
-            recipe_from_dict(d, str(path), lines)
+            recipe_from_dict(d, source_for(path))
         import re
 
         line = int(re.search(pattern, str(info.value)).group(1))
         written = path.read_text().splitlines()[line - 1]
-        assert (list(value)[0] if isinstance(value, dict) else key if name == "top level" else "frezee"
+        assert (list(value)[-1] if isinstance(value, dict) else key if name == "top level" else "frezee"
                 if name == "phase key" else "warmup") in written, (name, written)
         assert str(path) in str(info.value), name
     # through the command line: exit 2, the message, no model built (no output folder)
     res = subprocess.run([sys.executable, "-m", "longadapt", "adapt", str(tmp_path / "train.lrr.yaml"), "--out",
                           str(tmp_path / "never")], capture_output=True, text=True)
-    assert res.returncode == 2 and "Did you mean 'lr'" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "(did you mean 'lr'?)" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "never").exists()
     # an override reaches a list item; a wrong index is named
     from longadapt.config import deep_merge, parse_overrides
@@ -542,4 +547,4 @@ def test_recipe_typos_are_refused_at_load_with_file_line_and_a_suggestion(tmp_pa
     path = tmp_path / "lr.yaml"
     path.write_text(yaml.safe_dump(good, sort_keys=False))
     with pytest.raises(LongAdaptError, match=r"command-line override 'train.lr=fast'"):
-        recipe_from_dict(d, str(path), yaml_key_lines(path), {"train.lr": "train.lr=fast"})
+        recipe_from_dict(d, source_for(path, ["train.lr=fast"]))

@@ -41,7 +41,7 @@ def _write(folder: Path, study: str, minilm: Path) -> Path:
      r"study.yaml:\d+ \(search.range\): range is \[low, high\] with low < high.*write \[5e-05, 0.0005\]"),
     (("  method: grid", "  method: grib"),
      r"study.yaml:\d+ \(search.method\): method must be one of grid, tpe, none \(did you mean 'grid'\?\)"),
-    (("seeds: 2", "seeds: 2\nsead: 3"), r"study.yaml \(line 13\): unknown key 'sead'; did you mean 'seeds'\? valid keys are: adapt_overrides, adaptations, baselines, curve_tasks, data_root, finetune, language, limits, name, out, report, search, seeds, tasks$"),
+    (("seeds: 2", "seeds: 2\nsead: 3"), r"study.yaml:13 \(sead\): unknown key 'sead' \(did you mean 'seeds'\?\); valid keys: adapt_overrides, adaptations, baselines, curve_tasks, data_root, finetune, language, limits, name, out, report, search, seeds, tasks$"),
     (("finetune: {epochs: 1, learning_rate: 1.0e-3}", "finetune: {epoch: 1}"),
      r"unknown key 'training.epoch' \(did you mean 'training.epochs'\?\)"),
 ])

@@ -117,7 +117,7 @@ def test_built_model_bf16_checkpointing_and_nan_stop(shared_data, cache_dir, tmp
 
     from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
     from longadapt.training.resolve import resolve_tokenizer_path
-    from longadapt.training.config import ConfigSource
+    from longadapt.config import ConfigSource
 
     tok = AutoTokenizer.from_pretrained(resolve_tokenizer_path(TOKENIZER, ConfigSource()))
     core = dict(TINY_CORE, vocab_size=30528, pad_token_id=tok.pad_token_id, max_position_embeddings=256)
@@ -206,7 +206,7 @@ def test_error_tokenizer_larger_than_vocabulary(shared_data, cache_dir, tmp_path
     from transformers import AutoTokenizer
 
     from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
-    from longadapt.training.config import ConfigSource
+    from longadapt.config import ConfigSource
     from longadapt.training.resolve import resolve_tokenizer_path
 
     tok = AutoTokenizer.from_pretrained(resolve_tokenizer_path(TOKENIZER, ConfigSource()))
@@ -290,7 +290,7 @@ def test_frozen_parameters_stay_put_and_come_back_trainable(shared_data, cache_d
     from transformers import AutoTokenizer
 
     from longadapt.modeling import LongAdaptConfig, LongAdaptForMaskedLM
-    from longadapt.training.config import ConfigSource
+    from longadapt.config import ConfigSource
     from longadapt.training.resolve import resolve_tokenizer_path
 
     tok = AutoTokenizer.from_pretrained(resolve_tokenizer_path(TOKENIZER, ConfigSource()))

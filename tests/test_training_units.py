@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from longadapt.errors import LongAdaptError
+from longadapt.config import ConfigSource, yaml_key_lines
 from longadapt.training.config import (
-    ConfigSource,
     ScheduleConfig,
     config_differences,
     config_to_dict,
     train_config_from_dict,
-    yaml_key_lines,
 )
 from longadapt.training.metrics import LossTally, masked_token_losses, positions_in_document
 from longadapt.training.optim import build_scheduler, parameter_groups

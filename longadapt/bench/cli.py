@@ -17,14 +17,17 @@ def add_arguments_bench(p: argparse.ArgumentParser) -> None:
                    help="comma-separated: core, hf-modernbert, hf-longformer, hf-bert, core-bert; a backend may follow "
                         "a colon (core:sdpa, core:flash, hf-modernbert:flash_attention_2); or [NAME=]SRC, a model "
                         "folder or installed model package measured at its own configuration (random weights; "
-                        "the --hidden-size ... --global-every shape options do not apply to it)")
+                        "the --hidden-size ... --global-attn-every-n-layers shape options do not apply to it)")
     p.add_argument("--modes", default="forward,train", help="forward and/or train (forward+backward)")
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--intermediate-size", type=int, default=384)
-    p.add_argument("--window", type=int, default=128, help="local attention window (total)")
-    p.add_argument("--global-every", type=int, default=3, help="0 = all layers local")
+    p.add_argument("--local-attention", "--window", dest="local_attention", type=int, default=128,
+                   help="local attention window (total; --window is its old name)")
+    p.add_argument("--global-attn-every-n-layers", "--global-every", dest="global_attn_every_n_layers", type=int,
+                   default=3, help="layer i is global when i %% K == 0; 0 = all layers local (--global-every is its "
+                                   "old name)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--min-time", type=float, default=3.0, help="seconds of timed runs per measurement")
@@ -112,7 +115,8 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"{args.length_source} ({LENGTH_SOURCES[args.length_source][1]}), capped at {length}: {len(pool)} rows, median {sorted(pool)[len(pool) // 2]} "
                   f"tokens; {args.batches} batches of {min(map(len, batches[length]))}-{max(map(len, batches[length]))} "
                   f"rows ({sum(rows)} tokens, {len(rows)} rows in all)")
-    shape = Shape(args.hidden_size, args.layers, args.heads, args.intermediate_size, args.window, args.global_every)
+    shape = Shape(args.hidden_size, args.layers, args.heads, args.intermediate_size, args.local_attention,
+                  args.global_attn_every_n_layers)
     records = run_benchmark(lengths, models, modes, shape, args.device, args.dtype, args.min_time,
                             args.tokens_per_batch, args.peak_tflops, rounds=args.rounds, batches=batches,
                             length_source=args.length_source, sources=sources, dropout=args.dropout,

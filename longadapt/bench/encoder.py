@@ -41,8 +41,8 @@ class Shape:
     num_layers: int = 6
     num_heads: int = 4
     intermediate_size: int = 384
-    window: int = 128
-    global_every: int = 3
+    local_attention: int = 128
+    global_attn_every_n_layers: int = 3
     vocab_size: int = 1024
 
 
@@ -80,8 +80,8 @@ def build_model(name: str, shape: Shape, length: int, source: str | None = None)
         cfg = LongAdaptConfig(
             vocab_size=s.vocab_size, hidden_size=s.hidden_size, num_hidden_layers=s.num_layers,
             num_attention_heads=s.num_heads, intermediate_size=s.intermediate_size,
-            max_position_embeddings=max(length, 512), local_attention=s.window,
-            global_attn_every_n_layers=s.global_every, attention_backend=backend or "auto",
+            max_position_embeddings=max(length, 512), local_attention=s.local_attention,
+            global_attn_every_n_layers=s.global_attn_every_n_layers, attention_backend=backend or "auto",
         )
         return LongAdaptModel(cfg)
     if name == "core-bert":  # a BERT-style core, as an imported BERT is
@@ -97,11 +97,11 @@ def build_model(name: str, shape: Shape, length: int, source: str | None = None)
         cfg = transformers.ModernBertConfig(
             vocab_size=s.vocab_size, hidden_size=s.hidden_size, num_hidden_layers=s.num_layers,
             num_attention_heads=s.num_heads, intermediate_size=s.intermediate_size,
-            max_position_embeddings=max(length, 512), local_attention=s.window,
-            global_attn_every_n_layers=s.global_every if s.global_every > 0 else s.num_layers + 1,
+            max_position_embeddings=max(length, 512), local_attention=s.local_attention,
+            global_attn_every_n_layers=s.global_attn_every_n_layers if s.global_attn_every_n_layers > 0 else s.num_layers + 1,
             pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
         )
-        if s.global_every == 0:
+        if s.global_attn_every_n_layers == 0:
             cfg.layer_types = ["sliding_attention"] * s.num_layers
         cfg._attn_implementation = backend or "sdpa"
         return transformers.ModernBertModel(cfg)
@@ -109,7 +109,7 @@ def build_model(name: str, shape: Shape, length: int, source: str | None = None)
         cfg = transformers.LongformerConfig(
             vocab_size=s.vocab_size, hidden_size=s.hidden_size, num_hidden_layers=s.num_layers,
             num_attention_heads=s.num_heads, intermediate_size=s.intermediate_size,
-            max_position_embeddings=max(length, 512) + 2, attention_window=s.window, pad_token_id=1,
+            max_position_embeddings=max(length, 512) + 2, attention_window=s.local_attention, pad_token_id=1,
         )
         return transformers.LongformerModel(cfg)
     if name == "hf-bert":
@@ -142,11 +142,11 @@ def model_flops_per_token(name: str, shape: Shape, length: int) -> float:
     linear = 2 * (4 * d * d + mlp)
     total = 0.0
     for i in range(s.num_layers):
-        is_global = name in ("hf-bert", "core-bert") or (s.global_every > 0 and i % s.global_every == 0)
+        is_global = name in ("hf-bert", "core-bert") or (s.global_attn_every_n_layers > 0 and i % s.global_attn_every_n_layers == 0)
         if name == "hf-longformer":
-            ctx = min(length, s.window + 1)
+            ctx = min(length, s.local_attention + 1)
         else:
-            ctx = length if is_global else min(length, s.window + 1)
+            ctx = length if is_global else min(length, s.local_attention + 1)
         total += linear + 4 * d * ctx
     return total
 

@@ -56,7 +56,8 @@ class RunLimits:
 
     max_train_docs: int | None = None
     max_eval_docs: int | None = None
-    max_steps: int | None = None  # stop training after this many optimizer steps
+    # stop training after this many optimizer steps
+    max_steps: int | None = None
 
 
 @dataclass

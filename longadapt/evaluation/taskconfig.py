@@ -46,16 +46,21 @@ class SourceSpec:
     """
 
     path: str = ""
-    options: dict[str, Any] = field(default_factory=dict)  # reader options for this source only
+    # reader options for this source only
+    options: dict[str, Any] = field(default_factory=dict)
     ids_file: str | None = None
     ids_section: str | None = None
-    ids_mode: str = "include"  # include | exclude
+    # include | exclude
+    ids_mode: str = "include"
     fraction: list[float] | None = None
     every: int | None = None
     offset: int = 0
-    every_mode: str = "keep"  # keep | drop
-    shuffle_seed: int | None = None  # seeded random order before fraction / every (DrBenchmark's splits)
-    shuffle_rounds: int = 1  # how many times that order is shuffled (DrBenchmark's MANTRAGSC: 3)
+    # keep | drop
+    every_mode: str = "keep"
+    # seeded random order before fraction / every (DrBenchmark's splits)
+    shuffle_seed: int | None = None
+    # how many times that order is shuffled (DrBenchmark's MANTRAGSC: 3)
+    shuffle_rounds: int = 1
 
 
 @dataclass
@@ -69,7 +74,8 @@ class FinetuneConfig:
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
-    eval_batch_size: int | None = None  # default: batch_size
+    # default: batch_size
+    eval_batch_size: int | None = None
     # training batches of whole examples (documents, or segments with segment_on) up to this many words
     # (at least one example; a document's windows always travel together): the batch plan depends on the
     # data and the seed only, so every model, whatever its tokenizer and window, takes the same optimizer
@@ -79,37 +85,40 @@ class FinetuneConfig:
     # training batches of up to this many real tokens of the model's tokenizer (at least one item): steps
     # then differ between tokenizers and between windows and whole documents; prefer batch_words
     batch_tokens: int | None = None
-    eval_batch_tokens: int = 16384  # prediction batches hold at most this many tokens (memory bound)
+    # prediction batches hold at most this many tokens (memory bound)
+    eval_batch_tokens: int = 16384
     # training memory bound: a batch whose padded size (rows x longest row; a document's windows and an
     # MCQA question's options are rows) exceeds this many tokens is run as several forward/backward
     # passes over whole examples, gradients summed before the one optimizer step; the gradient is the
     # batch's (each pass weighted by its share of the loss). 0 = never split.
     micro_batch_tokens: int = 2048
-    max_length: int | None = None  # default: the model's maximum length
-    stride: int | None = None  # tokens between window starts; default: half the window
-    truncate: bool = False  # one window per example (its first max_length tokens); the rest is never seen
-    merge: str = "max_context"  # token predictions of overlapping windows: max_context | average
-    pool: str = "mean"  # document logits over windows: mean | max
-    threshold: float | None = None  # multi-label/MCQA: None = chosen on validation
-    at_least_one: bool = True  # multi-label/MCQA: an empty prediction takes its best label
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    # default: the model's maximum length
+    max_length: int | None = None
+    # tokens between window starts; default: half the window
+    stride: int | None = None
+    # one window per example (its first max_length tokens); the rest is never seen
+    truncate: bool = False
+    # token predictions of overlapping windows: max_context | average
+    merge: str = "max_context"
+    # document logits over windows: mean | max
+    pool: str = "mean"
+    # multi-label/MCQA: None = chosen on validation
+    threshold: float | None = None
+    # multi-label/MCQA: an empty prediction takes its best label
+    at_least_one: bool = True
+    # no | fp16 | bf16 (accelerate)
+    mixed_precision: str = "no"
     eval_every_epochs: int = 1
-    select_metric: str | None = None  # the dev metric that selects the checkpoint; default: the task's metric
+    # the dev metric that selects the checkpoint; default: the task's metric
+    select_metric: str | None = None
 
     def resolved(self, task_type: str, document_task: bool = False) -> FinetuneConfig:
         epochs, batch, lr = tasktypes.get(task_type).defaults
-        out = FinetuneConfig(**to_dict(self))
-        out.epochs = _typed(self.epochs, int, "epochs") if self.epochs is not None else epochs
-        out.batch_size = _typed(self.batch_size, int, "batch_size") if self.batch_size is not None else batch
-        out.learning_rate = _typed(self.learning_rate, float, "learning_rate") if self.learning_rate is not None else lr
-        out.eval_batch_size = _typed(self.eval_batch_size, int, "eval_batch_size") or out.batch_size
-        for name, kind in (("weight_decay", float), ("warmup_ratio", float), ("max_grad_norm", float),
-                           ("gradient_accumulation_steps", int), ("eval_every_epochs", int),
-                           ("eval_batch_tokens", int), ("micro_batch_tokens", int)):
-            setattr(out, name, _typed(getattr(self, name), kind, name))
-        for name in ("max_length", "stride", "batch_tokens", "batch_words"):
-            if getattr(self, name) is not None:
-                setattr(out, name, _typed(getattr(self, name), int, name))
+        out = FinetuneConfig(**to_dict(self))  # values typed by longadapt.config.from_dict when the task loaded
+        out.epochs = self.epochs if self.epochs is not None else epochs
+        out.batch_size = self.batch_size if self.batch_size is not None else batch
+        out.learning_rate = self.learning_rate if self.learning_rate is not None else lr
+        out.eval_batch_size = self.eval_batch_size or out.batch_size
         for name in ("truncate", "at_least_one"):
             if not isinstance(getattr(self, name), bool):
                 raise LongAdaptError(f"training.{name} must be true or false, not {getattr(self, name)!r}")
@@ -142,53 +151,51 @@ class FinetuneConfig:
         return out
 
 
-def _typed(value: Any, kind: type, name: str) -> Any:
-    """``value`` as an int or float (YAML reads ``3e-3`` as a string), or a clear error."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise LongAdaptError(f"training.{name} must be a number, not {value!r}")
-    try:
-        out = kind(float(value)) if kind is float else int(value) if float(value) == int(float(value)) else None
-    except (TypeError, ValueError):
-        out = None
-    if out is None:
-        raise LongAdaptError(f"training.{name} must be {'an integer' if kind is int else 'a number'}, not {value!r}")
-    return out
-
-
 @dataclass
 class TaskConfig:
     name: str = ""
     type: str = ""
-    type_module: str | None = None  # a module to import first that registers the type (tasktypes.register)
+    # a module to import first that registers the type (tasktypes.register)
+    type_module: str | None = None
     reader: str = ""
     language: str = ""
     description: str = ""
     reader_options: dict[str, Any] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     splits: dict[str, list[SourceSpec]] = field(default_factory=dict)
-    metric: str | None = None  # default: the type's main metric (tasktypes)
-    word_splitter: str = "regex"  # documents -> words (NER on documents): regex | whitespace | <regex>
+    # default: the type's main metric (tasktypes)
+    metric: str | None = None
+    # documents -> words (NER on documents): regex | whitespace | <regex>
+    word_splitter: str = "regex"
     # upper bounds (words) of the test length buckets, or "auto": the test documents' own thirds
     # (metrics.auto_length_edges), so that no bucket holds every document
     length_buckets: list[int] | str = "auto"
-    score_scale: list[float] = field(default_factory=lambda: [0.0, 5.0])  # regression (EDRM)
-    data_root: str | None = None  # relative to the YAML file's folder
+    # regression (EDRM)
+    score_scale: list[float] = field(default_factory=lambda: [0.0, 5.0])
+    # relative to the YAML file's folder
+    data_root: str | None = None
     # entities (ner): how nested / overlapping mentions are represented (every gold mention is scored)
-    nested: str = "auto"  # auto | layers | flatten | join
-    max_depth: int | None = None  # layers: at most this many nesting levels per type (default: what the data needs)
-    discontinuous: str = "fragments"  # fragments | extent | longest
+    # auto | layers | flatten | join
+    nested: str = "auto"
+    # layers: at most this many nesting levels per type (default: what the data needs)
+    max_depth: int | None = None
+    # fragments | extent | longest
+    discontinuous: str = "fragments"
     # units: precision/recall/F1 count the scoring units above (fragments of discontinuous mentions, duplicates
     # once, spans trimmed); clef: the CLEF eHealth BRATEval count is recorded next to them as clef_* (every gold
     # T line one entity; entities.clef_scores). f1 stays the units count unless metric says clef_f1
     count: str = "units"
-    other_labels: str = "error"  # mentions (or tags) of labels not in `labels`: error | ignore (counted)
-    encoding: str = "utf-8"  # of the task's text files (brat, iob, tsv, mcqa_json, codiesp); never guessed
-    segment_on: str | None = None  # cut documents into segments after each word equal to this (e.g. ".")
+    # mentions (or tags) of labels not in `labels`: error | ignore (counted)
+    other_labels: str = "error"
+    # of the task's text files (brat, iob, tsv, mcqa_json, codiesp); never guessed
+    encoding: str = "utf-8"
+    # cut documents into segments after each word equal to this (e.g. ".")
+    segment_on: str | None = None
     training: FinetuneConfig = field(default_factory=FinetuneConfig)
-    protocols: dict[str, Any] = field(default_factory=dict)  # per protocol: overrides of this YAML
-    protocol: str = "default"  # set by load_task
+    # per protocol: overrides of this YAML
+    protocols: dict[str, Any] = field(default_factory=dict)
+    # set by load_task
+    protocol: str = "default"
     licence: str = ""
     citation: str = ""
     notes: str = ""

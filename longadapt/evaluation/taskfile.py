@@ -1,58 +1,39 @@
-"""The checks of a task file, before any data or model is loaded: known keys (with a did-you-mean), the
-splits' sources, and the values (type, reader, labels, metric, schemes, counts, encoding, buckets), each error
+"""The checks of a task file, before any data or model is loaded (its keys and their types are checked by
+:func:`longadapt.config.from_dict`, as every config's): the splits' sources, and the values (type, reader, labels, metric, schemes, counts, encoding, buckets), each error
 naming the file."""
 
 from __future__ import annotations
 
 import codecs
-import dataclasses
 from typing import Any
 
-from longadapt.config import from_dict
+from longadapt.config import ConfigSource, from_dict
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import entities as E
 from longadapt.evaluation import readers
 from longadapt.evaluation import tasktypes
 
-from longadapt.evaluation.taskconfig import SPLITS, FinetuneConfig, SourceSpec, TaskConfig
+from longadapt.evaluation.taskconfig import SPLITS, SourceSpec, TaskConfig
 
 
-def check_keys(data: dict[str, Any], where: str) -> None:
-    """Top-level and ``training`` keys must be fields of the config (with a did-you-mean)."""
-    import difflib
-
-    def check(keys: Any, cls: type, prefix: str) -> None:
-        valid = [f.name for f in dataclasses.fields(cls)]
-        for key in keys:
-            if key not in valid:
-                close = difflib.get_close_matches(str(key), valid, n=1)
-                hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-                raise LongAdaptError(f"{where}: unknown key '{prefix}{key}'{hint}; valid keys are: "
-                                     f"{', '.join(sorted(valid))}")
-
-    check(data, TaskConfig, "")
-    training = data.get("training")
-    if isinstance(training, dict):
-        check(training, FinetuneConfig, "training.")
-    elif training is not None:
-        raise LongAdaptError(f"{where}: 'training' must map keys to values")
-
-
-def parse_splits(raw: Any, where: str) -> dict[str, list[SourceSpec]]:
+def parse_splits(raw: Any, source: ConfigSource) -> dict[str, list[SourceSpec]]:
+    where = source.where("splits")
     if not isinstance(raw, dict):
         raise LongAdaptError(f"{where}: 'splits' must map train/dev/test to data paths")
     out = {}
     for split, value in raw.items():
         if split not in SPLITS:
-            raise LongAdaptError(f"{where}: unknown split {split!r}; use train, dev and test")
+            raise LongAdaptError(f"{source.where('splits.' + str(split))}: unknown split {split!r}; use train, dev "
+                                 "and test")
         items = value if isinstance(value, list) else [value]
         specs = []
         for i, item in enumerate(items):
+            key = f"splits.{split}.{i}" if isinstance(value, list) else f"splits.{split}"
             if isinstance(item, str):
                 item = {"path": item}
             if not isinstance(item, dict) or not item.get("path"):
-                raise LongAdaptError(f"{where}: splits.{split}[{i}] needs a 'path'")
-            specs.append(from_dict(SourceSpec, item, f"{where}: splits.{split}[{i}]"))
+                raise LongAdaptError(f"{source.where(key)}: splits.{split}[{i}] needs a 'path'")
+            specs.append(from_dict(SourceSpec, item, source, key + "."))
         out[split] = specs
     for split in SPLITS:
         if split not in out:

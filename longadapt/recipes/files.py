@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from longadapt.config import ConfigSource
 from longadapt.errors import LongAdaptError
 
 
@@ -44,14 +45,16 @@ def find_recipe(strategy: str, language: str, preset: str, directory: Path | Non
 
 
 def load_recipe(recipe: str | Path, language: str | None = None, preset: str | None = None,
-                directory: Path | None = None) -> tuple[dict[str, Any], str]:
-    """The recipe dict a command names, with its language pack's defaults under it, and its file name.
+                directory: Path | None = None) -> tuple[dict[str, Any], ConfigSource]:
+    """The recipe dict a command names, with its language pack's defaults under it, and where each key was
+    written (:class:`~longadapt.config.ConfigSource`: the file's lines, and the pack's file and line for the
+    defaults it supplies).
 
     ``recipe`` is a strategy (its file found by ``language`` and ``preset``, default ``fr`` and ``tiny``)
     or a recipe file (``language`` then replaces the file's own). ``{language_name}`` in the
     description becomes the language's name."""
-    from longadapt.config import deep_merge, load_yaml
-    from longadapt.languages import load_language
+    from longadapt.config import ConfigSource, deep_merge, load_yaml, yaml_key_lines
+    from longadapt.languages import language_file, load_language
 
     if is_strategy_name(str(recipe), directory):
         language, preset = language or "fr", preset or "tiny"
@@ -72,4 +75,9 @@ def load_recipe(recipe: str | Path, language: str | None = None, preset: str | N
     data = deep_merge(copy.deepcopy(pack.recipes.get(str(data["preset"]), {})), data)
     if isinstance(data.get("description"), str):
         data["description"] = data["description"].replace("{language_name}", pack.name)
-    return data, str(path)
+    lines = yaml_key_lines(path)
+    pack_file = language_file(pack.code)
+    under = f"recipes.{data['preset']}."
+    defaults = {k[len(under):]: f"{pack_file}:{n}" for k, n in yaml_key_lines(pack_file).items()
+                if k.startswith(under) and k[len(under):] not in lines}
+    return data, ConfigSource(path=path, lines=lines, defaults=defaults)

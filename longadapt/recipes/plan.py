@@ -97,7 +97,7 @@ def model_config(cfg: Any, where: str = "recipe") -> Any:
         shape = _base_shape(cfg.base, where)
         long = o if cfg.strategy == "convert" else getattr(o, "make_long", None)
         if long is not None:
-            shape.update(local_attention=long.local_window, global_attn_every_n_layers=long.global_every)
+            shape.update(local_attention=long.local_attention, global_attn_every_n_layers=long.global_attn_every_n_layers)
             shape.pop("layer_types", None)
         arm = getattr(o, "vocab_arm", "keep")
         if arm == "replace":

@@ -10,7 +10,6 @@ name refers to, the search's rates. Every message names the study file and the l
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import from_dict, load_yaml, sub_lines, yaml_key_lines
+from longadapt.config import ConfigSource, did_you_mean, from_dict, load_yaml, yaml_key_lines
 from longadapt.errors import LongAdaptError
 
 NAME = re.compile(r"[A-Za-z0-9][\w.+-]*")
@@ -33,19 +32,26 @@ class AdaptationSpec:
     name: str = ""
     strategy: str | None = None
     preset: str = "tiny"
-    recipe: str | None = None  # a recipe file, relative to the study file's folder (instead of strategy/preset)
-    arm: str | None = None  # continue: the vocabulary arm (continue.vocab_arm)
-    base: str | None = None  # the base model (directory, installed package or hub id); default: the recipe's
-    budgets: list[int] | None = None  # adaptation tokens; default: the recipe's own budget
-    untrained: str | None = None  # a baseline that *is* this strategy's model before training (its 0-token point)
-    overrides: dict[str, Any] = field(default_factory=dict)  # recipe keys (dotted), e.g. train.precision: bf16
-    tasks: list[str] | None = None  # the tasks of this adaptation's largest budget; default: every study task
+    # a recipe file, relative to the study file's folder (instead of strategy/preset)
+    recipe: str | None = None
+    # continue: the vocabulary arm (continue.vocab_arm)
+    arm: str | None = None
+    # the base model (directory, installed package or hub id); default: the recipe's
+    base: str | None = None
+    # adaptation tokens; default: the recipe's own budget
+    budgets: list[int] | None = None
+    # a baseline that *is* this strategy's model before training (its 0-token point)
+    untrained: str | None = None
+    # recipe keys (dotted), e.g. train.precision: bf16
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # the tasks of this adaptation's largest budget; default: every study task
+    tasks: list[str] | None = None
 
 
 @dataclass
 class BaselineSpec:
     """A model used as it is (``model``), or made long first (``make_long``: the options of
-    ``longadapt import --max-length``: max_length, local_window, global_every, positions)."""
+    ``longadapt import --max-length``: max_length, local_attention, global_attn_every_n_layers, positions)."""
 
     name: str = ""
     model: str = ""
@@ -62,20 +68,28 @@ class SearchSpec:
     learning_rates: list[float] | None = None
     range: list[float] | None = None
     trials: int | None = None
-    startup_trials: int | None = None  # tpe: random trials before the model (default: min(3, trials))
-    seed: int = 0  # the fine-tuning seed of every trial (a study seed: that seed's test run is the trial's)
-    sampler_seed: int = 0  # tpe: the sampler's seed
-    storage: str | None = None  # an Optuna storage URL; default sqlite:///<out>/search.db
+    # tpe: random trials before the model (default: min(3, trials))
+    startup_trials: int | None = None
+    # the fine-tuning seed of every trial (a study seed: that seed's test run is the trial's)
+    seed: int = 0
+    # tpe: the sampler's seed
+    sampler_seed: int = 0
+    # an Optuna storage URL; default sqlite:///<out>/search.db
+    storage: str | None = None
 
 
 @dataclass
 class ReportSpec:
     """What the verdict report compares against."""
 
-    reference: str | None = None  # the un-adapted long model (a baseline name)
-    windowed: str | None = None  # the 512-token baseline reading windows (a baseline name)
-    curve_task: str | None = None  # the task of the verdict curve; default: the first task
-    bootstrap: int = 1000  # paired bootstrap resamples over test documents
+    # the un-adapted long model (a baseline name)
+    reference: str | None = None
+    # the 512-token baseline reading windows (a baseline name)
+    windowed: str | None = None
+    # the task of the verdict curve; default: the first task
+    curve_task: str | None = None
+    # paired bootstrap resamples over test documents
+    bootstrap: int = 1000
     bootstrap_seed: int = 0
 
 
@@ -92,15 +106,19 @@ class StudyFile:
 
     name: str = ""
     language: str = "fr"
-    out: str | None = None  # the study folder, relative to the study file's folder; default runs/study-<name>
+    # the study folder, relative to the study file's folder; default runs/study-<name>
+    out: str | None = None
     adaptations: list[AdaptationSpec] = field(default_factory=list)
     baselines: list[BaselineSpec] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
-    curve_tasks: list[str] | None = None  # tasks of the smaller budgets; default: report.curve_task
+    # tasks of the smaller budgets; default: report.curve_task
+    curve_tasks: list[str] | None = None
     seeds: int = 3
-    finetune: dict[str, Any] = field(default_factory=dict)  # training keys of every task (as --set training.KEY)
+    # training keys of every task (as --set training.KEY)
+    finetune: dict[str, Any] = field(default_factory=dict)
     limits: LimitsSpec = field(default_factory=LimitsSpec)
-    adapt_overrides: dict[str, Any] = field(default_factory=dict)  # recipe keys for every adaptation
+    # recipe keys for every adaptation
+    adapt_overrides: dict[str, Any] = field(default_factory=dict)
     search: SearchSpec = field(default_factory=SearchSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
     data_root: str | None = None
@@ -123,24 +141,11 @@ def model_name(adaptation: AdaptationSpec, tokens: int) -> str:
     return f"{adaptation.name}-{budget_tag(tokens)}"
 
 
-class _Where:
-    """file:line of a dotted key of the study file."""
-
-    def __init__(self, path: Path, lines: dict[str, int]):
-        self.path, self.lines = path, lines
+class _Where(ConfigSource):
+    """The study file's source, called with a dotted key for its ``file:line (key)``."""
 
     def __call__(self, key: str) -> str:
-        probe = key
-        while probe:
-            if probe in self.lines:
-                return f"{self.path}:{self.lines[probe]} ({key})"
-            probe = probe.rpartition(".")[0]
-        return f"{self.path} ({key})"
-
-
-def _close(word: str, choices: list[str]) -> str:
-    found = difflib.get_close_matches(str(word), choices, n=1)
-    return f" (did you mean {found[0]!r}?)" if found else ""
+        return self.where(key)
 
 
 def load_study(path: str | Path, out: str | None = None) -> StudySpec:
@@ -148,17 +153,17 @@ def load_study(path: str | Path, out: str | None = None) -> StudySpec:
     path = Path(path)
     raw = load_yaml(path)
     lines = yaml_key_lines(path)
-    where = _Where(path, lines)
+    source = where = _Where(path=path, lines=lines)
     data = copy.deepcopy(raw)
     adaptations = data.pop("adaptations", None) or []
     baselines = data.pop("baselines", None) or []
     if not isinstance(adaptations, list) or not isinstance(baselines, list):
         raise LongAdaptError(f"{where('adaptations')}: adaptations and baselines are lists of entries (- name: ...)")
-    spec = StudySpec(**vars(from_dict(StudyFile, data, str(path), lines)))
-    spec.adaptations = [from_dict(AdaptationSpec, a if isinstance(a, dict) else {}, f"{where(f'adaptations.{i}')}",
-                                  sub_lines(lines, f"adaptations.{i}")) for i, a in enumerate(adaptations)]
-    spec.baselines = [from_dict(BaselineSpec, b if isinstance(b, dict) else {}, f"{where(f'baselines.{i}')}",
-                                sub_lines(lines, f"baselines.{i}")) for i, b in enumerate(baselines)]
+    spec = StudySpec(**vars(from_dict(StudyFile, data, source)))
+    spec.adaptations = [from_dict(AdaptationSpec, a if isinstance(a, dict) else {}, source, f"adaptations.{i}.")
+                        for i, a in enumerate(adaptations)]
+    spec.baselines = [from_dict(BaselineSpec, b if isinstance(b, dict) else {}, source, f"baselines.{i}.")
+                      for i, b in enumerate(baselines)]
     spec.path = path.resolve()
     if out is not None:
         spec.out = out
@@ -180,7 +185,7 @@ def _check(spec: StudySpec, where: _Where) -> None:
 
     if spec.language not in available_languages():
         raise LongAdaptError(f"{where('language')}: unknown language {spec.language!r}"
-                             f"{_close(spec.language, available_languages())}; languages: "
+                             f"{did_you_mean(spec.language, available_languages())}; languages: "
                              f"{', '.join(available_languages())}")
     if spec.seeds < 1:
         raise LongAdaptError(f"{where('seeds')}: seeds must be at least 1 (the runs use seeds 0..seeds-1)")
@@ -212,7 +217,7 @@ def _check(spec: StudySpec, where: _Where) -> None:
             raise LongAdaptError(f"{where(key + '.name')}: an adaptation needs a name (letters, digits, '.', '-', '_')")
         if a.untrained is not None and a.untrained not in baseline_names:
             raise LongAdaptError(f"{where(key + '.untrained')}: {a.untrained!r} is not a baseline of this study"
-                                 f"{_close(a.untrained, baseline_names)}; baselines: {', '.join(baseline_names) or 'none'}")
+                                 f"{did_you_mean(a.untrained, baseline_names)}; baselines: {', '.join(baseline_names) or 'none'}")
         for budget, recipe in _recipes(spec, a, i, where):
             name = model_name(a, budget)
             if budget == 0 and a.untrained:
@@ -222,12 +227,12 @@ def _check(spec: StudySpec, where: _Where) -> None:
         for t in a.tasks or []:
             if t not in spec.tasks:
                 raise LongAdaptError(f"{where(key + '.tasks')}: {t!r} is not one of the study's tasks"
-                                     f"{_close(t, spec.tasks)} ({', '.join(spec.tasks)})")
+                                     f"{did_you_mean(t, spec.tasks)} ({', '.join(spec.tasks)})")
     for key in ("reference", "windowed"):
         value = getattr(spec.report, key)
         if value is not None and value not in baseline_names:
             raise LongAdaptError(f"{where('report.' + key)}: {value!r} is not a baseline of this study"
-                                 f"{_close(value, baseline_names)}; baselines: {', '.join(baseline_names) or 'none'}")
+                                 f"{did_you_mean(value, baseline_names)}; baselines: {', '.join(baseline_names) or 'none'}")
     if spec.report.bootstrap < 0:
         raise LongAdaptError(f"{where('report.bootstrap')}: the number of bootstrap resamples must be >= 0")
     _check_search(spec, where)
@@ -237,9 +242,9 @@ def _check_make_long(options: Any, where: _Where, key: str) -> None:
     from longadapt.recipes.strategies.convert import ConvertOptions
 
     if not isinstance(options, dict):
-        raise LongAdaptError(f"{where(key)}: make_long is a mapping, e.g. {{max_length: 4096, local_window: 512, "
-                             "global_every: 3, positions: copy}")
-    opts = from_dict(ConvertOptions, options, where(key))
+        raise LongAdaptError(f"{where(key)}: make_long is a mapping, e.g. {{max_length: 4096, local_attention: 512, "
+                             "global_attn_every_n_layers: 3, positions: copy}")
+    opts = from_dict(ConvertOptions, options, where, key + ".")
     if not opts.max_length or opts.max_length < 8:
         raise LongAdaptError(f"{where(key + '.max_length')}: make_long needs max_length (the new length in tokens)")
 
@@ -259,7 +264,7 @@ def _check_tasks(spec: StudySpec, where: _Where) -> None:
             if not p.is_file():
                 raise LongAdaptError(f"{where(f'tasks.{i}')}: task file {p} does not exist")
         elif t not in known:
-            raise LongAdaptError(f"{where(f'tasks.{i}')}: unknown task {t!r}{_close(t, known)}; tasks: {', '.join(known)}")
+            raise LongAdaptError(f"{where(f'tasks.{i}')}: unknown task {t!r}{did_you_mean(t, known)}; tasks: {', '.join(known)}")
         try:
             load_task(task_source(spec, t), spec.data_root, {"training": dict(spec.finetune)} if spec.finetune else None,
                       overrides_from=where("finetune"))
@@ -268,7 +273,7 @@ def _check_tasks(spec: StudySpec, where: _Where) -> None:
     for key, value in (("curve_tasks", spec.curve_tasks), ("report.curve_task", [spec.report.curve_task])):
         for t in value or []:
             if t is not None and t not in spec.tasks:
-                raise LongAdaptError(f"{where(key)}: {t!r} is not one of the study's tasks{_close(t, spec.tasks)} "
+                raise LongAdaptError(f"{where(key)}: {t!r} is not one of the study's tasks{did_you_mean(t, spec.tasks)} "
                                      f"({', '.join(spec.tasks)})")
 
 
@@ -302,7 +307,7 @@ def _recipes(spec: StudySpec, a: AdaptationSpec, i: int, where: _Where) -> list[
     if a.strategy is not None:
         if not is_strategy_name(a.strategy):
             raise LongAdaptError(f"{where(key + '.strategy')}: unknown strategy {a.strategy!r}"
-                                 f"{_close(a.strategy, strategy_names())}; strategies: {', '.join(strategy_names())}")
+                                 f"{did_you_mean(a.strategy, strategy_names())}; strategies: {', '.join(strategy_names())}")
         source: str = a.strategy
     else:
         p = Path(a.recipe) if Path(a.recipe).is_absolute() else spec.path.parent / a.recipe
@@ -346,7 +351,7 @@ def _recipes(spec: StudySpec, a: AdaptationSpec, i: int, where: _Where) -> list[
     return out
 
 
-def _checked(data: dict[str, Any], recipe_where: str, a: AdaptationSpec, where: _Where, key: str, what: str) -> None:
+def _checked(data: dict[str, Any], recipe_where: ConfigSource, a: AdaptationSpec, where: _Where, key: str, what: str) -> None:
     """``longadapt adapt``'s own checks of the recipe, with the error placed on the adaptation's line (the
     arm's, with the closest arm, when the arm is wrong)."""
     from longadapt.recipes.adapt import recipe_from_dict
@@ -358,7 +363,7 @@ def _checked(data: dict[str, Any], recipe_where: str, a: AdaptationSpec, where: 
         if "vocab_arm" in str(exc):
             from longadapt.recipes.vocab_transfer import ARMS
 
-            hint = f"{_close(a.arm or '', list(ARMS))}"
+            hint = f"{did_you_mean(a.arm or '', list(ARMS))}"
         raise LongAdaptError(f"{where(key + ('.arm' if 'vocab_arm' in str(exc) else ''))}: adaptation {a.name!r} "
                              f"({what}): {exc}{hint}") from None
 
@@ -393,7 +398,7 @@ def _recipe_tokens(data: dict[str, Any]) -> int:
     return sum(int(p.get("steps", 100)) * int(p.get("tokens_per_step") or per_step) for p in data.get("phases") or [{}])
 
 
-def scale_to_budget(data: dict[str, Any], budget: int, where: str, recipe_where: str) -> dict[str, Any]:
+def scale_to_budget(data: dict[str, Any], budget: int, where: str, recipe_where: "str | ConfigSource") -> dict[str, Any]:
     """The recipe with every phase's steps scaled by ``budget / recipe budget``, so that the phases keep
     their shares; refused when a phase's steps would not be a whole number (the budget must be a multiple
     of the recipe's budget / gcd of its phases' steps)."""
@@ -412,7 +417,7 @@ def scale_to_budget(data: dict[str, Any], budget: int, where: str, recipe_where:
     if budget % unit:
         shape = " + ".join(f"{s} x {t:,}" for s, t in zip(steps, sizes))
         raise LongAdaptError(
-            f"{where}: {budget:,} tokens is not a whole number of steps of {recipe_where}'s phases ({shape} = "
+            f"{where}: {budget:,} tokens is not a whole number of steps of {getattr(recipe_where, 'path', recipe_where)}'s phases ({shape} = "
             f"{total:,} tokens); use a multiple of {unit:,} tokens (e.g. {max(1, round(budget / unit)) * unit:,})")
     factor = budget // unit
     for p, s in zip(phases, steps):
@@ -426,7 +431,7 @@ def _check_search(spec: StudySpec, where: _Where) -> None:
     s = spec.search
     if s.method not in SEARCH_METHODS:
         raise LongAdaptError(f"{where('search.method')}: method must be one of {', '.join(SEARCH_METHODS)}"
-                             f"{_close(s.method, list(SEARCH_METHODS))}, not {s.method!r}")
+                             f"{did_you_mean(s.method, list(SEARCH_METHODS))}, not {s.method!r}")
     if not 0 <= s.seed < spec.seeds:
         raise LongAdaptError(f"{where('search.seed')}: the trials' seed must be one of the study's seeds "
                              f"(0..{spec.seeds - 1}), so that its test run is the trial's, not {s.seed}")

@@ -259,10 +259,11 @@ def _run_baseline(plan: Plan, stage: Stage) -> None:
 
     b = next(x for x in plan.spec.baselines if x.name == stage.model)
     fp = baseline_fingerprint(plan, b.name)
-    opts = from_dict(ConvertOptions, dict(b.make_long or {}), f"baseline {b.name}: make_long")
+    opts = from_dict(ConvertOptions, dict(b.make_long or {}), plan.spec.path, f"baselines.{b.name}.make_long.")
     result = import_checkpoint(b.model)
-    notes = list(result.notes) + make_long(result.model, opts.max_length, local_window=opts.local_window,
-                                           global_every=opts.global_every, positions=opts.positions,
+    notes = list(result.notes) + make_long(result.model, opts.max_length, local_attention=opts.local_attention,
+                                           global_attn_every_n_layers=opts.global_attn_every_n_layers,
+                                           positions=opts.positions,
                                            global_rope_theta=opts.global_rope_theta,
                                            local_rope_theta=opts.local_rope_theta,
                                            global_first_token=opts.global_first_token)

@@ -35,29 +35,14 @@ def add_arguments_pretrain(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _flatten_keys(tree: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        out.append(dotted)
-        if isinstance(value, dict):
-            out.extend(_flatten_keys(value, dotted + "."))
-    return out
-
-
 def build_config(config_path: Path, overrides: list[str], resume: bool = False):
     """TrainConfig and its ConfigSource from a YAML file plus ``key.sub=value`` overrides."""
-    from longadapt.training.config import ConfigSource, train_config_from_dict, yaml_key_lines
+    from longadapt.config import source_for
+    from longadapt.training.config import train_config_from_dict
 
     data = load_yaml(config_path)
-    override_tree = parse_overrides(overrides)
-    typed = {item.split("=", 1)[0].strip(): item for item in overrides}
-    source = ConfigSource(
-        path=config_path,
-        lines=yaml_key_lines(config_path),
-        overrides={key: typed.get(key, key) for key in _flatten_keys(override_tree)},
-    )
-    merged = deep_merge(data, override_tree)
+    source = source_for(config_path, overrides)
+    merged = deep_merge(data, parse_overrides(overrides))
     if resume:
         merged["resume"] = True
     return train_config_from_dict(merged, source), source

@@ -8,14 +8,10 @@ that names the key, the file and the line when known).
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from longadapt.config import from_dict, to_dict, yaml_key_lines  # noqa: F401 - yaml_key_lines: used by training.cli
+from longadapt.config import ConfigSource, from_dict, to_dict
 from longadapt.data.corpus import CorpusSpec
 from longadapt.data.packing import PackingConfig
 from longadapt.errors import LongAdaptError
@@ -51,7 +47,8 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     weight_decay: float = 0.01
-    max_grad_norm: float | None = 1.0  # None or 0: no clipping (the norm is still logged)
+    # None or 0: no clipping (the norm is still logged)
+    max_grad_norm: float | None = 1.0
     # learning-rate multipliers by glob pattern of parameter names (the first pattern that matches wins;
     # unmatched parameters train at lr): {"model.*": 0.1} trains a pretrained encoder at a tenth of the
     # rate of a newly initialised MLM head. A pattern that matches nothing is an error.
@@ -95,8 +92,10 @@ class DataOptions:
     num_proc: int | None = None
     cache_dir: str | None = None
     max_documents: int | None = None
-    packing: PackingConfig | None = None  # sentence segmentation and packing options
-    max_validation_rows: int | None = None  # evaluate on at most this many packed validation rows
+    # sentence segmentation and packing options
+    packing: PackingConfig | None = None
+    # evaluate on at most this many packed validation rows
+    max_validation_rows: int | None = None
 
 
 @dataclass
@@ -104,26 +103,37 @@ class TrainConfig:
     """A masked-LM training run (``longadapt pretrain`` / :func:`longadapt.training.train`)."""
 
     model: ModelSection = field(default_factory=ModelSection)
-    tokenizer: str | None = None  # a path, or pkg:<python package>/<folder>; default: model.path
-    corpus: CorpusSpec | None = None  # path (relative: config folder, then $LONGADAPT_DATA), format...
+    # a path, or pkg:<python package>/<folder>; default: model.path
+    tokenizer: str | None = None
+    # path (relative: config folder, then $LONGADAPT_DATA), format...
+    corpus: CorpusSpec | None = None
     language: str = "fr"
     max_length: int = 1024
-    tokens_per_step: int = 65536  # target tokens per optimizer step (all processes together)
-    micro_batch_size: int = 8  # packed rows per forward pass and process
-    steps: int = 1000  # optimizer steps
+    # target tokens per optimizer step (all processes together)
+    tokens_per_step: int = 65536
+    # packed rows per forward pass and process
+    micro_batch_size: int = 8
+    # optimizer steps
+    steps: int = 1000
     lr: float = 5e-4
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     data: DataOptions = field(default_factory=DataOptions)
-    precision: str = "fp32"  # fp32 | bf16 | auto (mixed precision through accelerate; auto: longadapt.precision)
+    # fp32 | bf16 | auto (mixed precision through accelerate; auto: longadapt.precision)
+    precision: str = "fp32"
     seed: int = 0
-    eval_every: int = 100  # optimizer steps between validation passes (0: only at start and end)
-    position_bucket_size: int = 512  # bits per byte per position bucket in the document; 0: off
+    # optimizer steps between validation passes (0: only at start and end)
+    eval_every: int = 100
+    # bits per byte per position bucket in the document; 0: off
+    position_bucket_size: int = 512
     log_every: int = 10
-    save_every: int = 500  # optimizer steps between checkpoints (0: none)
-    save_every_minutes: float = 0.0  # also checkpoint when this much training time passed since the last (0: off)
-    keep_last: int = 2  # checkpoints kept
+    # optimizer steps between checkpoints (0: none)
+    save_every: int = 500
+    # also checkpoint when this much training time passed since the last (0: off)
+    save_every_minutes: float = 0.0
+    # checkpoints kept
+    keep_last: int = 2
     tensorboard: bool = True
     output_dir: str = "runs/pretrain"
     resume: bool = False
@@ -184,110 +194,10 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
-@dataclass
-class ConfigSource:
-    """Where a config came from, so that error messages can name a file, a line and a key."""
-
-    path: Path | None = None
-    lines: dict[str, int] = field(default_factory=dict)  # dotted key -> 1-based line in `path`
-    overrides: dict[str, str] = field(default_factory=dict)  # dotted key -> "key=value" as typed
-
-    @property
-    def base_dir(self) -> Path:
-        """Folder that relative paths of the config are resolved against."""
-        return self.path.resolve().parent if self.path is not None else Path.cwd()
-
-    def known(self, key: str) -> str | None:
-        """Where ``key`` (or the section holding it) was set, when this source knows; else None."""
-        if key in self.overrides:
-            return f"command-line override {self.overrides[key]!r}"
-        probe = key
-        while probe:
-            if probe in self.lines and self.path is not None:
-                return f"{self.path}:{self.lines[probe]}"
-            probe = probe.rpartition(".")[0]
-        return None
-
-    def where(self, key: str) -> str:
-        """``file.yaml:12 (key)``, ``command-line override key=value`` or ``config key``."""
-        found = self.known(key)
-        if found is not None:
-            return found if key in self.overrides else f"{found} ({key})"
-        if self.path is not None:
-            return f"{self.path} ({key}: not set in the file, default used)"
-        return f"config key {key}"
-
-
-def _dataclass_of(hint: Any) -> type | None:
-    """The dataclass in a type hint (``X`` or ``X | None``), else None."""
-    if dataclasses.is_dataclass(hint):
-        return hint  # type: ignore[return-value]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if len(args) == 1 and dataclasses.is_dataclass(args[0]):
-        return args[0]
-    return None
-
-
-def _check_keys(cls: type, data: dict[str, Any], prefix: str, source: ConfigSource) -> None:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
-            raise LongAdaptError(
-                f"{source.where(dotted)}: unknown key {dotted!r}.{hint} "
-                f"Valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
-            )
-        sub = _dataclass_of(hints.get(key))
-        if sub is not None and value is not None:
-            if not isinstance(value, dict):
-                raise LongAdaptError(
-                    f"{source.where(dotted)}: {dotted!r} must be a mapping of keys "
-                    f"({', '.join(f.name for f in dataclasses.fields(sub))}), got {value!r}"
-                )
-            _check_keys(sub, value, dotted + ".", source)
-
-
-def _materialise(cls: type, data: dict[str, Any], prefix: str, source: ConfigSource) -> dict[str, Any]:
-    """Turn the values of optional dataclass fields (``X | None``) into ``X`` instances, which
-    :func:`longadapt.config.from_dict` leaves as dicts; nested plain dataclasses recurse."""
-    hints = typing.get_type_hints(cls)
-    out = dict(data)
-    for key, value in data.items():
-        hint = hints.get(key)
-        sub = _dataclass_of(hint)
-        if sub is None or not isinstance(value, dict):
-            continue
-        value = _materialise(sub, value, f"{prefix}{key}.", source)
-        if dataclasses.is_dataclass(hint):
-            out[key] = value  # from_dict recurses into it
-            continue
-        try:
-            out[key] = from_dict(sub, value, f"{prefix}{key}")
-        except TypeError as exc:
-            required = [
-                f.name for f in dataclasses.fields(sub)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                and f.name not in value
-            ]
-            what = f"missing required key(s): {', '.join(required)}" if required else str(exc)
-            raise LongAdaptError(f"{source.where(prefix + key)}: {prefix}{key}: {what}") from exc
-        except LongAdaptError as exc:
-            raise LongAdaptError(f"{source.where(prefix + key)}: {exc}") from exc
-    return out
-
-
 def train_config_from_dict(data: dict[str, Any], source: ConfigSource | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from nested dicts, rejecting unknown keys with file/line."""
     source = source or ConfigSource()
-    _check_keys(TrainConfig, data, "", source)
-    data = _materialise(TrainConfig, data, "", source)
-    try:
-        cfg = from_dict(TrainConfig, data, str(source.path) if source.path else "config", locate=source.known)
-    except TypeError as exc:  # a nested dataclass refused a value
-        raise LongAdaptError(f"{source.path or 'config'}: {exc}") from exc
+    cfg = from_dict(TrainConfig, data, source)
     if isinstance(cfg.optimizer.betas, list):
         cfg.optimizer.betas = tuple(cfg.optimizer.betas)  # type: ignore[assignment]
     cfg.validate(source)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from longadapt.errors import LongAdaptError
-from longadapt.training.config import ConfigSource, TrainConfig
+from longadapt.config import ConfigSource
+from longadapt.training.config import TrainConfig
 from longadapt.training.resolve import resolve_corpus
 from longadapt.training.batch_plan import BatchPlan, derive_accumulation
 

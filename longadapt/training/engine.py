@@ -32,7 +32,8 @@ import torch
 from longadapt.errors import LongAdaptError
 from longadapt.io import atomic_write_json
 from longadapt.training.checkpoint import TrainerState, latest_checkpoint, save_checkpoint
-from longadapt.training.config import ConfigSource, TrainConfig, config_to_dict
+from longadapt.config import ConfigSource
+from longadapt.training.config import TrainConfig, config_to_dict
 from longadapt.training.metrics import LossTally, MetricsWriter, masked_token_losses
 from longadapt.training.optim import build_optimizer, build_scheduler
 from longadapt.training.batch_plan import BatchPlan, masking_seed

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from longadapt.errors import LongAdaptError
-from longadapt.training.config import ConfigSource, TrainConfig
+from longadapt.config import ConfigSource, unknown_key
+from longadapt.training.config import TrainConfig
 from longadapt.training.optim import freeze_parameters
 from longadapt.training.resolve import resolve_tokenizer
 
@@ -51,14 +52,7 @@ def build_model(cfg: TrainConfig, tokenizer: Any, source: ConfigSource) -> Any:
     if valid is not None:
         unknown = sorted(set(kwargs) - valid)
         if unknown:
-            import difflib
-
-            close = difflib.get_close_matches(unknown[0], sorted(valid), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise LongAdaptError(
-                f"{source.where('model.config.' + unknown[0])}: unknown key(s) {', '.join(unknown)} for a "
-                f"{model_type} config.{hint}"
-            )
+            raise unknown_key(source.where("model.config." + unknown[0]), unknown[0], valid, "model.config.")
     if "vocab_size" not in kwargs:
         kwargs["vocab_size"] = 64 * math.ceil(len(tokenizer) / 64)
     for name in ("pad_token_id", "cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "mask_token_id"):

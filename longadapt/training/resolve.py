@@ -18,7 +18,7 @@ from typing import Any
 
 from longadapt.dataroot import ENV, data_root
 from longadapt.errors import LongAdaptError
-from longadapt.training.config import ConfigSource
+from longadapt.config import ConfigSource
 
 DATA_ROOT_ENV = ENV
 

@@ -13,7 +13,8 @@ from typing import Any
 from longadapt.errors import LongAdaptError
 from longadapt.io import atomic_dir, atomic_write_json, clean_stale_in
 from longadapt.training.checkpoint import TrainerState, latest_checkpoint, remove_stale_temporaries
-from longadapt.training.config import ConfigSource, TrainConfig, config_differences
+from longadapt.config import ConfigSource
+from longadapt.training.config import TrainConfig, config_differences
 
 logger = logging.getLogger("longadapt.training.engine")  # the engine's phases log as the engine
 

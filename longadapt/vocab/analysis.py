@@ -35,14 +35,19 @@ class VocabConfig:
     """What to analyse. ``corpora`` and ``terms`` are given per language, in the order of ``languages``."""
 
     languages: list[str]
-    corpora: list[Any]  # a path, or a list of document strings
-    tokenizers: list[Any]  # sources for tokenizer_handle, or loaded tokenizers
-    terms: list[Any] = field(default_factory=list)  # per language: a path, a list of terms, or None
+    # a path, or a list of document strings
+    corpora: list[Any]
+    # sources for tokenizer_handle, or loaded tokenizers
+    tokenizers: list[Any]
+    # per language: a path, a list of terms, or None
+    terms: list[Any] = field(default_factory=list)
     terms_format: str = "auto"
     max_lengths: list[int] = field(default_factory=lambda: [512, 4096])
     alpha: float = 2.5
-    max_docs: int | None = None  # analyse only the first N documents of each corpus
-    batch_docs: int = 32  # documents per tokenizer batch call
+    # analyse only the first N documents of each corpus
+    max_docs: int | None = None
+    # documents per tokenizer batch call
+    batch_docs: int = 32
     text_field: str = "text"
     probe: str = DEFAULT_PROBE
     progress: bool = True

@@ -12,19 +12,25 @@ from typing import Any
 from longadapt.errors import LongAdaptError
 from longadapt.recipes.strategies import Strategy, register
 from longadapt.recipes.strategies.common import options_texts
-from longadapt.recipes.strategies.convert import ConvertOptions, base_tokenizer, make_model_long
+from longadapt.recipes.strategies.convert import ConvertOptions, base_tokenizer, fill_length, make_model_long
 
 @dataclass
 class ContinueOptions:
-    vocab_arm: str = "keep"  # keep | replace | extend (recipes.vocab_transfer.VOCAB_ARMS)
-    tokenizer: dict[str, Any] = field(default_factory=dict)  # replace: TokenizerTrainingConfig fields
-    extend: dict[str, Any] = field(default_factory=dict)  # extend: options of extend_vocabulary
+    """The ``continue:`` section of a recipe."""
+
+    # keep | replace | extend (longadapt.recipes.vocab_transfer.VOCAB_ARMS)
+    vocab_arm: str = "keep"
+    # replace: the new tokenizer (TokenizerTrainingConfig fields)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    # extend: options of longadapt.tokenizers.surgery's whole-word extension
+    extend: dict[str, Any] = field(default_factory=dict)
     # replace/extend, and a newly initialised MLM head (a base without one): fit the decoder bias to the
     # tokenizer's token frequencies on the corpus texts (longadapt.recipes.calibration); ``calibration``
     # holds options of calibrate_output_bias
     calibrate_bias: bool = True
     calibration: dict[str, Any] = field(default_factory=dict)
-    make_long: ConvertOptions | None = None  # when the base is shorter than the target length
+    # how to make a base that is shorter than the phases long (its max_length: the longest phase's)
+    make_long: ConvertOptions | None = None
 
 
 def check(cfg, where: str) -> None:
@@ -33,6 +39,7 @@ def check(cfg, where: str) -> None:
     if cfg.options.vocab_arm not in ARMS:
         raise LongAdaptError(f"{where}: continue.vocab_arm must be {', '.join(ARMS[:-1])} or {ARMS[-1]}, not "
                              f"{cfg.options.vocab_arm!r}")
+    fill_length(cfg.options.make_long, cfg)
 
 
 def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
@@ -49,7 +56,8 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     if model.config.max_position_embeddings < need:
         raise LongAdaptError(
             f"the base model accepts {model.config.max_position_embeddings} tokens but a phase trains at {need}; "
-            f"add continue.make_long (e.g. continue.make_long.max_length={need}) or shorten the phases"
+            f"add continue.make_long (e.g. continue.make_long.positions=copy: the model is made long to the "
+            f"longest phase, {need} tokens) or shorten the phases"
         )
     arm = VOCAB_ARMS[o.vocab_arm]
     texts: list[str] = []
@@ -87,7 +95,7 @@ def tokenizer_line(o: ContinueOptions) -> str:
 
 def smoke(d: dict[str, Any], steps: int, max_length: int, documents: int) -> None:
     cont = d.setdefault("continue", {})
-    if cont.get("make_long"):
+    if (cont.get("make_long") or {}).get("max_length") is not None:
         cont["make_long"]["max_length"] = max_length
     cont["tokenizer"] = {"vocab_size": 1500, "max_documents": max(20, documents // 2)}
     cont["extend"] = {"max_documents": max(20, documents // 2), "max_words": 100, "min_frequency": 3}

@@ -7,18 +7,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from longadapt.errors import LongAdaptError
 from longadapt.recipes.strategies import Strategy, register
 
 
 @dataclass
 class ConvertOptions:
-    """How ``convert`` (and ``continue`` on a short base, ``continue.make_long``) makes a model long."""
+    """How ``convert`` (and ``continue`` on a short base, ``continue.make_long``) makes a model long. The knobs
+    carry the model config's names (ModernBERT's): ``local_attention``, ``global_attn_every_n_layers``."""
 
-    max_length: int = 4096
-    local_window: int = 512
-    global_every: int = 3
-    positions: str = "copy"  # copy (tile learned positions) | rope
+    # the old spellings, read with a warning (longadapt.config.from_dict)
+    _renamed = {"local_window": "local_attention", "global_every": "global_attn_every_n_layers"}
+
+    # the new maximum length in tokens; in a recipe, null (the default) is the longest phase's max_length,
+    # so that the length is stated once
+    max_length: int | None = None
+    # the window of the local layers in tokens (a token sees local_attention // 2 on each side)
+    local_attention: int = 512
+    # layer i is global when i % global_attn_every_n_layers == 0; 0 makes every layer local
+    global_attn_every_n_layers: int = 3
+    # copy: tile the learned positions (Longformer-style) | rope: rotary positions instead
+    positions: str = "copy"
+    # Longformer global tokens in the local layers (the first token of each document)
     global_first_token: bool = False
+    # the rotary bases of the global and local layers (positions: rope); None keeps the model's
     global_rope_theta: float | None = None
     local_rope_theta: float | None = None
 
@@ -30,15 +42,18 @@ class ConvertRecipeOptions(ConvertOptions):
     (:func:`longadapt.recipes.strategies.common.calibrate_new_head`)."""
 
     calibrate_bias: bool = True
-    calibration: dict[str, Any] = field(default_factory=dict)  # options of calibrate_output_bias
+    # options of longadapt.recipes.calibration.calibrate_output_bias
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 def make_model_long(model, o: ConvertOptions) -> list[str]:
     """Apply ``o`` to an imported core model; the notes say what changed."""
     from longadapt.interop import make_long
 
-    return make_long(model, o.max_length, local_window=o.local_window, global_every=o.global_every,
-                     positions=o.positions, global_rope_theta=o.global_rope_theta,
+    if o.max_length is None:
+        raise LongAdaptError("make_long needs max_length (the new length in tokens)")
+    return make_long(model, o.max_length, local_attention=o.local_attention,
+                     global_attn_every_n_layers=o.global_attn_every_n_layers, positions=o.positions, global_rope_theta=o.global_rope_theta,
                      local_rope_theta=o.local_rope_theta, global_first_token=o.global_first_token)
 
 
@@ -66,8 +81,20 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def smoke(d: dict[str, Any], steps: int, max_length: int, documents: int) -> None:
-    d.setdefault("convert", {})["max_length"] = max_length
+    if (d.get("convert") or {}).get("max_length") is not None:
+        d["convert"]["max_length"] = max_length
+
+
+def fill_length(options: ConvertOptions | None, cfg) -> None:
+    """A recipe states its length once, in its phases: ``max_length`` left null becomes the longest phase's."""
+    if options is not None and options.max_length is None:
+        options.max_length = max(p.max_length for p in cfg.phases)
+
+
+def check(cfg, where: str) -> None:
+    fill_length(cfg.options, cfg)
 
 
 STRATEGY = register(Strategy(name="convert", options=ConvertRecipeOptions, build=build, needs_base=True, smoke=smoke,
+                             check=check,
                              summary="a 512-token BERT made long, then masked-LM phases on long documents"))

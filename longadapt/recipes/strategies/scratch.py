@@ -14,8 +14,10 @@ from longadapt.recipes.strategies.common import options_texts, recipe_seed
 
 @dataclass
 class ScratchOptions:
-    model: dict[str, Any] = field(default_factory=dict)  # LongAdaptConfig fields
-    tokenizer: dict[str, Any] = field(default_factory=dict)  # TokenizerTrainingConfig fields
+    # LongAdaptConfig fields
+    model: dict[str, Any] = field(default_factory=dict)
+    # TokenizerTrainingConfig fields
+    tokenizer: dict[str, Any] = field(default_factory=dict)
 
 
 def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
