@@ -312,3 +312,22 @@ def test_overrides_stand_anywhere_after_the_command(monkeypatch, capsys):
     # the command's own usage and name, not the top-level one
     assert "unrecognized arguments: --bogus" in err and err.startswith("usage: longadapt adapt ")
     assert "longadapt adapt: error:" in err
+
+
+def test_an_fsdp_launch_on_the_cpu_says_why_it_trains_without_sharding(monkeypatch, caplog):
+    """accelerate enables FSDP only on accelerators: an FSDP config on the CPU is named, with that reason."""
+    import logging
+
+    from accelerate.state import AcceleratorState
+
+    from longadapt.training.model_setup import _make_accelerator
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    AcceleratorState._reset_state(True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            accelerator = _make_accelerator(train_config_from_dict({"steps": 1, "precision": "fp32"}))
+        assert not accelerator.is_fsdp2 and accelerator.distributed_type == "NO"
+    finally:
+        AcceleratorState._reset_state(True)
+    assert "enables FSDP only on GPUs and other accelerators (never on the CPU, nor on one process)" in caplog.text

@@ -137,9 +137,13 @@ def _make_accelerator(cfg: TrainConfig) -> Any:
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not accelerator.is_fsdp2 and (
         accelerator.distributed_type != DistributedType.FSDP
     ):
+        # accelerate's own reason: AcceleratorState turns FSDP on only when the distributed type is one of
+        # its accelerators' (multi-GPU, NPU, XPU, HPU, ...), never for MULTI_CPU or a single process; torch's
+        # FSDP2 (fully_shard, sharded checkpoints) itself runs on the CPU with gloo, but not through accelerate
         logger.warning(
-            "an FSDP launch config was given but accelerate runs %s (FSDP needs GPUs): training without sharding",
-            accelerator.distributed_type,
+            "an FSDP launch config was given but accelerate %s runs %s: it enables FSDP only on GPUs and other "
+            "accelerators (never on the CPU, nor on one process), so this run trains without sharding",
+            __import__("accelerate").__version__, accelerator.distributed_type,
         )
     return accelerator
 
