@@ -132,3 +132,28 @@ def test_the_checks_catch_what_they_are_for():
     assert _cycles({"a": {"b"}, "b": set()}) == []
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import longadapt.study\n")
     assert len(_type_checking_only(tree)) > 0
+
+
+# inner imports of a module the file already imports at its top, kept on purpose: the reason beside each
+INNER_REPEATS_ALLOWED = {
+    # a test replaces the module-level name; validate reads the registry's own function
+    ("longadapt/recipes/adapt.py", "longadapt.recipes.strategies"),
+    # Predictor loads its heavy modules (transformers, the windows) when a model is loaded, not on import
+    ("longadapt/evaluation/predict.py", "longadapt.evaluation"),
+}
+
+
+def test_no_function_imports_again_what_its_module_imports_at_the_top():
+    """Imports sit at the top of a module; a function repeats one only for a stated reason (above)."""
+    repeats = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        top |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                             [node.module] if isinstance(node, ast.ImportFrom) else [])
+                    repeats |= {(path.relative_to(PACKAGE.parent).as_posix(), n) for n in names if n in top}
+    assert repeats <= INNER_REPEATS_ALLOWED, sorted(repeats - INNER_REPEATS_ALLOWED)

@@ -17,7 +17,7 @@ from longadapt.evaluation import entities as E
 from longadapt.evaluation import metrics as M
 from longadapt.evaluation import tasktypes
 from longadapt.evaluation import windows as W
-from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence, n_words
+from longadapt.evaluation.data import ClassificationExample, MCQAItem, TaggedSentence, n_words, split_words
 from longadapt.evaluation.tasks import Task, TaskData, FinetuneConfig
 
 logger = logging.getLogger(__name__)
@@ -327,7 +327,6 @@ class TokenAdapter(Adapter):
     def predict_documents(self, runner: Runner, docs: Sequence[tuple[str, str]], info: Any) -> list[dict[str, Any]]:
         """Entities of whole texts: words split as the task split them, mentions with character offsets and
         a score (the mean probability of their words' classes)."""
-        from longadapt.evaluation.data import split_words
 
         examples = []
         for doc_id, text in docs:

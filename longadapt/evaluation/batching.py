@@ -109,7 +109,6 @@ def train_step(accelerator: Any, model: Any, adapter: Adapter, items: Sequence[A
     """Forward and backward passes of one batch, in micro-batches of at most ``micro_tokens`` padded tokens;
     each pass's loss is weighted by its share of the batch's loss (:meth:`Adapter.loss_weight`), so the
     summed gradient is the whole batch's. Returns the batch loss (detached) and the number of passes."""
-    import contextlib
 
     import torch
 

@@ -13,6 +13,7 @@ strategies with different tokenizers compare on the same footing.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import ConfigSource, as_source, from_dict, source_for, to_dict
+from longadapt.config import ConfigSource, as_source, deep_merge, from_dict, source_for, to_dict
 from longadapt.errors import LongAdaptError
 from longadapt.io import (
     WRITER_MARKER,
@@ -32,8 +33,8 @@ from longadapt.io import (
     umask_modes,
 )
 from longadapt.recipes.representations import collapse_warning, representation_stats
-from longadapt.recipes.strategies import get_strategy
-from longadapt.recipes.strategies.common import train_default
+from longadapt.recipes.strategies import get_strategy, strategy_names
+from longadapt.recipes.strategies.common import held_out_texts, train_default
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,7 @@ def recipe_from_dict(data: dict[str, Any], where: "str | Path | ConfigSource" = 
     training settings, before any data or model is loaded. ``where`` (a :class:`~longadapt.config.ConfigSource`:
     the file's lines, the command-line overrides and the language pack's defaults, or just a name) lets
     every message point at the line, the override or the default that set a key."""
-    import dataclasses
 
-    from longadapt.recipes.strategies import strategy_names
 
     source = where if isinstance(where, ConfigSource) else (
         source_for(where) if Path(str(where)).suffix in (".yaml", ".yml") and Path(where).is_file() else as_source(where))
@@ -169,9 +168,7 @@ def _corpus_spec(cfg: RecipeConfig, pack) -> dict[str, Any]:
 
 def _check_corpus_first(corpus: dict[str, Any]) -> None:
     """The corpus's cheap checks (path, format, encoding, first record) before the base model is loaded."""
-    from longadapt.config import from_dict
     from longadapt.data.corpus import CorpusSpec, check_corpus
-    from longadapt.config import ConfigSource
     from longadapt.training.resolve import resolve_corpus
 
     check_corpus(resolve_corpus(from_dict(CorpusSpec, corpus, "corpus"), ConfigSource()))
@@ -221,7 +218,6 @@ def _phase_source(source: ConfigSource, index: int) -> ConfigSource:
 
 def _phase_train_config(cfg: RecipeConfig, phase: Phase, corpus: dict[str, Any], out: Path, resume: bool = False,
                         source=None):
-    from longadapt.config import deep_merge
     from longadapt.training import train_config_from_dict
 
     data = deep_merge(copy.deepcopy(cfg.train), copy.deepcopy(phase.train))
@@ -347,7 +343,6 @@ def build_untrained(cfg: RecipeConfig) -> RecipeResult:
 
 def _held_out(cfg: RecipeConfig, corpus: dict[str, Any]) -> list[str]:
     """A few of the documents the engine holds out (the representation check reads them)."""
-    from longadapt.recipes.strategies.common import held_out_texts
 
     return held_out_texts(corpus, cfg.language, cfg.train, 4)
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import ConfigSource
+from longadapt.config import ConfigSource, deep_merge, load_yaml, yaml_key_lines
 from longadapt.errors import LongAdaptError
 
 
@@ -53,7 +53,6 @@ def load_recipe(recipe: str | Path, language: str | None = None, preset: str | N
     ``recipe`` is a strategy (its file found by ``language`` and ``preset``, default ``fr`` and ``tiny``)
     or a recipe file (``language`` then replaces the file's own). ``{language_name}`` in the
     description becomes the language's name."""
-    from longadapt.config import ConfigSource, deep_merge, load_yaml, yaml_key_lines
     from longadapt.languages import language_file, load_language
 
     if is_strategy_name(str(recipe), directory):

@@ -23,7 +23,7 @@ from typing import Any
 from longadapt.errors import LongAdaptError
 from longadapt.io import atomic_write_json
 from longadapt.study.plan import Plan, Stage, build_plan, describe, owners, parse_shard
-from longadapt.study.spec import load_study
+from longadapt.study.spec import load_study, load_study_task
 from longadapt.study.stages import chosen_rate, read_record, run_stage, status
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,6 @@ def collect(plan: Plan) -> dict[str, Any]:
     if missing:
         raise LongAdaptError(f"{len(missing)} stage(s) are not done: {', '.join(missing[:10])}"
                              f"{' ...' if len(missing) > 10 else ''}; run them (or every shard) first")
-    from longadapt.study.spec import load_study_task
 
     spec = plan.spec
     models = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longadapt.config import ConfigSource, did_you_mean, from_dict, load_yaml, yaml_key_lines
+from longadapt.config import ConfigSource, deep_merge, did_you_mean, from_dict, load_yaml, yaml_key_lines
 from longadapt.errors import LongAdaptError
 
 NAME = re.compile(r"[A-Za-z0-9][\w.+-]*")
@@ -296,7 +296,6 @@ def task_source(spec: StudySpec, task: str) -> str:
 
 def _recipes(spec: StudySpec, a: AdaptationSpec, i: int, where: _Where) -> list[tuple[int, dict[str, Any]]]:
     """The checked recipe dict of adaptation ``i`` at each budget (phases' steps scaled to the budget)."""
-    from longadapt.config import deep_merge
     from longadapt.recipes.files import is_strategy_name, load_recipe
     from longadapt.recipes.strategies import strategy_names
 
@@ -370,7 +369,6 @@ def _checked(data: dict[str, Any], recipe_where: ConfigSource, a: AdaptationSpec
 
 def _undot(d: dict[str, Any]) -> dict[str, Any]:
     """``{"train.lr": 1e-4}`` -> ``{"train": {"lr": 1e-4}}`` (the keys of overrides may be dotted)."""
-    from longadapt.config import deep_merge
 
     out: dict[str, Any] = {}
     for k, v in d.items():

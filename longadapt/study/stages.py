@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from longadapt.errors import LongAdaptError
-from longadapt.io import atomic_write_json
+from longadapt.io import atomic_dir, atomic_write_json, set_aside
 from longadapt.study.plan import Plan, Stage
 from longadapt.study.spec import StudySpec, load_study_task
 
@@ -218,7 +218,6 @@ def _threads() -> int:
 
 
 def _run_adapt(plan: Plan, stage: Stage) -> None:
-    from longadapt.io import set_aside
     from longadapt.recipes.adapt import build_untrained, recipe_from_dict, run_recipe
 
     from accelerate import PartialState
@@ -309,7 +308,6 @@ def _twin(plan: Plan, sha: str, run_dir: Path) -> Path | None:
 def _copy_run(twin: Path, run_dir: Path, model: str, model_dir: Path) -> dict[str, Any]:
     import shutil
 
-    from longadapt.io import atomic_dir
 
     logger.info("%s: the same weights and settings as %s (same fingerprint): its run is reused", model, twin)
     with atomic_dir(run_dir) as tmp:

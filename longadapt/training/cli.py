@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from longadapt.config import deep_merge, load_yaml, parse_overrides
+from longadapt.config import deep_merge, load_yaml, parse_overrides, source_for
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ def add_arguments_pretrain(parser: argparse.ArgumentParser) -> None:
 
 def build_config(config_path: Path, overrides: list[str], resume: bool = False):
     """TrainConfig and its ConfigSource from a YAML file plus ``key.sub=value`` overrides."""
-    from longadapt.config import source_for
     from longadapt.training.config import train_config_from_dict
 
     data = load_yaml(config_path)

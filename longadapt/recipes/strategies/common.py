@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from longadapt.config import from_dict
+from longadapt.config import ConfigSource, from_dict
 
 
 def train_default(name: str) -> Any:
@@ -43,7 +43,6 @@ def corpus_texts(spec: dict[str, Any], language: str, max_documents: int | None,
     ``data.packing.min_validation_documents``): held-out text never shapes the vocabulary that is
     scored on it."""
     from longadapt.data import CorpusSpec, read_corpus
-    from longadapt.config import ConfigSource
     from longadapt.training.resolve import resolve_corpus
 
     resolved = resolve_corpus(from_dict(CorpusSpec, spec, "corpus"), ConfigSource())
@@ -62,7 +61,6 @@ def held_out_texts(spec: dict[str, Any], language: str, train: dict[str, Any], m
     """The first ``max_documents`` of the documents the engine holds out for validation (same rule as
     :func:`corpus_texts`): what the recipe's representation check reads."""
     from longadapt.data import CorpusSpec
-    from longadapt.config import ConfigSource
     from longadapt.training.resolve import resolve_corpus
 
     resolved = resolve_corpus(from_dict(CorpusSpec, spec, "corpus"), ConfigSource())

@@ -11,7 +11,7 @@ from typing import Any
 
 from longadapt.errors import LongAdaptError
 from longadapt.recipes.strategies import Strategy, register
-from longadapt.recipes.strategies.common import options_texts
+from longadapt.recipes.strategies.common import calibrate_new_head, options_texts
 from longadapt.recipes.strategies.convert import ConvertOptions, base_tokenizer, fill_length, make_model_long
 
 @dataclass
@@ -78,7 +78,6 @@ def build(cfg, corpus: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     if o.calibrate_bias and (arm.edits or imported.mlm_head == "initialised"):
         # a new MLM head (the base shipped none) starts at the corpus's token frequencies too: at zero bias
         # its first steps push every token's representation towards the frequent tokens' direction
-        from longadapt.recipes.strategies.common import calibrate_new_head
 
         info["calibration"] = calibrate_new_head(result.model, result.tokenizer, cfg, corpus, o.calibration, texts,
                                                  max_documents=o.tokenizer.get("max_documents", 400))
