@@ -273,3 +273,20 @@ def test_a_tpe_search_proposes_the_same_rates_when_run_again_and_fails_a_trial_l
     for k in (0, 1):
         run_stage(plan2, plan2.stages[f"trial/fr-e3c-ner-doc/bert/{k}"])
     assert [read_record(plan2, f"trial/fr-e3c-ner-doc/bert/{k}")["lr"] for k in (0, 1)] == first
+
+
+def test_the_study_marker_in_an_adaptation_folder_is_not_part_of_the_model(tmp_path: Path) -> None:
+    """Offline, convert and continue-keep write the same weights into two folders whose study markers differ;
+    the model fingerprint (and so a fine-tuning run's) must not see the marker, or the second model's runs are
+    never reused (measured: the twins of the QUAERO study ran twice)."""
+    from longadapt.evaluation.fingerprint import STUDY_STAGE_MARKER, model_fingerprint
+
+    for name, stage in (("a", "convert"), ("b", "continue-keep")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"same weights")
+        (folder / "config.json").write_text('{"model_type": "longadapt"}', encoding="utf-8")
+        (folder / STUDY_STAGE_MARKER).write_text(json.dumps({"fingerprint": stage}), encoding="utf-8")
+    assert model_fingerprint(tmp_path / "a") == model_fingerprint(tmp_path / "b")
+    (tmp_path / "b" / "config.json").write_text('{"model_type": "other"}', encoding="utf-8")
+    assert model_fingerprint(tmp_path / "a")["sha256"] != model_fingerprint(tmp_path / "b")["sha256"]

@@ -26,8 +26,11 @@ from typing import Any
 from longadapt.config import to_dict
 from longadapt.io import file_sha256  # noqa: F401  (also imported from here)
 
+STUDY_STAGE_MARKER = "study-stage.json"  # written by longadapt.study.stages into an adaptation's folder
 MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
-SKIPPED_MODEL_FILES = ("run.json", "trainer_state.json")
+# records about a model folder, not the model: the run that wrote it, and the study stage it belongs to (which
+# differs between two adaptations that write the same weights, e.g. convert and continue-keep offline)
+SKIPPED_MODEL_FILES = ("run.json", "trainer_state.json", STUDY_STAGE_MARKER)
 
 
 VERSIONED = ("longadapt", "torch", "transformers", "tokenizers", "accelerate", "datasets", "scikit-learn", "scipy",

@@ -218,6 +218,7 @@ def _threads() -> int:
 
 
 def _run_adapt(plan: Plan, stage: Stage) -> None:
+    from longadapt.evaluation.fingerprint import STUDY_STAGE_MARKER
     from longadapt.recipes.adapt import build_untrained, recipe_from_dict, run_recipe
 
     from accelerate import PartialState
@@ -226,7 +227,7 @@ def _run_adapt(plan: Plan, stage: Stage) -> None:
     _, tokens, recipe = plan.spec.recipes[name]
     fp = adapt_fingerprint(plan, name)
     out = plan.model_dir(name)
-    marker = out / "study-stage.json"  # which stage fingerprint the folder's run belongs to (resume or set aside)
+    marker = out / STUDY_STAGE_MARKER  # which stage fingerprint the folder's run belongs to (resume or set aside)
     state = PartialState()  # under --launcher, one process prepares the folder
     if state.is_main_process:
         if out.exists():
