@@ -42,6 +42,10 @@ def _write(folder: Path, study: str, minilm: Path) -> Path:
     (("  method: grid", "  method: grib"),
      r"study.yaml:\d+ \(search.method\): method must be one of grid, tpe, none \(did you mean 'grid'\?\)"),
     (("seeds: 2", "seeds: 2\nsead: 3"), r"study.yaml:13 \(sead\): unknown key 'sead' \(did you mean 'seeds'\?\); valid keys: adapt_overrides, adaptations, baselines, curve_tasks, data_root, finetune, language, limits, name, out, report, search, seeds, tasks$"),
+    (("    budgets: [2048, 4096]\n", "    budgets: [2048, 4096]\n    learning_rates: [1.0e-3, -1]\n"),
+     r"study.yaml:8 \(adaptations.0.learning_rates\): a learning rate is a positive number \(e.g. 2e-4\), not -1"),
+    (("    model: tiny-bert\n", "    model: tiny-bert\n    learning_rates: [1.0e-3, 1.0e-3]\n"),
+     r"study.yaml:\d+ \(baselines.0.learning_rates\): a learning rate is listed twice"),
     (("finetune: {epochs: 1, learning_rate: 1.0e-3}", "finetune: {epoch: 1}"),
      r"unknown key 'training.epoch' \(did you mean 'training.epochs'\?\)"),
 ])
@@ -59,6 +63,23 @@ def test_a_bad_study_file_is_refused_before_any_compute_with_its_line(edit, mess
     with pytest.raises(LongAdaptError, match=message):
         load_study(path)
     assert not (tmp_path / "out").exists()  # nothing was computed or written
+
+
+def test_a_model_with_its_own_grid_gets_its_own_trials_and_only_in_a_grid_search(tmp_path, minilm_dir, shared_data):
+    from longadapt.study.plan import build_plan, describe
+    from longadapt.study.spec import load_study
+
+    own = TINY_STUDY.replace("    model: tiny-bert\n", "    model: tiny-bert\n    learning_rates: [2.0e-4]\n")
+    plan = build_plan(load_study(_write(tmp_path, own, minilm_dir)))
+    bert = plan.trials_of("fr-e3c-ner-doc", "bert")
+    assert [describe(plan, st).split(",")[0] for st in bert] == ["lr 0.0002"]
+    assert [describe(plan, st).split(",")[0] for st in plan.trials_of("fr-e3c-ner-doc", "scratch-4096")] == [
+        "lr 0.001", "lr 0.003"]  # the search's grid
+    assert all(st.deps[-1] == bert[0].id for st in plan.stages.values() if st.kind == "seed" and st.model == "bert")
+    tpe = own.replace("  method: grid\n  learning_rates: [1.0e-3, 3.0e-3]", "  method: tpe\n  range: [1.0e-4, 1.0e-2]\n  trials: 2")
+    with pytest.raises(LongAdaptError, match=r"study.yaml:11 \(baselines.0.learning_rates\): a model's own "
+                       r"learning_rates are a grid; set search.method: grid, or remove baselines.0.learning_rates"):
+        load_study(_write(tmp_path / "tpe", tpe, minilm_dir))
 
 
 def test_budgets_scale_every_phase_or_name_the_multiple_to_write():

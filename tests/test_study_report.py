@@ -202,3 +202,23 @@ def test_runs_without_document_counts_fall_back_to_a_t_test() -> None:
     for res in task["results"].values():
         res["runs"] = res["runs"][:2]
     assert compare(task, "convert-2000", "minilm-512", 1000, 0)["p"] is None  # fewer than 3 shared seeds
+
+
+def test_a_collapsed_adaptation_says_so_beside_its_score(tmp_path: Path) -> None:
+    collected = _collected(CORRECT)
+    convert = next(m for m in collected["models"] if m["name"] == "convert-2000")
+    convert["adapt"]["representations"] = {"before": {"mean_token_cosine": 0.01, "top_component_share": 0.05},
+                                           "after": {"mean_token_cosine": 0.94, "top_component_share": 0.57},
+                                           "warning": "the encoder's token representations collapsed ..."}
+    next(m for m in collected["models"] if m["name"] == "convert-1000")["adapt"]["representations"] = {
+        "before": {"mean_token_cosine": 0.01, "top_component_share": 0.05},
+        "after": {"mean_token_cosine": 0.30, "top_component_share": 0.10}, "warning": None}
+    path = render(collected, tmp_path)
+    report, md = json.loads((path.parent / "report.json").read_text(encoding="utf-8")), path.read_text(encoding="utf-8")
+    assert _row(report, "convert-2000")["collapse"] == {"cosine_before": 0.01, "cosine_after": 0.94}
+    assert _row(report, "convert-1000")["collapse"] is None and _row(report, "minilm-4096")["collapse"] is None
+    note = "representations collapsed in adaptation (token cosine 0.01 -> 0.94)"
+    row = next(line for line in md.splitlines() if line.startswith("| convert-2000 | 2,000 |"))
+    assert note in row
+    assert [b.get("collapse") is not None for b in report["curve"]["bpb"]] == [False, False, True]
+    assert md.count(note) == 2  # the models table and the bits-per-byte table

@@ -305,7 +305,7 @@ def run_recipe(cfg: RecipeConfig, resume: bool = False) -> RecipeResult:
     wall = time.time() - start
     final = phases[-1]["final_metrics"] if phases else {}
     after = representation_stats(model, tok, held_out)
-    collapse = collapse_warning(before, after)
+    collapse = collapse_warning(before, after, pretrained=get_strategy(cfg.strategy, cfg.strategy_module).needs_base)
     if collapse:
         logger.warning("%s: %s", out, collapse)
     modernbert = _export_modernbert(model, tok, out, cfg)

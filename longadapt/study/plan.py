@@ -50,6 +50,7 @@ class ModelEntry:
     tokens: int = 0  # adaptation tokens (0: not adapted)
     final: bool = False  # the adaptation's largest budget (every task), or a smaller one (curve tasks)
     untrained_of: list[str] = field(default_factory=list)  # adaptations whose 0-token point this baseline is
+    learning_rates: list[float] | None = None  # the model's own grid (the study file's), else search.learning_rates
 
 
 @dataclass
@@ -94,8 +95,23 @@ class Plan:
             return None
         return assign_shards(self, n)[stage.model]
 
+    def grid(self, model: str) -> list[float]:
+        return _grid(self.spec, self.models[model])
+
+    def trial_count(self, model: str) -> int:
+        return _trial_count(self.spec, self.models[model])
+
     def trials_of(self, task: str, model: str) -> list[Stage]:
         return [s for s in self.stages.values() if s.kind == "trial" and s.task == task and s.model == model]
+
+
+def _grid(spec: StudySpec, m: ModelEntry) -> list[float]:
+    """The learning rates a grid search tries for a model: its own, else the search's."""
+    return list(m.learning_rates or spec.search.learning_rates or [])
+
+
+def _trial_count(spec: StudySpec, m: ModelEntry) -> int:
+    return len(_grid(spec, m)) if spec.search.method == "grid" else (spec.search.trials or 0)
 
 
 def build_plan(spec: StudySpec) -> Plan:
@@ -109,7 +125,8 @@ def build_plan(spec: StudySpec) -> Plan:
 
     for b in spec.baselines:
         sid = f"baseline/{b.name}" if b.make_long is not None else None
-        models[b.name] = ModelEntry(b.name, "baseline", list(spec.tasks), sid, source=b.model)
+        models[b.name] = ModelEntry(b.name, "baseline", list(spec.tasks), sid, source=b.model,
+                                    learning_rates=b.learning_rates)
         if sid:
             add(Stage(sid, "baseline", model=b.name))
     for a in spec.adaptations:
@@ -126,7 +143,8 @@ def build_plan(spec: StudySpec) -> Plan:
             strategy = str(recipe.get("strategy"))
             arm = (recipe.get("continue") or {}).get("vocab_arm", "keep") if strategy == "continue" else None
             models[name] = ModelEntry(name, "adaptation", tasks, f"adapt/{name}", adaptation=a.name,
-                                      strategy=strategy, arm=arm, tokens=b, final=b == largest)
+                                      strategy=strategy, arm=arm, tokens=b, final=b == largest,
+                                      learning_rates=a.learning_rates)
             add(Stage(f"adapt/{name}", "adapt", model=name))
     for task in spec.tasks:
         for name, m in models.items():
@@ -134,7 +152,7 @@ def build_plan(spec: StudySpec) -> Plan:
                 continue
             made = [m.stage] if m.stage else []
             trial_ids = []
-            for k in range(spec.search.trials or 0):
+            for k in range(_trial_count(spec, m)):
                 deps = made + ([trial_ids[-1]] if spec.search.method == "tpe" and trial_ids else [])
                 sid = f"trial/{task}/{name}/{k}"
                 add(Stage(sid, "trial", model=name, task=task, slot=k, deps=deps))
@@ -148,7 +166,7 @@ def build_plan(spec: StudySpec) -> Plan:
 def _cost(plan: Plan, m: ModelEntry) -> float:
     """A rough, deterministic cost of a model's stages (minutes on the 2-core machine; only their ratios
     matter): adaptation tokens, and a fine-tuning run per trial and seed of each of its tasks."""
-    runs = len(m.tasks) * ((plan.spec.search.trials or 0) + plan.spec.seeds)
+    runs = len(m.tasks) * (plan.trial_count(m.name) + plan.spec.seeds)
     return m.tokens / 131072 * 4 + runs * 5 + (1 if m.stage else 0)
 
 
@@ -194,7 +212,7 @@ def describe(plan: Plan, stage: Stage) -> str:
         return f"{b.model} made long: {b.make_long}"
     if stage.kind == "trial":
         s = spec.search
-        lr = f"lr {s.learning_rates[stage.slot]:g}" if s.method == "grid" else f"lr from TPE over {s.range}"
+        lr = f"lr {plan.grid(stage.model)[stage.slot]:g}" if s.method == "grid" else f"lr from TPE over {s.range}"
         return f"{lr}, seed {s.seed}, dev {_task_budget(plan, stage.task)}"
     if stage.kind == "seed":
         how = "lr chosen on dev" if spec.search.method != "none" else "the task's lr"

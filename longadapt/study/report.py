@@ -12,12 +12,13 @@ Scores in report.json are fractions (0-1, as run.json has them); report.md shows
 - ``tasks[task]``: ``metric``; ``published`` (as the task file gives it); ``rows``: one per model (baselines
   first, then adaptations by increasing tokens) with ``model, kind, role`` (reference | windowed | null),
   ``adaptation, tokens, seeds, n, mean, sd, lr, trials`` ([{lr, dev}]), ``optimizer_steps`` and
-  ``train_tokens_seen`` (per seed), ``tokens_vs_windowed_pct`` (null when equal or not comparable);
+  ``train_tokens_seen`` (per seed), ``tokens_vs_windowed_pct`` (null when equal or not comparable),
+  ``collapse`` ({cosine_before, cosine_after} when the adaptation's representation check warned, else null);
   ``comparisons``: ``model, against, role, method`` (bootstrap | t-test | null), ``seeds, documents, diff,
   low, high, p`` (diff = model - against, mean over shared seeds); ``long_documents``: ``windowed,
   documents, ids, skipped`` (why, or null) and ``rows`` [{model, n, mean, sd, documents}] (n: seeds).
 - ``curve``: ``task, metric, budgets``; ``points`` [{adaptation, model, tokens, tokens_seen, n, mean, sd}];
-  ``baselines`` [{model, role, n, mean, sd}]; ``bpb`` [{adaptation, model, tokens, tokens_seen, bpb, what}].
+  ``baselines`` [{model, role, n, mean, sd}]; ``bpb`` [{adaptation, model, tokens, tokens_seen, bpb, what, collapse}] (collapse: final points only).
 - ``cost``: ``adaptation`` [{model, tokens_seen, seconds, threads, threads_assumed, cpu_hours, precision}];
   ``finetune`` [{model, task, runs, trials, trials_timed, seconds, cpu_hours, threads_assumed, devices}].
 - ``summary``: [{task, best, best_mean, reference, windowed, beats_reference, beats_windowed, text}].
@@ -148,8 +149,17 @@ def _rows(collected: dict[str, Any], task: dict[str, Any]) -> list[dict[str, Any
                      "lr": res.get("lr"), "trials": [{"lr": t["lr"], "dev": t["dev"]}
                                                      for t in sorted(res.get("trials", []), key=lambda t: t["slot"])],
                      "optimizer_steps": [r.get("timing", {}).get("optimizer_steps") for r in runs],
-                     "train_tokens_seen": tokens, "tokens_vs_windowed_pct": pct})
+                     "train_tokens_seen": tokens, "tokens_vs_windowed_pct": pct, "collapse": _collapse(m)})
     return rows
+
+
+def _collapse(model: dict[str, Any]) -> dict[str, float] | None:
+    """The adaptation's own collapse check (run.json ``representations``) when it warned, else None: a score
+    is not read without it (a collapsed encoder cannot be fine-tuned, whatever its loss)."""
+    rep = (model.get("adapt") or {}).get("representations") or {}
+    if not rep.get("warning"):
+        return None
+    return {"cosine_before": rep["before"]["mean_token_cosine"], "cosine_after": rep["after"]["mean_token_cosine"]}
 
 
 def compare(task: dict[str, Any], model: str, against: str, resamples: int, seed: int) -> dict[str, Any]:
@@ -234,7 +244,7 @@ def _curve(collected: dict[str, Any]) -> dict[str, Any]:
             bpb.append({"adaptation": a, "model": (zero[:1] or [{"name": None}])[0]["name"], "tokens": 0,
                         "tokens_seen": 0, "bpb": initial, "what": "initial"})
         bpb += [{"adaptation": a, "model": m["name"], "tokens": m["tokens"], "tokens_seen": m["adapt"].get("tokens_seen"),
-                 "bpb": m["adapt"]["final_bpb"], "what": "final"}
+                 "bpb": m["adapt"]["final_bpb"], "what": "final", "collapse": _collapse(m)}
                 for m in trained if m["adapt"].get("final_bpb") is not None]
     baselines = [{"model": study[role], "role": role, **_spread([r["score"] for r in results[study[role]]["runs"]])}
                  for role in ("reference", "windowed") if (results.get(study.get(role)) or {}).get("runs")]
@@ -344,11 +354,15 @@ def _same(values: list[Any]) -> str:
 
 def _model_row(r: dict[str, Any]) -> list[str]:
     return [f"**{r['model']}** ({r['role']})" if r["role"] else r["model"],
-            f"{r['tokens']:,}" if r["kind"] == "adaptation" else "– (baseline)", _cell(r),
+            f"{r['tokens']:,}" if r["kind"] == "adaptation" else "– (baseline)", _cell(r) + _collapsed_note(r.get("collapse")),
             "–" if r["lr"] is None else f"{r['lr']:g}",
             "; ".join(f"{t['lr']:g}: {_num(t['dev'])}" for t in r["trials"]) or "–",
             _same(r["optimizer_steps"]), _same(r["train_tokens_seen"]), _num(r["tokens_vs_windowed_pct"], "+.1f", 1)
             + " %" * (r["tokens_vs_windowed_pct"] is not None)]
+
+
+def _collapsed_note(c: dict[str, float] | None) -> str:
+    return "" if not c else f"; representations collapsed in adaptation (token cosine {c['cosine_before']:.2f} -> {c['cosine_after']:.2f})"
 
 
 def _task_md(name: str, entry: dict[str, Any], study: dict[str, Any]) -> list[str]:
@@ -406,7 +420,8 @@ def _curve_md(curve: dict[str, Any], figures: list[str]) -> list[str]:
     if curve["bpb"]:
         lines += ["Validation bits per byte (the masked-LM loss, not the verdict): initial = before training.", ""]
         lines += _table(["adaptation", "tokens", "bits per byte", "what"],
-                        [[b["adaptation"], f"{b['tokens']:,}", f"{b['bpb']:.4f}", b["what"]] for b in curve["bpb"]])
+                        [[b["adaptation"], f"{b['tokens']:,}", f"{b['bpb']:.4f}", b["what"] + _collapsed_note(b.get("collapse"))]
+                         for b in curve["bpb"]])
     return lines
 
 

@@ -87,10 +87,15 @@ def plan_record(plan: Plan) -> dict[str, Any]:
             "stages": [{"id": s.id, "kind": s.kind, "deps": s.deps} for s in plan.stages.values()]}
 
 
+def _trials_text(plan: Plan) -> str:
+    counts = sorted({plan.trial_count(name) for name in plan.models})
+    return f"{' or '.join(map(str, counts)) or 0} trials"
+
+
 def dry_run_table(plan: Plan, stages: list[Stage], where: tuple[int, int] | None) -> str:
     lines = [f"study {plan.spec.name} ({plan.spec.path}) -> {plan.out}",
              f"{len(plan.models)} models, {len(plan.spec.tasks)} tasks, {plan.spec.seeds} seeds, search "
-             f"{plan.spec.search.method} ({plan.spec.search.trials or 0} trials per model and task)"]
+             f"{plan.spec.search.method} ({_trials_text(plan)} per model and task)"]
     if where is not None:
         lines.append(f"shard {where[0]}/{where[1]}: models {', '.join(owners(plan, where[1]).get(where[0], []))}")
     lines += ["", "| stage | budget | status |", "|---|---|---|"]
@@ -247,7 +252,8 @@ def collect(plan: Plan) -> dict[str, Any]:
                               "tokens_seen": run.get("tokens_seen"),
                               "initial_bpb": (phases[0].get("initial_metrics") or {}).get("bpb") if phases else None,
                               "final_bpb": (phases[-1].get("final_metrics") or {}).get("bpb") if phases else None,
-                              "precision": (run.get("config", {}).get("train") or {}).get("precision", "fp32")}
+                              "precision": (run.get("config", {}).get("train") or {}).get("precision", "fp32"),
+                              "representations": run.get("representations")}
         models.append(entry)
     tasks: dict[str, Any] = {}
     for task in spec.tasks:

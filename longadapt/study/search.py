@@ -51,11 +51,12 @@ def _study(plan: Plan, stage: Stage, sampler: Any = None):
                                direction="maximize", load_if_exists=True, sampler=sampler)
 
 
-def _distribution(plan: Plan):
+def _distribution(plan: Plan, model: str):
     from optuna.distributions import FloatDistribution
 
     s = plan.spec.search
-    low, high = (min(s.learning_rates), max(s.learning_rates)) if s.method == "grid" else s.range
+    rates = plan.grid(model)
+    low, high = (min(rates), max(rates)) if s.method == "grid" else s.range
     return FloatDistribution(float(low), float(high), log=True)
 
 
@@ -78,7 +79,7 @@ def tpe_rate(plan: Plan, stage: Stage) -> tuple[float, Any]:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             logger.info("trial %d of %s (slot %d) was left running by a stopped process: marked failed", t.number,
                         study.study_name, stage.slot)
-    trial = study.ask({PARAM: _distribution(plan)})
+    trial = study.ask({PARAM: _distribution(plan, stage.model)})
     trial.set_user_attr("slot", stage.slot)
     return float(trial.params[PARAM]), (study, trial)
 
@@ -102,5 +103,5 @@ def record_trial(plan: Plan, stage: Stage, lr: float, value: float, handle: Any,
     if any(t.user_attrs.get("slot") == stage.slot and t.state == TrialState.COMPLETE
            for t in study.get_trials(deepcopy=False)):
         return
-    study.add_trial(optuna.trial.create_trial(params={PARAM: lr}, distributions={PARAM: _distribution(plan)},
+    study.add_trial(optuna.trial.create_trial(params={PARAM: lr}, distributions={PARAM: _distribution(plan, stage.model)},
                                               value=value, user_attrs=attrs))

@@ -46,6 +46,9 @@ class AdaptationSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     # the tasks of this adaptation's largest budget; default: every study task
     tasks: list[str] | None = None
+    # this adaptation's own grid of fine-tuning rates (search method grid), in place of search.learning_rates;
+    # e.g. a 1.6M-parameter model trained from scratch fine-tunes at rates ten times MiniLM's
+    learning_rates: list[float] | None = None
 
 
 @dataclass
@@ -56,6 +59,8 @@ class BaselineSpec:
     name: str = ""
     model: str = ""
     make_long: dict[str, Any] | None = None
+    # this baseline's own grid of fine-tuning rates (search method grid), in place of search.learning_rates
+    learning_rates: list[float] | None = None
 
 
 @dataclass
@@ -443,15 +448,26 @@ def _check_search(spec: StudySpec, where: _Where) -> None:
             raise LongAdaptError(f"{where(key)}: a learning rate is a positive number (e.g. 2e-4), not {v!r}")
         return x
 
+    own = [(f"{kind}.{i}.learning_rates", entry) for kind, entries in (("adaptations", spec.adaptations),
+                                                                       ("baselines", spec.baselines))
+           for i, entry in enumerate(entries) if entry.learning_rates is not None]
+    for key, entry in own:
+        if s.method != "grid":
+            raise LongAdaptError(f"{where(key)}: a model's own learning_rates are a grid; set search.method: grid, "
+                                 f"or remove {key} (a {s.method} search uses search.range for every model)")
+        if not isinstance(entry.learning_rates, list) or not entry.learning_rates:
+            raise LongAdaptError(f"{where(key)}: learning_rates lists this model's rates, e.g. [5e-4, 1e-3, 2e-3]")
+        entry.learning_rates = _rates(entry.learning_rates, key, rate, where)
     if s.method == "grid":
         if not s.learning_rates:
             raise LongAdaptError(f"{where('search')}: a grid search lists its learning_rates, e.g. "
                                  "learning_rates: [1e-4, 2e-4, 4e-4]")
         if s.range is not None:
             raise LongAdaptError(f"{where('search.range')}: range is for method: tpe; a grid lists learning_rates")
-        s.learning_rates = [rate(v, "search.learning_rates") for v in s.learning_rates]
-        if len(set(s.learning_rates)) != len(s.learning_rates):
-            raise LongAdaptError(f"{where('search.learning_rates')}: a learning rate is listed twice")
+        s.learning_rates = _rates(s.learning_rates, "search.learning_rates", rate, where)
+        if s.trials is not None and own:
+            raise LongAdaptError(f"{where('search.trials')}: some models have their own learning_rates (the first: "
+                                 f"{own[0][0]}), so a grid's trials differ by model; remove trials")
         if s.trials is not None and s.trials != len(s.learning_rates):
             raise LongAdaptError(f"{where('search.trials')}: a grid runs one trial per learning rate "
                                  f"({len(s.learning_rates)}); remove trials or make it {len(s.learning_rates)}")
@@ -477,6 +493,13 @@ def _check_search(spec: StudySpec, where: _Where) -> None:
             raise LongAdaptError(f"{where('search')}: method: none runs no trial; remove learning_rates, range "
                                  "and trials, or choose grid or tpe")
         s.trials = 0
+
+
+def _rates(values: list[Any], key: str, rate: Any, where: _Where) -> list[float]:
+    out = [rate(v, key) for v in values]
+    if len(set(out)) != len(out):
+        raise LongAdaptError(f"{where(key)}: a learning rate is listed twice")
+    return out
 
 
 def load_study_task(spec: StudySpec, task: str, lr: float | None = None):

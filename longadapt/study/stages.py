@@ -124,7 +124,7 @@ def trial_rate(plan: Plan, stage: Stage) -> float | None:
     """A trial's learning rate: the grid's value, or (TPE) the rate its record holds."""
     s = plan.spec.search
     if s.method == "grid":
-        return float(s.learning_rates[stage.slot])
+        return float(plan.grid(stage.model)[stage.slot])
     rec = read_record(plan, stage.id)
     return float(rec["lr"]) if rec and "lr" in rec else None
 
@@ -333,7 +333,7 @@ def _run_trial(plan: Plan, stage: Stage, start: float) -> None:
 
     s = plan.spec.search
     if s.method == "grid":
-        lr, handle = float(s.learning_rates[stage.slot]), None
+        lr, handle = float(plan.grid(stage.model)[stage.slot]), None
     else:
         lr, handle = tpe_rate(plan, stage)
     run, reused = _finetune(plan, stage.task, stage.model, lr, s.seed)
