@@ -407,3 +407,21 @@ def test_a_quaero_run_records_and_logs_both_counts(tiny_dir: Path, shared_data: 
     assert "CLEF eHealth count of test" in (run_dir / "entities.md").read_text(encoding="utf-8")
     both = [x for x in caplog.text.splitlines() if "test f1 = " in x and "clef_f1 = " in x]
     assert len(both) == 2  # the run's line and the summary's line
+
+
+def test_an_entity_model_that_predicts_nothing_or_one_type_is_told_what_to_try() -> None:
+    from types import SimpleNamespace
+
+    from longadapt.evaluation.adapters import TokenAdapter
+
+    adapter = object.__new__(TokenAdapter)  # the warning reads only the task and the scored table
+    adapter.task = SimpleNamespace(type="ner", name="fr-quaero-emea-ner")
+    adapter.table = {"total": {"gold": 7}, "per_type": {"CHEM": {"gold": 4, "predicted": 0},
+                                                        "DISO": {"gold": 3, "predicted": 0}}}
+    (nothing,) = adapter.output_warnings([], {})
+    assert nothing.startswith("fr-quaero-emea-ner: the model predicted no entity on the test split (7 gold mentions)")
+    assert "try a higher training.learning_rate" in nothing
+    adapter.table["per_type"]["CHEM"]["predicted"] = 5
+    assert adapter.output_warnings([], {}) == ["fr-quaero-emea-ner: every predicted mention on test is CHEM (gold has 2 types)"]
+    adapter.table["per_type"]["DISO"]["predicted"] = 1
+    assert adapter.output_warnings([], {}) == []

@@ -73,6 +73,8 @@ def test_a_model_with_its_own_grid_gets_its_own_trials_and_only_in_a_grid_search
     plan = build_plan(load_study(_write(tmp_path, own, minilm_dir)))
     bert = plan.trials_of("fr-e3c-ner-doc", "bert")
     assert [describe(plan, st).split(",")[0] for st in bert] == ["lr 0.0002"]
+    # a grid trial is named by its rate: another study file with another grid shares it, never overwrites it
+    assert [st.id for st in bert] == ["trial/fr-e3c-ner-doc/bert/lr-0.0002"]
     assert [describe(plan, st).split(",")[0] for st in plan.trials_of("fr-e3c-ner-doc", "scratch-4096")] == [
         "lr 0.001", "lr 0.003"]  # the search's grid
     assert all(st.deps[-1] == bert[0].id for st in plan.stages.values() if st.kind == "seed" and st.model == "bert")
@@ -147,7 +149,7 @@ def test_a_killed_study_resumes_retries_only_its_failures_and_writes_the_same_re
     random point; run 2 finishes what can be finished and lists the failure; run 3 retries only the failed
     and blocked stages. Its report equals the sharded run's."""
     study = write_tiny_study(tmp_path / "b", minilm_dir)
-    broken = "trial/fr-e3c-ner-doc/scratch-2048/1"
+    broken = "trial/fr-e3c-ner-doc/scratch-2048/lr-0.003"
     env = {**os.environ, "LONGADAPT_FAULT": f"stage:{broken}"}
     proc = subprocess.Popen([sys.executable, "-m", "longadapt", "study", str(study), "--jobs", "2", "--threads", "1"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -165,7 +167,7 @@ def test_a_killed_study_resumes_retries_only_its_failures_and_writes_the_same_re
     reused = re.search(r"stages to run \((\d+) already done\)", second.stderr)
     assert reused and int(reused.group(1)) >= 1  # the killed run's finished stages were reused
     assert f"FAILED {broken}: exit status -9; log " in second.stderr
-    assert "not run seed/fr-e3c-ner-doc/scratch-2048/0: needs trial/fr-e3c-ner-doc/scratch-2048/1" in second.stderr
+    assert "not run seed/fr-e3c-ner-doc/scratch-2048/0: needs trial/fr-e3c-ner-doc/scratch-2048/lr-0.003" in second.stderr
     assert not (study.parent / "out" / "report").exists()  # no report while a stage is missing
     assert (study.parent / "out" / "stages" / "seed__fr-e3c-ner-doc__bert__1.json").is_file()  # the others went on
 

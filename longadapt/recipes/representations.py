@@ -6,8 +6,9 @@ MiniLM's encoder at 5e-4 for 16 steps) halved the bits per byte and made every t
 point the same way: the mean cosine between the tokens of a held-out document went from 0.24 to 0.98 and
 the first principal component took 94 % of their variance (6 % before); fine-tuned on QUAERO EMEA, it
 predicted nothing (F1 0.0 on 3 of 3 seeds, where the same encoder before the phase scored 17.5).
-docs/results.md has the measurements. A model whose representations collapsed like that cannot be
-fine-tuned, whatever its loss says; the recipe runner measures it and warns.
+docs/results.md has the measurements. A model whose representations collapsed like that could not be
+fine-tuned at the rate its start takes, whatever its loss said (whether a much higher rate would rescue it, as
+it does a model trained from scratch, was not measured); the recipe runner measures it and warns.
 
 The measures, on the last layer of up to ``max_documents`` held-out documents (each at most
 ``max_length`` tokens), averaged over documents: ``mean_token_cosine`` (mean cosine similarity between
@@ -87,7 +88,8 @@ def collapse_warning(before: dict[str, float] | None, after: dict[str, float] | 
         return (f"the encoder's token representations collapsed during this adaptation: the mean cosine between the "
                 f"tokens of held-out documents went from {b:.2f} to {a:.2f} (first principal component: "
                 f"{100 * before['top_component_share']:.0f} % -> {100 * after['top_component_share']:.0f} % of the "
-                "variance). Such a model cannot be fine-tuned, whatever its validation loss; train the pretrained "
+                "variance). Such models learned nothing when fine-tuned at the rate their start takes (docs/results.md), "
+                "whatever their validation loss; train the pretrained "
                 "encoder at a fraction of the new head's rate (train.optimizer.lr_multipliers: {\"model.*\": 0.1}) "
                 "or lower train.lr")
     return None

@@ -5,8 +5,10 @@ Stages (``Stage.id``):
 - ``baseline/<name>``: a baseline made long (``make_long``); a baseline used as it is needs no stage;
 - ``adapt/<model>``: one adaptation at one token budget (``longadapt adapt`` with the recipe's phases
   scaled to the budget; budget 0: the strategy's model before any training step);
-- ``trial/<task>/<model>/<k>``: trial ``k`` of the learning-rate search of a model on a task (dev score,
-  the search's seed); TPE trials depend on the ones before them, grid trials on none;
+- ``trial/<task>/<model>/lr-<rate>`` (grid) or ``trial/<task>/<model>/<k>`` (TPE): a trial of the
+  learning-rate search of a model on a task (dev score, the search's seed); TPE trials depend on the ones
+  before them, grid trials on none. A grid trial is named by its rate, so that two study files with different
+  grids in one folder share the trials of the rates they share and never overwrite each other's records;
 - ``seed/<task>/<model>/<s>``: the model fine-tuned with the rate chosen on dev, seed ``s`` (the search's
   seed reuses its trial's run: same fingerprint, same folder);
 - ``report``: the verdict report, from every stage's record.
@@ -152,9 +154,10 @@ def build_plan(spec: StudySpec) -> Plan:
                 continue
             made = [m.stage] if m.stage else []
             trial_ids = []
+            grid = _grid(spec, m) if spec.search.method == "grid" else None
             for k in range(_trial_count(spec, m)):
                 deps = made + ([trial_ids[-1]] if spec.search.method == "tpe" and trial_ids else [])
-                sid = f"trial/{task}/{name}/{k}"
+                sid = f"trial/{task}/{name}/" + (f"lr-{grid[k]:g}" if grid else str(k))
                 add(Stage(sid, "trial", model=name, task=task, slot=k, deps=deps))
                 trial_ids.append(sid)
             for s in range(spec.seeds):
