@@ -222,3 +222,27 @@ def test_a_collapsed_adaptation_says_so_beside_its_score(tmp_path: Path) -> None
     assert note in row
     assert [b.get("collapse") is not None for b in report["curve"]["bpb"]] == [False, False, True]
     assert md.count(note) == 2  # the models table and the bits-per-byte table
+
+
+def test_an_adaptation_with_its_own_untrained_model_is_compared_with_it(tmp_path: Path) -> None:
+    """Scratch's 0-token point is its random network, not the reference: each budget is also compared with it."""
+    correct = {**CORRECT, "convert-0": copy.deepcopy(CORRECT["minilm-4096"])}
+    collected = _collected(correct)
+    next(m for m in collected["models"] if m["name"] == "minilm-4096")["untrained_of"] = []
+    collected["models"].append({"name": "convert-0", "kind": "adaptation", "tasks": ["t"], "stage": "adapt/convert-0",
+                                "adaptation": "convert", "strategy": "convert", "arm": None, "tokens": 0,
+                                "final": False, "untrained_of": [], "adapt": {"seconds": 1.0, "threads": 1,
+                                                                              "tokens_seen": 0, "precision": "fp32"}})
+    path = render(collected, tmp_path)
+    report = json.loads((path.parent / "report.json").read_text(encoding="utf-8"))
+    own = {c["model"]: c for c in report["tasks"]["t"]["comparisons"] if c["role"] == "untrained"}
+    assert sorted(own) == ["convert-1000", "convert-2000"] and {c["against"] for c in own.values()} == {"convert-0"}
+    assert own["convert-1000"]["diff"] == 0.0 and own["convert-1000"]["p"] == 1.0  # the same runs
+    # seeds: 72/104 - 32/50, 74/104 - 35/50, 72/104 - 31/50, averaged
+    assert own["convert-2000"]["diff"] == pytest.approx((72 / 104 - 0.64 + 74 / 104 - 0.70 + 72 / 104 - 0.62) / 3)
+    assert [p["model"] for p in report["curve"]["points"]][0] == "convert-0"
+    summary = report["summary"][0]
+    assert summary["beats_untrained"] == []  # +4.54 points on 4 documents is not significant (p = 0.738)
+    assert summary["text"].endswith("no adaptation beats the strategy's own untrained model (convert-1000 +0.00 "
+                                    "vs convert-0, p = 1.000; convert-2000 +4.54 vs convert-0, p = 0.738).")
+    assert "| convert-2000 | convert-0 (untrained) | bootstrap | 3 | 4 |" in path.read_text(encoding="utf-8")

@@ -21,7 +21,9 @@ Scores in report.json are fractions (0-1, as run.json has them); report.md shows
   ``baselines`` [{model, role, n, mean, sd}]; ``bpb`` [{adaptation, model, tokens, tokens_seen, bpb, what, collapse}] (collapse: final points only).
 - ``cost``: ``adaptation`` [{model, tokens_seen, seconds, threads, threads_assumed, cpu_hours, precision}];
   ``finetune`` [{model, task, runs, trials, trials_timed, seconds, cpu_hours, threads_assumed, devices}].
-- ``summary``: [{task, best, best_mean, reference, windowed, beats_reference, beats_windowed, text}].
+- ``summary``: [{task, best, best_mean, reference, windowed, beats_reference, beats_windowed, beats_untrained,
+  text}]; comparisons of role ``untrained``: an adaptation against its own 0-token model where that is not
+  the reference (scratch's random network).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ TTEST = "t-test"
 MIN_TTEST_SEEDS = 3
 COUNT_KEYS = ("correct", "predicted", "gold")
 PUBLISHED_LABEL = "other models, other budgets (not comparable to the rows above)"
-ROLE_WORDS = {"reference": "the un-adapted model", "windowed": "the windowed baseline"}
+ROLE_WORDS = {"reference": "the un-adapted model", "windowed": "the windowed baseline",
+              "untrained": "the strategy's own untrained model"}
 
 
 # --- statistics
@@ -195,7 +198,21 @@ def _comparisons(collected: dict[str, Any], task: dict[str, Any], rows: list[dic
             if row["model"] != against:
                 out.append({**compare(task, row["model"], against, int(study.get("bootstrap") or 0),
                                       int(study.get("bootstrap_seed") or 0)), "role": role})
+    # an adaptation whose 0-token point is not the reference (scratch's random network, a vocabulary arm's
+    # transferred rows): does training help the strategy's own model?
+    for row in rows:
+        zero = _zero_of(collected, row["adaptation"]) if row["kind"] == "adaptation" and row["tokens"] else None
+        if zero and zero["name"] not in (study.get("reference"), row["model"]) and zero["name"] in task["results"]:
+            out.append({**compare(task, row["model"], zero["name"], int(study.get("bootstrap") or 0),
+                                  int(study.get("bootstrap_seed") or 0)), "role": "untrained"})
     return out
+
+
+def _zero_of(collected: dict[str, Any], adaptation: str) -> dict[str, Any] | None:
+    """An adaptation's 0-token model: its own budget 0, or the baseline that is its model before training."""
+    own = [m for m in collected["models"] if m.get("adaptation") == adaptation and m["kind"] == "adaptation"
+           and not m.get("tokens")]
+    return (own or [m for m in collected["models"] if adaptation in (m.get("untrained_of") or [])] or [None])[0]
 
 
 def _long_documents(collected: dict[str, Any], task: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -231,9 +248,8 @@ def _curve(collected: dict[str, Any]) -> dict[str, Any]:
     points, bpb = [], []
     for a in dict.fromkeys(m["adaptation"] for m in adaptations):
         own = [m for m in adaptations if m["adaptation"] == a]
-        zero = ([m for m in own if not m.get("tokens")]
-                or [m for m in collected["models"] if a in (m.get("untrained_of") or [])])
-        for m in zero[:1] + [m for m in own if m.get("tokens")]:
+        zero = [m for m in [_zero_of(collected, a)] if m]
+        for m in zero + [m for m in own if m.get("tokens")]:
             if (results.get(m["name"]) or {}).get("runs"):
                 seen = (m.get("adapt") or {}).get("tokens_seen") or (m.get("tokens") or 0)
                 points.append({"adaptation": a, "model": m["name"], "tokens": m.get("tokens") or 0, "tokens_seen": seen,
@@ -241,7 +257,7 @@ def _curve(collected: dict[str, Any]) -> dict[str, Any]:
         trained = [m for m in own if m.get("tokens") and m.get("adapt")]
         initial = next((m["adapt"]["initial_bpb"] for m in trained if m["adapt"].get("initial_bpb") is not None), None)
         if initial is not None:
-            bpb.append({"adaptation": a, "model": (zero[:1] or [{"name": None}])[0]["name"], "tokens": 0,
+            bpb.append({"adaptation": a, "model": (zero or [{"name": None}])[0]["name"], "tokens": 0,
                         "tokens_seen": 0, "bpb": initial, "what": "initial"})
         bpb += [{"adaptation": a, "model": m["name"], "tokens": m["tokens"], "tokens_seen": m["adapt"].get("tokens_seen"),
                  "bpb": m["adapt"]["final_bpb"], "what": "final", "collapse": _collapse(m)}
@@ -310,6 +326,14 @@ def _summary(study: dict[str, Any], name: str, entry: dict[str, Any]) -> dict[st
             largest = max(c.get("tokens") or 0 for c in cmp)
             words.append(f"no adaptation beats {ROLE_WORDS[role]} at this budget ({study[role]}; adaptations of up to "
                          f"{largest:,} tokens{closest})")
+    own = [c for c in entry["comparisons"] if c["role"] == "untrained"]
+    better = [c for c in own if c["diff"] is not None and c["diff"] > 0 and c["p"] is not None and c["p"] < ALPHA]
+    out["beats_untrained"] = [c["model"] for c in better]
+    if own:
+        listed = "; ".join(f"{c['model']} {_num(c['diff'], '+.2f')} vs {c['against']}, p {_p(c['p'])}"
+                           for c in (better or own))
+        words.append(f"beating {ROLE_WORDS['untrained']} with p < {ALPHA}: {listed}" if better
+                     else f"no adaptation beats {ROLE_WORDS['untrained']} ({listed})")
     return {**out, "text": "; ".join(words) + "."}
 
 
