@@ -158,7 +158,7 @@ def _rows(collected: dict[str, Any], task: dict[str, Any]) -> list[dict[str, Any
 
 def _collapse(model: dict[str, Any]) -> dict[str, float] | None:
     """The adaptation's own collapse check (run.json ``representations``) when it warned, else None: a score
-    is not read without it (a collapsed encoder cannot be fine-tuned, whatever its loss)."""
+    is not read without it (collapsed pretrained encoders learned nothing at their start's rate)."""
     rep = (model.get("adapt") or {}).get("representations") or {}
     if not rep.get("warning"):
         return None

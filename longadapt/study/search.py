@@ -100,7 +100,7 @@ def record_trial(plan: Plan, stage: Stage, lr: float, value: float, handle: Any,
     if plan.spec.search.method != "grid":
         return  # a TPE trial already complete in the storage
     study = _study(plan, stage)
-    if any(t.user_attrs.get("slot") == stage.slot and t.state == TrialState.COMPLETE
+    if any(t.params.get(PARAM) == lr and t.state == TrialState.COMPLETE  # a grid trial is known by its rate
            for t in study.get_trials(deepcopy=False)):
         return
     study.add_trial(optuna.trial.create_trial(params={PARAM: lr}, distributions={PARAM: _distribution(plan, stage.model)},
