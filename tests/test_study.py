@@ -124,7 +124,8 @@ def test_a_tiny_study_runs_in_two_shards_and_gathers_its_report(tiny_study: Path
     assert (out / "report" / "curve_fr-e3c-ner-doc.png").read_bytes()[:4] == b"\x89PNG"
     # every (model, task) has its two trials and two seeds; seed 0 is the chosen trial's own run
     for model in ("bert", "scratch-2048", "scratch-4096"):
-        trials = [json.loads((out / "stages" / f"trial__fr-e3c-ner-doc__{model}__{k}.json").read_text()) for k in (0, 1)]
+        trials = [json.loads((out / "stages" / f"trial__fr-e3c-ner-doc__{model}__lr-{lr}.json").read_text())
+                  for lr in ("0.001", "0.003")]  # a grid trial is named by its rate
         assert [t["lr"] for t in trials] == [1e-3, 3e-3]
         best = max(trials, key=lambda t: (t["value"], -t["lr"]))
         seed0 = json.loads((out / "stages" / f"seed__fr-e3c-ner-doc__{model}__0.json").read_text())
