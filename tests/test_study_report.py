@@ -184,6 +184,13 @@ def test_curve_figures_published_and_cost(rendered) -> None:
     assert ft["minilm-512"]["cpu_hours"] == pytest.approx(3 * 36 / 3600) and ft["minilm-512"]["threads_assumed"]
 
 
+def test_a_figure_of_another_study_files_report_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "curve_other-task.png").write_bytes(b"\x89PNG another study file's curve")
+    (tmp_path / "notes.png").write_bytes(b"\x89PNG not a report figure")
+    render(_collected(CORRECT), tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["bpb.png", "curve_t.png", "notes.png"]
+
+
 def test_same_input_gives_identical_bytes(rendered, tmp_path: Path) -> None:
     path, _, _ = rendered
     published = [{"model": "DrBERT", "score": 0.8, "metric": "f1", "source": "a paper", "note": "sentences"}]

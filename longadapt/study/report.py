@@ -545,6 +545,11 @@ def render(collected: dict[str, Any], out_dir: Path) -> Path:
                                                      "reference", "windowed", "bootstrap", "bootstrap_seed")},
                         "alpha": ALPHA}}
     figures = _plot(curve, out_dir)
+    # the report folder is shared by every study file written into one study folder: a figure that this report
+    # did not draw belongs to another file's report and would be read as part of this one
+    for stale in sorted({*out_dir.glob("curve_*.png"), *out_dir.glob("bpb.png")}):
+        if stale.name not in figures:
+            stale.unlink()
     lines = [f"# Verdict report: study {study['name']} ({study.get('language')})", "",
              (f"Study file {study.get('file')}; {_seeds(study.get('seeds') or 0)} per model and task; scores x 100 "
               f"on the test split. Reference (un-adapted long model): {study.get('reference') or 'none'}; windowed "
